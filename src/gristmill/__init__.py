@@ -1,0 +1,86 @@
+"""gristmill: synthetic datasets from configs, chained into resumable composite workflows.
+
+>>> import gristmill as gm
+>>> cfg = (gm.ConfigBuilder()
+...        .add_column(name="n", column_type="sampler", sampler_type="uniform",
+...                    params={"low": 1, "high": 6, "integer": True})
+...        .build())
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from gristmill.config import (
+    ColumnInequality,
+    ConfigBuilder,
+    CustomColumn,
+    DatasetConfig,
+    DropColumnsProcessor,
+    ExpressionColumn,
+    IndexRange,
+    InferenceParameters,
+    ModelConfig,
+    ModelProvider,
+    PartitionBlock,
+    RunConfig,
+    SamplerColumn,
+    SamplingStrategy,
+    ScalarInequality,
+    SchemaTransformProcessor,
+    SeedConfig,
+)
+from gristmill.errors import (
+    ArtifactError,
+    ConfigError,
+    ConstraintError,
+    GenerationError,
+    GristmillError,
+    LockedError,
+    ModelAuthError,
+    ModelError,
+    ModelRateLimitError,
+    ModelResponseError,
+    ResumeError,
+    SeedDatasetError,
+    WorkflowError,
+)
+from gristmill.mill import Mill, ResumeMode
+from gristmill.results import DatasetResults
+
+__all__ = [
+    "ArtifactError",
+    "ColumnInequality",
+    "ConfigBuilder",
+    "ConfigError",
+    "ConstraintError",
+    "CustomColumn",
+    "DatasetConfig",
+    "DatasetResults",
+    "DropColumnsProcessor",
+    "ExpressionColumn",
+    "GenerationError",
+    "GristmillError",
+    "IndexRange",
+    "InferenceParameters",
+    "LockedError",
+    "Mill",
+    "ModelAuthError",
+    "ModelConfig",
+    "ModelError",
+    "ModelProvider",
+    "ModelRateLimitError",
+    "ModelResponseError",
+    "PartitionBlock",
+    "ResumeError",
+    "ResumeMode",
+    "RunConfig",
+    "SamplerColumn",
+    "SamplingStrategy",
+    "ScalarInequality",
+    "SchemaTransformProcessor",
+    "SeedConfig",
+    "SeedDatasetError",
+    "WorkflowError",
+    "__version__",
+]

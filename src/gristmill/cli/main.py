@@ -1,0 +1,165 @@
+"""``gristmill`` command: create, preview and validate datasets (and more, mounted from siblings)."""
+
+from __future__ import annotations
+
+import functools
+import sys
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+import gristmill as gm
+
+app = typer.Typer(help="gristmill: synthetic datasets from configs, with resumable workflows.",
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+console = Console()
+err_console = Console(stderr=True)
+F = TypeVar("F", bound=Callable[..., Any])
+
+DebugOption = Annotated[bool, typer.Option("--debug", help="Show the full traceback on errors.")]
+
+
+def user_errors(func: F) -> F:
+    """Turn gristmill errors into one clear red line and exit code 1 (``--debug``: traceback)."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        debug = bool(kwargs.get("debug"))
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("always")
+                warnings.showwarning = _show_warning
+                return func(*args, **kwargs)
+        except gm.GristmillError as exc:
+            if debug:
+                raise
+            err_console.print(f"[bold red]error:[/] {type(exc).__name__}: {exc}", highlight=False)
+            raise typer.Exit(1) from None
+        except KeyboardInterrupt:
+            err_console.print("[yellow]interrupted[/]: completed batches are kept; rerun with --resume if-possible")
+            raise typer.Exit(130) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _show_warning(message: Any, category: Any, filename: str, lineno: int, file: Any = None,
+                  line: Any = None) -> None:
+    err_console.print(f"[yellow]warning:[/] {message}", highlight=False)
+
+
+def load_config(path: Path) -> gm.DatasetConfig:
+    """A dataset config from a YAML or JSON file; relative seed paths resolve from the file's folder."""
+    if not path.exists():
+        raise gm.ConfigError(f"config file {str(path)!r} does not exist")
+    config = gm.DatasetConfig.from_json(path) if path.suffix.lower() == ".json" else gm.DatasetConfig.from_yaml(path)
+    seed = config.seed
+    if seed is not None and isinstance(seed.source, str) and not Path(seed.source).is_absolute():
+        candidate = path.parent / seed.source
+        if not Path(seed.source).exists() and (candidate.exists() or any(c in seed.source for c in "*?[")):
+            seed.source = str(candidate)
+    if str(path.parent.resolve()) not in sys.path:  # custom columns may live next to the config
+        sys.path.insert(0, str(path.parent.resolve()))
+    return config
+
+
+def show_frame(frame: Any, *, title: str | None = None, max_width: int = 40) -> None:
+    """Print a DataFrame as a readable table, long cells shortened."""
+    table = Table(title=title, show_lines=False)
+    for name in frame.columns:
+        table.add_column(str(name), overflow="fold", max_width=max_width)
+    for _, row in frame.iterrows():
+        table.add_row(*[_cell(v, max_width * 3) for v in row.tolist()])
+    console.print(table)
+
+
+def _cell(value: Any, limit: int) -> str:
+    text = str(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+@app.command()
+@user_errors
+def create(
+    config: Annotated[Path, typer.Argument(help="Dataset config (YAML or JSON).")],
+    num_records: Annotated[int, typer.Option("--num-records", "-n", help="Rows to generate.")],
+    name: Annotated[str | None, typer.Option("--name", help="Dataset name (default: the config's file stem).")] = None,
+    resume: Annotated[gm.ResumeMode, typer.Option(help="never | if-possible | always")] = gm.ResumeMode.NEVER,
+    artifact_path: Annotated[Path, typer.Option("--artifact-path", help="Where datasets are written.")] = Path(
+        "artifacts"),
+    batch_size: Annotated[int | None, typer.Option(help="Rows per batch file.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Run seed (recorded; drawn when omitted).")] = None,
+    debug: DebugOption = False,
+) -> None:
+    """Generate a dataset into ARTIFACT_PATH/NAME, with a progress bar."""
+    cfg = load_config(config)
+    updates = {k: v for k, v in {"batch_size": batch_size, "seed": seed}.items() if v is not None}
+    mill = gm.Mill(artifact_path, run_config=gm.RunConfig(**updates))
+    with mill:
+        results = mill.create(cfg, num_records=num_records, dataset_name=name or config.stem, resume=resume)
+        meta = results.metadata
+        console.print(f"[green]done[/]: {meta.actual_rows} rows in {len(meta.completed_batches)} batch files at "
+                      f"[bold]{results.artifact_path}[/] ({meta.generation_seconds:.2f}s of generation)")
+        _print_usage(meta.usage)
+
+
+def _print_usage(usage: dict[str, dict[str, int]]) -> None:
+    for model, counters in sorted(usage.items()):
+        parts = ", ".join(f"{k}={v}" for k, v in sorted(counters.items()))
+        console.print(f"  model [bold]{model}[/]: {parts}")
+
+
+@app.command()
+@user_errors
+def preview(
+    config: Annotated[Path, typer.Argument(help="Dataset config (YAML or JSON).")],
+    num_records: Annotated[int, typer.Option("--num-records", "-n", help="Rows to show.")] = 5,
+    seed: Annotated[int | None, typer.Option(help="Run seed.")] = None,
+    debug: DebugOption = False,
+) -> None:
+    """Generate a few rows in memory and print them; nothing is written."""
+    cfg = load_config(config)
+    with gm.Mill(run_config=gm.RunConfig(seed=seed, show_progress=False)) as mill:
+        show_frame(mill.preview(cfg, num_records=num_records), title=f"preview of {config.name}")
+
+
+@app.command()
+@user_errors
+def validate(
+    config: Annotated[Path, typer.Argument(help="Dataset config (YAML or JSON).")],
+    debug: DebugOption = False,
+) -> None:
+    """Static checks only: fields, column graph, seed readable, model aliases known."""
+    cfg = load_config(config)
+    with gm.Mill() as mill:
+        mill.validate(cfg)
+    console.print(f"[green]valid[/]: {len(cfg.columns)} columns, fingerprint {cfg.fingerprint()[:12]}")
+
+
+def _mount_optional() -> None:
+    # Sub-commands from other parts of the package, mounted when present.
+    import importlib
+
+    for module_name, name, help_text in [("models", "models", "List and check configured models."),
+                                         ("cache", "cache", "Inspect or clear a response cache."),
+                                         ("workflow", None, None)]:
+        try:
+            module = importlib.import_module(f"gristmill.cli.{module_name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"gristmill.cli.{module_name}":
+                raise
+            continue
+        if name is None:
+            module.register(app)
+        else:
+            app.add_typer(module.app, name=name, help=help_text)
+
+
+_mount_optional()
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

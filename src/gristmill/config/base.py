@@ -1,0 +1,17 @@
+"""Shared base for every user-facing config model."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+
+class ConfigModel(BaseModel):
+    """Base of user-written configuration: unknown fields are errors, values are validated on assignment."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, arbitrary_types_allowed=True)
+
+    def fingerprint_payload(self) -> Any:
+        """The data-relevant part of this model, as JSON-able data (see ``config.fingerprint``)."""
+        return self.model_dump(mode="json", exclude_none=False)

@@ -1,0 +1,185 @@
+"""Column configs and the column-type registry.
+
+A column type is a pydantic model with a ``column_type`` literal, registered with
+:func:`register_column_type`. ``DatasetConfig`` parses a column dict by looking its
+``column_type`` up here, so new column types (the LLM ones live in ``config/llm_columns.py``)
+plug in without touching the engine core: the engine finds their generator in its own
+registry under the same name.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any, ClassVar, Literal, TypeVar
+
+from jinja2 import Environment, meta
+from pydantic import Field, field_serializer, field_validator
+
+from gristmill.config.base import ConfigModel
+from gristmill.errors import ConfigError
+
+_COLUMN_TYPES: dict[str, type[ColumnConfig]] = {}
+_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_jinja_env = Environment()
+
+C = TypeVar("C", bound="type[ColumnConfig]")
+
+
+def register_column_type(cls: C) -> C:
+    """Class decorator: make ``cls`` parseable from ``{"column_type": <its literal>, ...}``."""
+    name = cls.model_fields["column_type"].default
+    if not isinstance(name, str):
+        raise TypeError(f"{cls.__name__}.column_type needs a string default")
+    _COLUMN_TYPES[name] = cls
+    return cls
+
+
+def column_types() -> dict[str, type[ColumnConfig]]:
+    """Registered column types by name."""
+    return dict(_COLUMN_TYPES)
+
+
+def parse_column(data: Any) -> ColumnConfig:
+    """Turn a dict (from YAML/JSON or keyword arguments) or a column object into a column config."""
+    if isinstance(data, ColumnConfig):
+        return data
+    if not isinstance(data, dict):
+        raise ConfigError(f"a column must be a mapping or a column object, got {type(data).__name__}")
+    kind = data.get("column_type")
+    if kind is None:
+        raise ConfigError(f"column {data.get('name')!r}: 'column_type' is required "
+                          f"(one of {', '.join(sorted(_COLUMN_TYPES))})")
+    cls = _COLUMN_TYPES.get(kind)
+    if cls is None:
+        raise ConfigError(f"column {data.get('name')!r}: unknown column_type {kind!r}; "
+                          f"known types: {', '.join(sorted(_COLUMN_TYPES))}")
+    return cls.model_validate(data)
+
+
+def template_variables(template: str) -> set[str]:
+    """Top-level names a Jinja template reads (``{{ a.b }}`` reads ``a``)."""
+    try:
+        ast = _jinja_env.parse(template)
+    except Exception as exc:  # jinja2.TemplateSyntaxError and friends: user input
+        raise ConfigError(f"invalid Jinja template {template!r}: {exc}") from exc
+    # Jinja's own globals (range, dict, namespace...) are not columns.
+    return set(meta.find_undeclared_variables(ast)) - set(_jinja_env.globals)
+
+
+class ColumnConfig(ConfigModel):
+    """Base of every column type."""
+
+    name: str = Field(description="Column name; a valid identifier so templates can reference it.")
+    column_type: str = Field(description="Discriminator naming the registered column type.")
+    drop: bool = Field(default=False, description="Generate the column but drop it from the final dataset.")
+
+    # Fields that never enter the fingerprint (secrets, timeouts, concurrency...).
+    fingerprint_exclude: ClassVar[frozenset[str]] = frozenset()
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, value: str) -> str:
+        if not _NAME_RE.match(value):
+            raise ValueError(f"column name {value!r} must be an identifier (letters, digits, _; not starting "
+                             "with a digit) so templates can reference it")
+        return value
+
+    def required_columns(self) -> set[str]:
+        """Columns this column reads; the engine orders generation by them."""
+        return set()
+
+    def output_columns(self) -> list[str]:
+        """Columns this column writes (its own name, plus side columns such as reasoning traces)."""
+        return [self.name]
+
+    def model_aliases(self) -> set[str]:
+        """Model aliases this column calls (LLM columns); used for static checks and cache ownership."""
+        return set()
+
+    def fingerprint_payload(self) -> Any:
+        return self.model_dump(mode="json", exclude=set(self.fingerprint_exclude))
+
+
+@register_column_type
+class ExpressionColumn(ColumnConfig):
+    """A Jinja2 template rendered per row in a sandbox, optionally cast to a dtype."""
+
+    column_type: Literal["expression"] = "expression"
+    expr: str = Field(description="Jinja2 template over the row, e.g. '{{ first_name }} {{ last_name }}'.")
+    dtype: Literal["str", "int", "float", "bool"] = Field(default="str", description="Type to cast the result to.")
+
+    @field_validator("expr")
+    @classmethod
+    def _check_expr(cls, value: str) -> str:
+        template_variables(value)
+        return value
+
+    def required_columns(self) -> set[str]:
+        return template_variables(self.expr)
+
+
+@register_column_type
+class CustomColumn(ColumnConfig):
+    """A Python function that computes one or more columns, per row or per batch.
+
+    ``mode="row"``: ``fn(row: dict) -> value`` (or a dict of the ``writes`` columns).
+    ``mode="batch"``: ``fn(df: pandas.DataFrame) -> DataFrame | dict[str, sequence] | sequence``.
+    Identified in the fingerprint by module, qualname and ``version``: bump ``version``
+    when the function's output changes.
+    """
+
+    column_type: Literal["custom"] = "custom"
+    function: Any = Field(description="A callable, or 'module:qualname' of one.")
+    mode: Literal["row", "batch"] = Field(default="row", description="Call per row or once per batch.")
+    reads: list[str] = Field(default_factory=list, description="Columns the function reads.")
+    writes: list[str] = Field(default_factory=list,
+                              description="Columns the function writes; defaults to [name].")
+    version: str | None = Field(default=None, description="Bump when the function's output changes.")
+
+    @field_validator("function")
+    @classmethod
+    def _check_function(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            if ":" not in value:
+                raise ValueError(f"function {value!r} must be 'module:qualname'")
+            return value
+        if not callable(value):
+            raise ValueError("function must be a callable or a 'module:qualname' string")
+        return value
+
+    def resolve(self) -> Callable[..., Any]:
+        """The callable itself, importing it when given by name."""
+        if callable(self.function):
+            return self.function  # type: ignore[no-any-return]
+        import importlib
+
+        module_name, _, qualname = str(self.function).partition(":")
+        try:
+            obj: Any = importlib.import_module(module_name)
+            for part in qualname.split("."):
+                obj = getattr(obj, part)
+        except (ImportError, AttributeError) as exc:
+            raise ConfigError(f"column {self.name!r}: cannot import function {self.function!r}: {exc}") from exc
+        return obj  # type: ignore[no-any-return]
+
+    def function_ref(self) -> str:
+        """'module:qualname' of the function, for the fingerprint and config.json."""
+        if isinstance(self.function, str):
+            return self.function
+        module = getattr(self.function, "__module__", "?")
+        qualname = getattr(self.function, "__qualname__", repr(self.function))
+        return f"{module}:{qualname}"
+
+    def required_columns(self) -> set[str]:
+        return set(self.reads)
+
+    def output_columns(self) -> list[str]:
+        return list(self.writes) if self.writes else [self.name]
+
+    def fingerprint_payload(self) -> Any:
+        return self.model_dump(mode="json")
+
+    @field_serializer("function")
+    def _serialize_function(self, value: Any) -> str:
+        return self.function_ref()

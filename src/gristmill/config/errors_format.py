@@ -1,0 +1,29 @@
+"""Turn pydantic validation errors into one clear ConfigError naming the field."""
+
+from __future__ import annotations
+
+from pydantic import ValidationError
+
+from gristmill.errors import ConfigError
+
+
+def format_location(loc: tuple[int | str, ...]) -> str:
+    """('columns', 2, 'params', 'low') -> 'columns[2].params.low'."""
+    text = ""
+    for part in loc:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            text += f".{part}" if text else str(part)
+    return text or "<config>"
+
+
+def config_error(exc: ValidationError, *, source: str = "config", prefix: tuple[int | str, ...] = ()) -> ConfigError:
+    """A ConfigError listing each invalid field as 'where: what'."""
+    lines = []
+    for err in exc.errors(include_url=False):
+        loc = tuple(p for p in (*prefix, *err["loc"]) if not (isinstance(p, str) and p.startswith("function-")))
+        message = err["msg"].removeprefix("Value error, ")
+        lines.append(f"{format_location(loc)}: {message}")
+    detail = "; ".join(lines)
+    return ConfigError(f"invalid {source}: {detail}")

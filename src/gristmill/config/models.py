@@ -1,0 +1,76 @@
+"""Model providers and model configs: which endpoint serves which model, with what parameters.
+
+Secrets (API keys), timeouts and concurrency never enter a fingerprint nor ``config.json``:
+see ``fingerprint_exclude`` on each model.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal
+
+from pydantic import Field, field_validator
+
+from gristmill.config.base import ConfigModel
+
+
+class ModelProvider(ConfigModel):
+    """An endpoint that serves models: OpenAI-compatible HTTP, or the embedded local model."""
+
+    name: str = Field(description="Provider name that model configs refer to.")
+    endpoint: str = Field(default="", description="Base URL, e.g. 'https://api.openai.com/v1'; unused for local.")
+    provider_type: Literal["openai", "local"] = Field(default="openai", description="Protocol of the endpoint.")
+    api_key: str | None = Field(default=None, description="'$ENV_VAR' (resolved at request time) or a literal key.")
+    extra_headers: dict[str, str] = Field(default_factory=dict, description="Headers added to every request.")
+    extra_body: dict[str, Any] = Field(default_factory=dict, description="Fields merged into every request body.")
+    structured_output: Literal["json_schema", "json_object", "prompt"] = Field(
+        default="json_schema",
+        description="How JSON output is asked for: OpenAI 'json_schema' response format, 'json_object' "
+                    "with the schema attached (llama.cpp, vLLM), or 'prompt' (instruction only).")
+
+    fingerprint_exclude: ClassVar[frozenset[str]] = frozenset({"api_key", "extra_headers", "endpoint"})
+
+    def fingerprint_payload(self) -> Any:
+        return self.model_dump(mode="json", exclude=set(self.fingerprint_exclude))
+
+
+class InferenceParameters(ConfigModel):
+    """Sampling parameters sent with every request of a model."""
+
+    temperature: float | None = Field(default=None, ge=0, le=2, description="Sampling temperature.")
+    top_p: float | None = Field(default=None, gt=0, le=1, description="Nucleus sampling mass.")
+    max_tokens: int | None = Field(default=None, ge=1, description="Upper bound on generated tokens.")
+    seed: int | None = Field(default=None, description="Endpoint-side sampling seed, where supported.")
+    stop: list[str] | None = Field(default=None, description="Stop sequences.")
+    extra: dict[str, Any] = Field(default_factory=dict, description="Other body fields sent as-is.")
+
+
+class ModelConfig(ConfigModel):
+    """A model by alias: which provider, which model name, which parameters."""
+
+    alias: str = Field(description="Name that columns use in 'model_alias'.")
+    model: str = Field(description="Model name as the endpoint knows it.")
+    provider: str = Field(description="Name of a ModelProvider.")
+    inference_parameters: InferenceParameters = Field(default_factory=InferenceParameters,
+                                                      description="Sampling parameters.")
+    max_parallel_requests: int = Field(default=16, ge=1, description="Concurrency cap per (provider, model).")
+    timeout: float = Field(default=120.0, gt=0, description="Seconds before a request is abandoned and retried.")
+    max_retries: int = Field(default=6, ge=0,
+                             description="Retries of a request after 5xx answers, timeouts or connection errors.")
+    retry_backoff: float = Field(default=0.5, ge=0,
+                                 description="Base seconds of the exponential backoff (with jitter) between retries.")
+    max_rate_limit_wait: float = Field(default=600.0, ge=0,
+                                       description="Seconds one request may spend waiting out 429 answers "
+                                                   "before it fails with ModelRateLimitError.")
+
+    fingerprint_exclude: ClassVar[frozenset[str]] = frozenset(
+        {"max_parallel_requests", "timeout", "max_retries", "retry_backoff", "max_rate_limit_wait"})
+
+    @field_validator("alias")
+    @classmethod
+    def _check_alias(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("alias must not be empty")
+        return value
+
+    def fingerprint_payload(self) -> Any:
+        return self.model_dump(mode="json", exclude=set(self.fingerprint_exclude))

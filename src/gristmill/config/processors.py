@@ -1,0 +1,70 @@
+"""Processors: transformations run on every batch after its columns are generated.
+
+A processor must keep the batch's row count; changing the number of rows is a workflow
+stage boundary (an ``on_success`` callback), not a processor's job.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal
+
+from pydantic import Field, field_validator
+
+from gristmill.config.base import ConfigModel
+from gristmill.config.columns import template_variables
+
+_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.")
+
+
+class ProcessorConfig(ConfigModel):
+    """Base of processors: a name (also its directory under ``processors-files/``)."""
+
+    name: str = Field(description="Processor name; used as a directory name.")
+    processor_type: str = Field(description="Discriminator.")
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, value: str) -> str:
+        if not value or value in {".", ".."} or not set(value) <= _NAME_CHARS:
+            raise ValueError(f"processor name {value!r} must be non-empty and use only letters, digits, '_', '-', '.'")
+        return value
+
+
+class DropColumnsProcessor(ProcessorConfig):
+    """Drop columns (names or glob patterns) from the dataset; the dropped data is kept
+    under the dataset's ``dropped-columns/``."""
+
+    processor_type: Literal["drop_columns"] = "drop_columns"
+    column_names: list[str] = Field(min_length=1, description="Column names or glob patterns ('tmp_*').")
+
+
+class SchemaTransformProcessor(ProcessorConfig):
+    """Build a new JSON-shaped dataset under ``processors-files/<name>/`` from Jinja templates.
+
+    ``template`` is any JSON-like structure whose string leaves are Jinja templates over the
+    row, e.g. ``{"messages": [{"role": "user", "content": "{{ question }}"}]}``.
+    """
+
+    processor_type: Literal["schema_transform"] = "schema_transform"
+    template: dict[str, Any] = Field(description="JSON-shaped output; string leaves are Jinja templates.")
+
+    template_leaf_types: ClassVar[tuple[type, ...]] = (str,)
+
+    def required_columns(self) -> set[str]:
+        names: set[str] = set()
+        _collect_template_vars(self.template, names)
+        return names
+
+
+def _collect_template_vars(value: Any, names: set[str]) -> None:
+    if isinstance(value, str):
+        names |= template_variables(value)
+    elif isinstance(value, dict):
+        for item in value.values():
+            _collect_template_vars(item, names)
+    elif isinstance(value, list):
+        for item in value:
+            _collect_template_vars(item, names)
+
+
+Processor = DropColumnsProcessor | SchemaTransformProcessor

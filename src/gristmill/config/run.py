@@ -1,0 +1,20 @@
+"""Run options: how a dataset is generated, not what it contains (never fingerprinted)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from gristmill.config.base import ConfigModel
+
+
+class RunConfig(ConfigModel):
+    """Options of a run. None of these enter the config fingerprint, but ``batch_size`` and
+    ``seed`` must match for a resume (they decide which rows each batch holds)."""
+
+    batch_size: int = Field(default=1000, ge=1, description="Rows per parquet batch file (the checkpoint unit).")
+    seed: int | None = Field(default=None, description="Run seed; drawn once and recorded when None.")
+    cache: bool = Field(default=True, description="Keep LLM responses in the response cache.")
+    show_progress: bool = Field(default=True, description="Show a progress bar on a terminal.")
+    max_error_rate: float = Field(default=0.5, ge=0, le=1,
+                                  description="Stop early when this share of LLM cells in a window fails.")
+    error_window: int = Field(default=50, ge=1, description="Cells per window of the error-rate check.")

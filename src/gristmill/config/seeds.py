@@ -1,0 +1,80 @@
+"""Seed datasets: existing rows that generated columns build on."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from gristmill.config.base import ConfigModel
+
+
+class SamplingStrategy(StrEnum):
+    """Order in which seed rows are used; rows cycle when more records than seed rows are asked for."""
+
+    ORDERED = "ordered"
+    SHUFFLE = "shuffle"
+
+
+class IndexRange(ConfigModel):
+    """Use seed rows ``start`` (inclusive) to ``end`` (exclusive)."""
+
+    selection_type: Literal["index_range"] = "index_range"
+    start: int = Field(ge=0, description="First row (inclusive).")
+    end: int = Field(gt=0, description="Last row (exclusive).")
+
+    @model_validator(mode="after")
+    def _check_order(self) -> IndexRange:
+        if self.end <= self.start:
+            raise ValueError(f"IndexRange end ({self.end}) must be greater than start ({self.start})")
+        return self
+
+
+class PartitionBlock(ConfigModel):
+    """Use block ``index`` of ``num_partitions`` equal contiguous blocks of the seed rows."""
+
+    selection_type: Literal["partition_block"] = "partition_block"
+    index: int = Field(ge=0, description="Which block, from 0.")
+    num_partitions: int = Field(ge=1, description="How many blocks the seed rows are split into.")
+
+    @model_validator(mode="after")
+    def _check_index(self) -> PartitionBlock:
+        if self.index >= self.num_partitions:
+            raise ValueError(f"PartitionBlock index {self.index} must be < num_partitions {self.num_partitions}")
+        return self
+
+
+SelectionStrategy = IndexRange | PartitionBlock
+
+
+class SeedConfig(ConfigModel):
+    """Where seed rows come from and how they are selected.
+
+    ``source`` is a path (a parquet/csv/json/jsonl file, a glob, or a directory of parquet
+    files) or an in-memory pandas DataFrame. A DataFrame is fingerprinted by content and is
+    not written to ``config.json``.
+    """
+
+    source: Any = Field(description="Path, glob, directory of parquet files, or a pandas DataFrame.")
+    sampling_strategy: SamplingStrategy = Field(default=SamplingStrategy.ORDERED, description="Row order.")
+    selection_strategy: SelectionStrategy | None = Field(default=None, discriminator="selection_type",
+                                                         description="Subset of seed rows to use.")
+
+    @model_validator(mode="after")
+    def _check_source(self) -> SeedConfig:
+        import pandas as pd
+
+        if not isinstance(self.source, str | pd.DataFrame):
+            import os
+
+            if isinstance(self.source, os.PathLike):
+                self.source = os.fspath(self.source)
+            else:
+                raise ValueError("seed source must be a path or a pandas DataFrame, "
+                                 f"got {type(self.source).__name__}")
+        return self
+
+    @property
+    def is_dataframe(self) -> bool:
+        return not isinstance(self.source, str)

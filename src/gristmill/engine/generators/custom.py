@@ -1,0 +1,79 @@
+"""Custom columns: a user's Python function, per row or per batch."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pandas as pd
+
+from gristmill.config.columns import CustomColumn
+from gristmill.engine.generators.base import BatchFrame, ColumnValues, EngineContext, register_generator
+from gristmill.errors import GenerationError
+
+
+class CustomGenerator:
+    def __init__(self, column: CustomColumn, context: EngineContext) -> None:
+        self.column = column
+        self.function = column.resolve()
+        self.writes = column.output_columns()
+
+    async def generate(self, frame: BatchFrame) -> dict[str, ColumnValues]:
+        if self.column.mode == "row":
+            return self._per_row(frame)
+        return self._per_batch(frame)
+
+    def _per_row(self, frame: BatchFrame) -> dict[str, ColumnValues]:
+        outputs: dict[str, list[Any]] = {name: [] for name in self.writes}
+        for i, row in enumerate(frame.rows(self.column.reads)):
+            try:
+                value = self.function(row)
+            except Exception as exc:  # user code: any failure is reported with its row
+                raise GenerationError(f"custom column {self.column.name!r} failed on row {frame.row_offset + i}: "
+                                      f"{type(exc).__name__}: {exc}") from exc
+            if len(self.writes) == 1 and not (isinstance(value, Mapping) and set(value) == set(self.writes)):
+                outputs[self.writes[0]].append(value)
+                continue
+            if not isinstance(value, Mapping) or set(value) != set(self.writes):
+                raise GenerationError(f"custom column {self.column.name!r} must return a dict with keys "
+                                      f"{self.writes}, got {value!r}")
+            for name in self.writes:
+                outputs[name].append(value[name])
+        return dict(outputs)
+
+    def _per_batch(self, frame: BatchFrame) -> dict[str, ColumnValues]:
+        df = pd.DataFrame({name: frame.pylist(name) for name in self.column.reads}, index=range(frame.num_rows))
+        try:
+            result = self.function(df)
+        except Exception as exc:  # user code
+            raise GenerationError(f"custom column {self.column.name!r} failed on batch {frame.batch_index}: "
+                                  f"{type(exc).__name__}: {exc}") from exc
+        return self._check_batch_result(result, frame.num_rows)
+
+    def _check_batch_result(self, result: Any, num_rows: int) -> dict[str, ColumnValues]:
+        if isinstance(result, pd.DataFrame):
+            result = {name: result[name].tolist() for name in result.columns if name in self.writes}
+        elif not isinstance(result, Mapping):
+            if len(self.writes) != 1:
+                raise GenerationError(f"custom column {self.column.name!r} writes {self.writes}; return a "
+                                      "DataFrame or a dict of them")
+            result = {self.writes[0]: result}
+        missing = [name for name in self.writes if name not in result]
+        if missing:
+            raise GenerationError(f"custom column {self.column.name!r} did not return column(s) {missing}")
+        out: dict[str, ColumnValues] = {}
+        for name in self.writes:
+            values = result[name]
+            values = values.tolist() if isinstance(values, pd.Series) else values
+            if not isinstance(values, Sequence) and not hasattr(values, "__len__"):
+                raise GenerationError(f"custom column {self.column.name!r} returned a scalar for {name!r}")
+            if len(values) != num_rows:
+                raise GenerationError(f"custom column {self.column.name!r} returned {len(values)} values for "
+                                      f"{name!r} in a batch of {num_rows} rows; it must keep the row count")
+            out[name] = values
+        return out
+
+
+@register_generator("custom")
+def _custom(column: CustomColumn, context: EngineContext) -> CustomGenerator:
+    return CustomGenerator(column, context)

@@ -1,0 +1,143 @@
+"""Seed datasets: read once, select rows, hand out each batch's rows deterministically."""
+
+from __future__ import annotations
+
+import glob as globlib
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.json as pajson
+import pyarrow.parquet as pq
+
+from gristmill.config.dataset import dataframe_digest
+from gristmill.config.seeds import IndexRange, PartitionBlock, SamplingStrategy, SeedConfig
+from gristmill.errors import SeedDatasetError
+from gristmill.sampling.rng import stream_key
+
+_READERS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".json": "json", ".jsonl": "json",
+            ".ndjson": "json"}
+
+
+def seed_files(source: str) -> list[Path]:
+    """The files a path, glob or directory source names, sorted; SeedDatasetError if none."""
+    if any(ch in source for ch in "*?["):
+        files = sorted(Path(p) for p in globlib.glob(source, recursive=True) if Path(p).is_file())
+        if not files:
+            raise SeedDatasetError(f"seed glob {source!r} matches no files; check the pattern")
+        return files
+    path = Path(source)
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*.parquet") if not p.name.startswith("."))
+        if not files:
+            raise SeedDatasetError(f"seed directory {source!r} holds no .parquet files")
+        return files
+    if not path.exists():
+        raise SeedDatasetError(f"seed file {source!r} does not exist; check the path (relative paths are "
+                               f"resolved from {Path.cwd()})")
+    return [path]
+
+
+def _read_file(path: Path) -> pa.Table:
+    kind = _READERS.get(path.suffix.lower())
+    if kind is None:
+        raise SeedDatasetError(f"seed file {str(path)!r} has an unsupported extension; use parquet, csv, json or jsonl")
+    try:
+        if kind == "parquet":
+            return pq.read_table(path)
+        if kind == "csv":
+            return pacsv.read_csv(path)
+        return _read_json(path)
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        raise SeedDatasetError(f"cannot read seed file {str(path)!r}: {exc}") from None
+
+
+def _read_json(path: Path) -> pa.Table:
+    with open(path, "rb") as handle:
+        head = handle.read(64).lstrip()
+    if head.startswith(b"["):  # a JSON array of records, not JSON lines
+        import pandas as pd
+
+        return pa.Table.from_pandas(pd.read_json(path), preserve_index=False)
+    return pajson.read_json(path)
+
+
+def load_seed_table(seed: SeedConfig) -> pa.Table:
+    """All seed rows after selection, as one table; raises SeedDatasetError naming the source."""
+    if seed.is_dataframe:
+        table = pa.Table.from_pandas(seed.source, preserve_index=False)
+        label = "in-memory DataFrame"
+    else:
+        tables = [_read_file(p) for p in seed_files(seed.source)]
+        try:
+            table = pa.concat_tables(tables, promote_options="permissive") if len(tables) > 1 else tables[0]
+        except pa.ArrowInvalid as exc:
+            raise SeedDatasetError(f"seed files of {seed.source!r} have incompatible schemas: {exc}") from None
+        label = repr(seed.source)
+    if table.num_rows == 0:
+        raise SeedDatasetError(f"seed dataset {label} is empty; a seed needs at least one row")
+    return _select(table, seed, label).combine_chunks()
+
+
+def _select(table: pa.Table, seed: SeedConfig, label: str) -> pa.Table:
+    sel = seed.selection_strategy
+    total = table.num_rows
+    if isinstance(sel, IndexRange):
+        if sel.end > total:
+            raise SeedDatasetError(f"IndexRange({sel.start}, {sel.end}) is out of bounds: seed dataset {label} "
+                                   f"has {total} rows")
+        return table.slice(sel.start, sel.end - sel.start)
+    if isinstance(sel, PartitionBlock):
+        if sel.num_partitions > total:
+            raise SeedDatasetError(f"PartitionBlock splits {label} ({total} rows) into {sel.num_partitions} "
+                                   "partitions; use at most one partition per row")
+        bounds = np.linspace(0, total, sel.num_partitions + 1).astype(int)
+        return table.slice(bounds[sel.index], bounds[sel.index + 1] - bounds[sel.index])
+    return table
+
+
+def seed_digest(seed: SeedConfig) -> str:
+    """Content digest of the seed source: a changed seed file changes it, a moved one does not."""
+    if seed.is_dataframe:
+        return dataframe_digest(seed.source)
+    digest = hashlib.sha256()
+    for path in seed_files(seed.source):
+        digest.update(_file_sha256(path).encode())
+    return digest.hexdigest()
+
+
+def _file_sha256(path: Path) -> str:
+    from gristmill.storage.atomic import sha256_file
+
+    return sha256_file(path)
+
+
+class SeedReader:
+    """Rows of a seed table for dataset rows ``[offset, offset + n)``: ordered or shuffled, cycling."""
+
+    def __init__(self, table: pa.Table, strategy: SamplingStrategy, run_seed: int) -> None:
+        self.table = table
+        self.strategy = strategy
+        self.run_seed = run_seed
+
+    def rows_for(self, offset: int, num_rows: int) -> pa.Table:
+        size = self.table.num_rows
+        positions = np.arange(offset, offset + num_rows, dtype=np.int64)
+        if self.strategy is SamplingStrategy.ORDERED:
+            indices = positions % size
+        else:
+            # Each pass over the seed is its own permutation, seeded by pass number, so any
+            # batch can be rebuilt alone after a crash.
+            epochs = positions // size
+            indices = np.empty_like(positions)
+            for epoch in np.unique(epochs):
+                perm = np.random.default_rng(stream_key(self.run_seed, "seed-shuffle", int(epoch))).permutation(size)
+                mask = epochs == epoch
+                indices[mask] = perm[positions[mask] % size]
+        return self.table.take(pa.array(indices))
+
+
+
+__all__ = ["SeedReader", "load_seed_table", "seed_digest", "seed_files"]

@@ -1,0 +1,190 @@
+"""The ``Mill``: the one object a user creates to generate datasets and run workflows."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from gristmill.config.dataset import DatasetConfig
+from gristmill.config.models import ModelConfig, ModelProvider
+from gristmill.config.run import RunConfig
+from gristmill.engine.dataset_run import DatasetIdentity, DatasetRun, dataset_identity, resume_mismatches
+from gristmill.engine.loop import BackgroundLoop
+from gristmill.engine.progress import ProgressReporter, default_progress
+from gristmill.errors import ArtifactError, ConfigError, ResumeError
+from gristmill.results import DatasetResults
+from gristmill.storage.layout import DatasetLayout
+from gristmill.storage.metadata import DatasetMetadata
+
+
+class ResumeMode(StrEnum):
+    """What to do with what an earlier run left on disk (same meaning for ``create`` and ``run``).
+
+    - ``NEVER``: never continue; never overwrite either (a new directory is used).
+    - ``IF_POSSIBLE``: continue when the stored run matches; otherwise start fresh and say why.
+    - ``ALWAYS``: continue, or raise ``ResumeError`` saying what differs.
+    """
+
+    NEVER = "never"
+    IF_POSSIBLE = "if-possible"
+    ALWAYS = "always"
+
+
+@dataclass(frozen=True)
+class _Target:
+    layout: DatasetLayout
+    resume: bool
+
+
+class Mill:
+    """Generates datasets under ``artifact_path`` and composes workflows.
+
+    >>> mill = Mill(artifact_path="artifacts")            # doctest: +SKIP
+    >>> results = mill.create(config, num_records=1000)     # doctest: +SKIP
+    """
+
+    def __init__(self, artifact_path: str | Path = "artifacts", *, run_config: RunConfig | None = None,
+                 model_providers: list[ModelProvider] | str | Path | None = None,
+                 model_configs: list[ModelConfig] | str | Path | None = None) -> None:
+        self.artifact_path = Path(artifact_path)
+        self.run_config = run_config or RunConfig()
+        self._model_providers = model_providers
+        self._model_configs = model_configs
+        self._loop = BackgroundLoop()
+        self._llm: Any = None
+
+    # -- datasets ----------------------------------------------------------------------------
+    def create(self, config: DatasetConfig, *, num_records: int, dataset_name: str = "dataset",
+               resume: ResumeMode | str = ResumeMode.NEVER) -> DatasetResults:
+        """Generate ``num_records`` rows into ``<artifact_path>/<dataset_name>``.
+
+        With ``resume``, continue a run that crashed or was stopped, or extend a dataset to a
+        larger ``num_records``; a complete dataset resumes as a no-op.
+        """
+        mode = ResumeMode(resume)
+        _check_num_records(num_records)
+        _check_dataset_name(dataset_name)
+        self.validate(config)
+        identity = dataset_identity(config)
+        target = self._choose_target(dataset_name, mode, identity, num_records)
+        run = DatasetRun(config, layout=target.layout, dataset_name=dataset_name, num_records=num_records,
+                         run_config=self.run_config, loop=self._loop, llm=self._llm_runtime(config),
+                         progress=self._progress(), identity=identity)
+        meta = run.execute(resume=target.resume)
+        return DatasetResults(target.layout.root, meta)
+
+    def preview(self, config: DatasetConfig, num_records: int = 10) -> pd.DataFrame:
+        """Generate ``num_records`` rows in memory; nothing is written."""
+        from gristmill.engine.preview import preview_rows
+
+        _check_num_records(num_records)
+        self.validate(config)
+        return preview_rows(config, num_records=num_records, run_config=self.run_config, loop=self._loop,
+                            llm=self._llm_runtime(config))
+
+    def validate(self, config: DatasetConfig) -> None:
+        """Static checks (column graph, seed readable, model aliases known); raises ConfigError."""
+        from gristmill.engine.batches import check_columns
+        from gristmill.engine.seeds import load_seed_table
+
+        if not isinstance(config, DatasetConfig):
+            raise ConfigError(f"expected a DatasetConfig (use ConfigBuilder(...).build()), got {type(config).__name__}")
+        if not config.columns:
+            raise ConfigError("the config has no columns; add at least one with add_column(...)")
+        seed_columns = load_seed_table(config.seed).column_names if config.seed is not None else []
+        check_columns(config, seed_columns)
+        aliases = {a for c in config.columns for a in c.model_aliases()}
+        if aliases:
+            self._llm_runtime(config).check_aliases(aliases, config.models)
+
+    def _choose_target(self, name: str, mode: ResumeMode, identity: DatasetIdentity, num_records: int) -> _Target:
+        layout = DatasetLayout(self.artifact_path / name)
+        if layout.is_empty():
+            if mode is ResumeMode.ALWAYS:
+                raise ResumeError(f"resume=ALWAYS but {layout.root} holds no dataset to resume; use "
+                                  "resume=IF_POSSIBLE or NEVER to start one")
+            return _Target(layout, resume=False)
+        if mode is ResumeMode.NEVER:
+            fresh = self._fresh_layout(name)
+            warnings.warn(f"{layout.root} already holds data; writing to {fresh.root} instead (pass "
+                          "resume=IF_POSSIBLE to continue the existing dataset)", stacklevel=3)
+            return _Target(fresh, resume=False)
+        reasons = self._resume_blockers(layout, identity, num_records)
+        if not reasons:
+            return _Target(layout, resume=True)
+        if mode is ResumeMode.ALWAYS:
+            raise ResumeError(f"cannot resume {layout.root}: " + "; ".join(reasons))
+        fresh = self._fresh_layout(name)
+        warnings.warn(f"not resuming {layout.root} ({'; '.join(reasons)}); starting fresh in {fresh.root}",
+                      stacklevel=3)
+        return _Target(fresh, resume=False)
+
+    def _resume_blockers(self, layout: DatasetLayout, identity: DatasetIdentity, num_records: int) -> list[str]:
+        if not layout.metadata_path.exists():
+            raise ArtifactError(f"{layout.root} is not empty but has no metadata.json, so it is not a gristmill "
+                                "dataset; choose another dataset_name or move the directory away")
+        meta = DatasetMetadata.load(layout.metadata_path)
+        reasons = resume_mismatches(meta, identity, self.run_config)
+        if meta.actual_rows > num_records:
+            reasons.append(f"it holds {meta.actual_rows} rows, more than the {num_records} requested")
+        return reasons
+
+    def _fresh_layout(self, name: str) -> DatasetLayout:
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        candidate, n = self.artifact_path / f"{name}_{stamp}", 1
+        while candidate.exists():
+            n += 1
+            candidate = self.artifact_path / f"{name}_{stamp}-{n}"
+        return DatasetLayout(candidate)
+
+    # -- workflows ---------------------------------------------------------------------------
+    def compose_workflow(self, name: str) -> Any:
+        """A new composite workflow named ``name`` (its directory: ``<artifact_path>/<name>``)."""
+        from gristmill.workflow.composite import CompositeWorkflow
+
+        return CompositeWorkflow(self, name)
+
+    # -- shared services ---------------------------------------------------------------------
+    def _progress(self) -> ProgressReporter:
+        return default_progress(self.run_config.show_progress)
+
+    def _llm_runtime(self, config: DatasetConfig | None = None) -> Any:
+        """The Mill's LLM runtime (clients, throttles), created on first use by an LLM column."""
+        if config is not None and not any(c.model_aliases() for c in config.columns):
+            return self._llm
+        if self._llm is None:
+            from gristmill.llm.registry import ModelRegistry
+            from gristmill.llm.runtime import LLMRuntime
+
+            registry = ModelRegistry.load(providers=self._model_providers, models=self._model_configs)
+            self._llm = LLMRuntime(registry)
+        return self._llm
+
+    def close(self) -> None:
+        """Release connection pools and the background loop (also done at interpreter exit)."""
+        if self._llm is not None:
+            self._loop.run(self._llm.aclose())
+            self._llm = None
+        self._loop.close()
+
+    def __enter__(self) -> Mill:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _check_num_records(num_records: Any) -> None:
+    if isinstance(num_records, bool) or not isinstance(num_records, int) or num_records < 1:
+        raise ConfigError(f"num_records must be a positive integer, got {num_records!r}")
+
+
+def _check_dataset_name(name: str) -> None:
+    if not name or name in {".", ".."} or "/" in name or "\\" in name or "\x00" in name:
+        raise ConfigError(f"dataset_name {name!r} must be a plain directory name (no path separators)")

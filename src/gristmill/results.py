@@ -1,0 +1,144 @@
+"""``DatasetResults``: what ``Mill.create`` returns, read from the dataset directory."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from gristmill.config.dataset import ConfigBuilder, DatasetConfig
+from gristmill.errors import ArtifactError, ConfigError
+from gristmill.storage.atomic import fsync_dir
+from gristmill.storage.layout import DatasetLayout
+from gristmill.storage.metadata import DatasetMetadata
+
+EXPORT_FORMATS = ("jsonl", "csv", "parquet")
+
+
+def iter_parquet_tables(paths: Sequence[Path]) -> Iterator[pa.Table]:
+    """Each file's table, one at a time (exports stream batch by batch)."""
+    for path in paths:
+        yield pq.read_table(path)
+
+
+def read_parquet_files(paths: Sequence[Path]) -> pd.DataFrame:
+    """All files as one DataFrame; schemas that differ only in null-typed columns are unified."""
+    if not paths:
+        return pd.DataFrame()
+    tables = list(iter_parquet_tables(paths))
+    return pa.concat_tables(tables, promote_options="permissive").to_pandas()
+
+
+def count_parquet_rows(paths: Sequence[Path]) -> int:
+    """Row count from parquet footers only (no data pages read)."""
+    return sum(pq.ParquetFile(p).metadata.num_rows for p in paths)
+
+
+def parquet_files(path: Path) -> list[Path]:
+    """A parquet file itself, or the sorted parquet files of a directory."""
+    if path.is_file():
+        return [path]
+    if path.is_dir():
+        return sorted(p for p in path.glob("*.parquet") if not p.name.startswith("."))
+    raise ArtifactError(f"{path} does not exist")
+
+
+def export_tables(tables: Iterator[pa.Table], path: str | Path, fmt: str | None = None) -> Path:
+    """Stream tables to one jsonl/csv/parquet file (format from ``fmt`` or the suffix), atomically."""
+    out = Path(path)
+    fmt = (fmt or out.suffix.lstrip(".")).lower()
+    if fmt not in EXPORT_FORMATS:
+        raise ConfigError(f"cannot export to {str(out)!r}: format {fmt!r} is not one of {', '.join(EXPORT_FORMATS)}; "
+                          "pass format= or use a .jsonl/.csv/.parquet suffix")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    writer: Any = None
+    try:
+        with open(tmp, "wb") as handle:
+            for index, table in enumerate(tables):
+                if fmt == "jsonl":
+                    handle.write(table.to_pandas().to_json(orient="records", lines=True, force_ascii=False,
+                                                           date_format="iso").encode())
+                elif fmt == "csv":
+                    handle.write(table.to_pandas().to_csv(index=False, header=index == 0).encode())
+                else:
+                    writer = writer or pq.ParquetWriter(handle, table.schema)
+                    writer.write_table(table.cast(writer.schema))
+            if writer is not None:
+                writer.close()
+        tmp.replace(out)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    fsync_dir(out.parent)
+    return out
+
+
+class DatasetResults:
+    """A generated dataset on disk: load it, count it, export it, or build a new config from it."""
+
+    def __init__(self, artifact_path: Path, metadata: DatasetMetadata | None = None) -> None:
+        self.artifact_path = Path(artifact_path)
+        self._layout = DatasetLayout(self.artifact_path)
+        self._metadata = metadata
+
+    @property
+    def metadata(self) -> DatasetMetadata:
+        """The dataset's typed ``metadata.json`` (fingerprint, seed, batches, usage, timings)."""
+        if self._metadata is None:
+            self._metadata = DatasetMetadata.load(self._layout.metadata_path)
+        return self._metadata
+
+    @property
+    def usage(self) -> dict[str, dict[str, int]]:
+        return self.metadata.usage
+
+    @property
+    def config(self) -> DatasetConfig:
+        """The config as run (from ``config.json``)."""
+        return DatasetConfig.from_dict(json.loads(self._layout.config_path.read_text(encoding="utf-8")),
+                                       source=str(self._layout.config_path))
+
+    def batch_files(self) -> list[Path]:
+        """The main parquet file of every completed batch, in order."""
+        return [self.artifact_path / b.file for b in self.metadata.completed_batches]
+
+    def processor_files(self, name: str) -> list[Path]:
+        """Parquet files of the named processor's output."""
+        return [self.artifact_path / b.processor_files[name].file for b in self.metadata.completed_batches
+                if name in b.processor_files]
+
+    def load_dataset(self) -> pd.DataFrame:
+        """The whole dataset as a pandas DataFrame."""
+        return read_parquet_files(self.batch_files())
+
+    def load_processor_output(self, name: str) -> pd.DataFrame:
+        """A named processor's dataset (e.g. a schema_transform) as a DataFrame."""
+        return read_parquet_files(self.processor_files(name))
+
+    def count_records(self) -> int:
+        """Number of rows, read from parquet footers only."""
+        return count_parquet_rows(self.batch_files())
+
+    def export(self, path: str | Path, format: str | None = None) -> Path:  # noqa: A002 - public API name
+        """Write the dataset to one jsonl / csv / parquet file, batch by batch."""
+        return export_tables(iter_parquet_tables(self.batch_files()), path, format)
+
+    def to_config_builder(self, columns: Sequence[str] | None = None) -> ConfigBuilder:
+        """A builder seeded with this dataset (optionally only ``columns``), for a follow-up dataset."""
+        builder = ConfigBuilder()
+        frame = self.load_dataset()
+        if columns is not None:
+            missing = [c for c in columns if c not in frame.columns]
+            if missing:
+                raise ConfigError(f"columns {missing} are not in the dataset; it has {list(frame.columns)}")
+            frame = frame[list(columns)]
+        return builder.with_seed_dataset(frame)
+
+    def __repr__(self) -> str:
+        return f"DatasetResults({str(self.artifact_path)!r}, rows={self.metadata.actual_rows})"

@@ -1,0 +1,196 @@
+"""Person records drawn by indexing Faker-built pools with numpy arrays.
+
+Faker is far too slow to call per row (tens of microseconds a name), so each locale gets
+pools built once per process with a fixed Faker seed (a few thousand first names per sex,
+last names, city/state/zipcode triples, email domains); a batch then only draws integer
+indices and gathers with ``pyarrow.Array.take``. Emails and (en_US) phone numbers are
+composed with ``pyarrow.compute`` from the chosen pieces, so no Python code runs per row.
+
+The pools depend on the Faker version: upgrading Faker may change the names drawn.
+
+Ages follow a rough population shape within ``age_range`` (flat to 60, then thinning out).
+
+Output: a ``pyarrow.StructArray`` with fields first_name, last_name, sex, age (int64),
+birth_date (date32), city, state, zipcode, email_address, phone_number. Parquet stores it as a
+struct column; ``to_pylist()`` gives dicts, so templates can read ``{{ person.first_name }}``.
+"""
+
+from __future__ import annotations
+
+import functools
+import unicodedata
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from gristmill.config.samplers import PersonParams
+
+NAME_POOL_SIZE = 3000
+PLACE_POOL_SIZE = 2000
+PHONE_POOL_SIZE = 5000
+DOMAIN_POOL_SIZE = 200
+_POOL_SEED = 1_000_003  # fixed: pools must be identical in every process
+_SEXES = pa.array(["Male", "Female"])
+_STATE_METHODS = ("state", "administrative_unit", "region", "prefecture", "province")
+
+PERSON_FIELDS = ("first_name", "last_name", "sex", "age", "birth_date", "city", "state", "zipcode",
+                 "email_address", "phone_number")
+
+
+@dataclass(frozen=True)
+class PersonPools:
+    """Per-locale value pools; arrays of the same group are parallel (index i is one record)."""
+
+    first_names: pa.StringArray  # male names, then female names
+    first_name_keys: pa.StringArray  # ASCII lower-case forms, for email addresses
+    num_male: int
+    last_names: pa.StringArray
+    last_name_keys: pa.StringArray
+    cities: pa.StringArray
+    states: pa.StringArray
+    zipcodes: pa.StringArray
+    email_domains: pa.StringArray
+    phones: pa.StringArray | None  # None: compose North American numbers instead
+
+
+def email_key(name: str) -> str:
+    """ASCII lower-case letters and digits of a name ('Zoë O'Neil' -> 'zoeoneil'); 'user' if none."""
+    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+    key = "".join(ch for ch in ascii_name.lower() if ch.isalnum())
+    return key or "user"
+
+
+def _repeat(make: Callable[[], str], count: int) -> list[str]:
+    return [make() for _ in range(count)]
+
+
+def _state_maker(fake: Any, locale: str) -> Callable[[], str]:
+    if locale == "en_US":
+        return lambda: fake.state_abbr(include_territories=False, include_freely_associated_states=False)
+    for method in _STATE_METHODS:
+        if hasattr(fake, method):
+            return getattr(fake, method)  # type: ignore[no-any-return]
+    return lambda: ""
+
+
+def _places(fake: Any, locale: str) -> tuple[list[str], list[str], list[str]]:
+    make_state = _state_maker(fake, locale)
+    cities, states, zipcodes = [], [], []
+    for _ in range(PLACE_POOL_SIZE):
+        state = make_state()
+        cities.append(fake.city())
+        states.append(state)
+        # en_US zipcodes match their state; other locales' postcodes are drawn independently.
+        zipcodes.append(fake.zipcode_in_state(state) if locale == "en_US" else fake.postcode())
+    return cities, states, zipcodes
+
+
+@functools.lru_cache(maxsize=16)
+def person_pools(locale: str) -> PersonPools:
+    """The pools of one locale, built on first use (about a second) and kept for the process."""
+    from faker import Faker
+
+    fake = Faker(locale)
+    fake.seed_instance(_POOL_SEED)
+    male = _repeat(fake.first_name_male, NAME_POOL_SIZE)
+    female = _repeat(fake.first_name_female, NAME_POOL_SIZE)
+    last = _repeat(fake.last_name, NAME_POOL_SIZE)
+    cities, states, zipcodes = _places(fake, locale)
+    domains = sorted(set(_repeat(fake.free_email_domain, DOMAIN_POOL_SIZE)))
+    phones = None if locale == "en_US" else pa.array(_repeat(fake.phone_number, PHONE_POOL_SIZE))
+    first = male + female
+    return PersonPools(
+        first_names=pa.array(first), first_name_keys=pa.array([email_key(n) for n in first]),
+        num_male=len(male), last_names=pa.array(last), last_name_keys=pa.array([email_key(n) for n in last]),
+        cities=pa.array(cities), states=pa.array(states), zipcodes=pa.array(zipcodes),
+        email_domains=pa.array(domains), phones=phones,
+    )
+
+
+def _indices(rng: np.random.Generator, size: int, n: int) -> pa.Array:
+    return pa.array(rng.integers(0, size, size=n, dtype=np.int64))
+
+
+@functools.lru_cache(maxsize=64)
+def _age_weights(low: int, high: int) -> np.ndarray:
+    # A rough population shape: flat up to 60, then thinning out, so 110-year-olds stay rare.
+    ages = np.arange(low, high + 1, dtype=np.float64)
+    weights = np.exp(-np.maximum(ages - 60.0, 0.0) / 12.0)
+    return weights / weights.sum()
+
+
+def _ages(low: int, high: int, n: int, rng: np.random.Generator) -> np.ndarray:
+    return low + rng.choice(high - low + 1, size=n, p=_age_weights(low, high)).astype(np.int64)
+
+
+def _birth_dates(ages: np.ndarray, reference_date: str, rng: np.random.Generator) -> np.ndarray:
+    # The last birthday fell within the year before the reference date; the birth date is that
+    # birthday moved back by the age in years, so age and birth date always agree.
+    last_birthday = np.datetime64(reference_date, "D") - rng.integers(0, 365, size=len(ages))
+    year = last_birthday.astype("datetime64[Y]")
+    day_of_year = last_birthday - year.astype("datetime64[D]")
+    return (year - ages).astype("datetime64[D]") + day_of_year
+
+
+def _emails(first_keys: pa.Array, last_keys: pa.Array, domains: pa.Array,
+            rng: np.random.Generator) -> pa.Array:
+    n = len(first_keys)
+    numbers = pc.cast(pa.array(rng.integers(1, 100, size=n)), pa.string())
+    suffix = pc.if_else(pa.array(rng.random(n) < 0.5), numbers, "")
+    return pc.binary_join_element_wise(first_keys, ".", last_keys, suffix, "@", domains, "")
+
+
+def _north_american_phones(n: int, rng: np.random.Generator) -> pa.Array:
+    def digits(low: int, high: int, width: int) -> pa.Array:
+        text = pc.cast(pa.array(rng.integers(low, high, size=n)), pa.string())
+        return pc.utf8_lpad(text, width=width, padding="0")
+
+    area, exchange, line = digits(201, 990, 3), digits(200, 1000, 3), digits(0, 10000, 4)
+    return pc.binary_join_element_wise("(", area, ") ", exchange, "-", line, "")
+
+
+def _first_name_indices(params: PersonParams, pools: PersonPools, n: int,
+                        rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """(is_male, index into first_names) per row."""
+    if params.sex is None:
+        is_male = rng.random(n) < 0.5
+    else:
+        is_male = np.full(n, params.sex == "Male")
+    num_female = len(pools.first_names) - pools.num_male
+    u = rng.random(n)
+    male_index = (u * pools.num_male).astype(np.int64)
+    female_index = pools.num_male + (u * num_female).astype(np.int64)
+    return is_male, np.where(is_male, male_index, female_index)
+
+
+def draw_person(params: PersonParams, n: int, rng: np.random.Generator,
+                inputs: Mapping[str, Any]) -> pa.StructArray:
+    """``n`` person records as a struct array (fields in ``PERSON_FIELDS``)."""
+    pools = person_pools(params.locale)
+    is_male, first_index = _first_name_indices(params, pools, n, rng)
+    first = pa.array(first_index)
+    last = _indices(rng, len(pools.last_names), n)
+    place = _indices(rng, len(pools.cities), n)
+    if params.city is None:
+        cities = pools.cities.take(place)
+    else:
+        wanted = pa.array([params.city] if isinstance(params.city, str) else params.city)
+        cities = wanted.take(_indices(rng, len(wanted), n))
+    ages = _ages(params.age_range[0], params.age_range[1], n, rng)
+    domains = pools.email_domains.take(_indices(rng, len(pools.email_domains), n))
+    emails = _emails(pools.first_name_keys.take(first), pools.last_name_keys.take(last), domains, rng)
+    if pools.phones is None:
+        phones = _north_american_phones(n, rng)
+    else:
+        phones = pools.phones.take(_indices(rng, len(pools.phones), n))
+    fields = [
+        pools.first_names.take(first), pools.last_names.take(last),
+        _SEXES.take(pa.array((~is_male).astype(np.int64))), pa.array(ages),
+        pa.array(_birth_dates(ages, params.reference_date, rng), type=pa.date32()),
+        cities, pools.states.take(place), pools.zipcodes.take(place), emails, phones,
+    ]
+    return pa.StructArray.from_arrays(fields, names=list(PERSON_FIELDS))

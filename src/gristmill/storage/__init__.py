@@ -1,0 +1,1 @@
+"""Artifact layout, atomic writes, typed metadata, hashing and the directory lock."""

@@ -1,0 +1,110 @@
+"""Typed ``metadata.json`` of one dataset directory.
+
+It is rewritten atomically after every completed batch, so after a crash it describes
+exactly the batch files that were durably written before it.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from gristmill.errors import ArtifactError
+from gristmill.storage.atomic import write_json_atomic
+
+DATASET_SCHEMA_VERSION = 1
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class DatasetStatus(StrEnum):
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+
+class FileRecord(BaseModel):
+    """One written file: path relative to the dataset directory, rows, size and digest."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    file: str
+    rows: int
+    bytes: int
+    sha256: str
+
+
+class BatchRecord(FileRecord):
+    """A completed batch: its main parquet file plus processor and dropped-column files."""
+
+    index: int
+    processor_files: dict[str, FileRecord] = Field(default_factory=dict)
+    dropped_file: FileRecord | None = None
+    seconds: float = 0.0
+
+
+class DatasetMetadata(BaseModel):
+    """State of one ``create()`` run, enough to resume it or to say why it cannot be."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    schema_version: Literal[1] = 1
+    gristmill_version: str
+    dataset_name: str
+    fingerprint: str
+    fingerprint_version: int
+    fingerprint_components: dict[str, Any] = Field(default_factory=dict)
+    seed_digest: str | None = None
+    run_seed: int
+    batch_size: int
+    target_rows: int
+    status: DatasetStatus = DatasetStatus.RUNNING
+    column_names: list[str] = Field(default_factory=list)
+    completed_batches: list[BatchRecord] = Field(default_factory=list)
+    created_at: datetime = Field(default_factory=utc_now)
+    updated_at: datetime = Field(default_factory=utc_now)
+    finished_at: datetime | None = None
+    generation_seconds: float = 0.0
+    usage: dict[str, dict[str, int]] = Field(default_factory=dict)
+    error: str | None = None
+
+    @property
+    def actual_rows(self) -> int:
+        return sum(b.rows for b in self.completed_batches)
+
+    @property
+    def num_batches(self) -> int:
+        return -(-self.target_rows // self.batch_size)
+
+    def save(self, path: Path) -> None:
+        """Write atomically (temp file, fsync, replace, fsync directory)."""
+        self.updated_at = utc_now()
+        write_json_atomic(path, self.model_dump(mode="json"))
+
+    @classmethod
+    def load(cls, path: Path) -> DatasetMetadata:
+        """Read and validate, raising ``ArtifactError`` naming the file for anything unusable."""
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ArtifactError(f"{path} does not exist: the directory holds no gristmill dataset") from None
+        except (OSError, ValueError) as exc:
+            raise ArtifactError(f"{path} is corrupt ({exc}); move the directory away or create with "
+                                "resume=IF_POSSIBLE to start fresh in a new directory") from None
+        if isinstance(raw, dict) and raw.get("schema_version") not in (None, DATASET_SCHEMA_VERSION):
+            raise ArtifactError(f"{path} has schema_version {raw.get('schema_version')!r}, this gristmill reads "
+                                f"{DATASET_SCHEMA_VERSION}; upgrade gristmill or start fresh")
+        try:
+            return cls.model_validate(raw)
+        except ValidationError as exc:
+            first = exc.errors(include_url=False)[0]
+            where = ".".join(str(p) for p in first["loc"]) or "<root>"
+            raise ArtifactError(f"{path} is not valid dataset metadata ({where}: {first['msg']}); move the "
+                                "directory away or create with resume=IF_POSSIBLE to start fresh") from None

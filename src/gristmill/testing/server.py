@@ -1,0 +1,399 @@
+"""A real OpenAI-compatible HTTP server on 127.0.0.1 for tests and benchmarks.
+
+It serves ``POST /v1/chat/completions`` and ``GET /v1/models`` with injectable trouble:
+a fixed latency, a cap on concurrent requests beyond which it answers 429 with
+``Retry-After``, a 5xx rate, a malformed-JSON rate, a schema-invalid rate, a fixed error
+status, and an API key it insists on. Content is deterministic, derived from the messages:
+plain text echoes the prompt, JSON is asked for through ``response_format`` (or an
+instruction with an embedded schema) gets an instance of the schema, and a request for a
+fenced code block gets one. ``GET /stats`` returns the request counters, ``POST /control``
+changes the behaviour, ``POST /reset`` zeroes the counters.
+
+Responses go out in a single ``write`` on a socket with ``TCP_NODELAY``: otherwise Nagle's
+algorithm and delayed ACKs add ~40 ms to every keep-alive response.
+
+In-process (a thread with its own event loop)::
+
+    with LLMTestServer(latency=0.05, max_concurrent=8) as server:
+        provider = ModelProvider(name="test", endpoint=server.url)
+        ...
+        server.stats()["requests"]
+
+As a process: ``python -m gristmill.testing.server --port 0 --latency 0.05``; the first
+line printed is ``listening on http://127.0.0.1:<port>/v1``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import random
+import re
+import socket
+import sys
+import threading
+import time
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+_REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 429: "Too Many Requests",
+            500: "Internal Server Error", 503: "Service Unavailable"}
+_WORDS = ("amber basil cedar delta ember fjord grove harbor island juniper kestrel lumen meadow nectar "
+          "orchid pebble quartz river saffron thistle umber violet willow xenon yarrow zephyr").split()
+_CODE_RE = re.compile(r"```(\w+) fenced code block")
+_SCHEMA_RE = re.compile(r"matching this JSON schema:\s*```json\s*(.*?)```", re.S)
+
+
+@dataclass
+class ServerBehavior:
+    """What the server does; every field can be changed while it runs (``configure`` / ``/control``)."""
+
+    latency: float = 0.0
+    max_concurrent: int | None = None  # beyond this many in-flight completions: 429
+    retry_after: float = 1.0  # seconds sent in the Retry-After header of a 429
+    error_rate: float = 0.0  # share of completions answered 503
+    malformed_rate: float = 0.0  # share of JSON answers cut in half
+    invalid_rate: float = 0.0  # share of JSON answers that parse but miss the schema
+    fail_status: int | None = None  # answer every completion with this status
+    fail_message: str = "injected failure"
+    api_key: str | None = None  # require 'Authorization: Bearer <api_key>'
+    reasoning: str = "none"  # "none" | "tags" (<think> in content) | "field" (reasoning_content)
+    seed: int = 0
+
+
+@dataclass
+class ServerStats:
+    """Request counters. ``duplicates`` counts completions whose body was seen before."""
+
+    requests: int = 0
+    completions: int = 0  # 200 answers to chat completions
+    rate_limited: int = 0
+    errors: int = 0  # 5xx / fail_status answers
+    unauthorized: int = 0
+    in_flight: int = 0
+    max_in_flight: int = 0
+    duplicates: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    log: list[tuple[float, str, int]] = field(default_factory=list)  # (time, body hash, status)
+    seen: set[str] = field(default_factory=set)
+
+
+class _Handler(asyncio.Protocol):
+    """HTTP/1.1 keep-alive connection: parse requests, hand them to the app, write each answer once."""
+
+    def __init__(self, app: _App) -> None:
+        self.app = app
+        self.buf = bytearray()
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def data_received(self, data: bytes) -> None:
+        self.buf += data
+        while True:
+            end = self.buf.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            lines = bytes(self.buf[:end]).decode("latin-1").split("\r\n")
+            method, path, _ = lines[0].split(" ", 2)
+            headers = {}
+            for line in lines[1:]:
+                name, _, value = line.partition(":")
+                headers[name.strip().lower()] = value.strip()
+            size = int(headers.get("content-length", "0"))
+            if len(self.buf) < end + 4 + size:
+                return
+            body = bytes(self.buf[end + 4:end + 4 + size])
+            del self.buf[:end + 4 + size]
+            asyncio.get_running_loop().create_task(self.app.handle(self, method, path, headers, body))
+
+    def respond(self, status: int, payload: Any, extra_headers: str = "", close: bool = False) -> None:
+        if self.transport is None or self.transport.is_closing():
+            return
+        body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+        head = (f"HTTP/1.1 {status} {_REASONS.get(status, 'Status')}\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(body)}\r\n{extra_headers}"
+                f"{'Connection: close' + chr(13) + chr(10) if close else ''}\r\n")
+        self.transport.write(head.encode("latin-1") + body)
+        if close:
+            self.transport.close()
+
+
+class _App:
+    def __init__(self, behavior: ServerBehavior, models: tuple[str, ...]) -> None:
+        self.behavior = behavior
+        self.models = models
+        self.stats = ServerStats()
+        self.rng = random.Random(behavior.seed)
+
+    async def handle(self, conn: _Handler, method: str, path: str, headers: dict[str, str], body: bytes) -> None:
+        close = headers.get("connection", "").lower() == "close"
+        path = path.split("?", 1)[0]
+        if method == "POST" and path.endswith("/chat/completions"):
+            status, payload, extra = await self.complete(headers, body)
+            conn.respond(status, payload, extra, close)
+        elif method == "GET" and path.endswith("/models"):
+            conn.respond(200, {"object": "list", "data": [{"id": m, "object": "model"} for m in self.models]},
+                         close=close)
+        elif method == "GET" and path == "/stats":
+            conn.respond(200, self.stats_dict(), close=close)
+        elif method == "POST" and path == "/control":
+            self.configure(**json.loads(body or b"{}"))
+            conn.respond(200, asdict(self.behavior), close=close)
+        elif method == "POST" and path == "/reset":
+            self.stats = ServerStats()
+            conn.respond(200, {}, close=close)
+        else:
+            conn.respond(404, {"error": {"message": f"no route {method} {path}"}}, close=close)
+
+    def configure(self, **changes: Any) -> None:
+        known = {f.name for f in fields(ServerBehavior)}
+        for name, value in changes.items():
+            if name not in known:
+                raise TypeError(f"unknown server behaviour {name!r}")
+            setattr(self.behavior, name, value)
+
+    def stats_dict(self) -> dict[str, Any]:
+        data = asdict(self.stats)
+        data.pop("seen")
+        data.pop("log")
+        return data
+
+    async def complete(self, headers: dict[str, str], body: bytes) -> tuple[int, Any, str]:
+        b, s = self.behavior, self.stats
+        s.requests += 1
+        digest = hashlib.sha256(body).hexdigest()[:16]
+        status, payload, extra = await self._answer(headers, body)
+        s.log.append((time.monotonic(), digest, status))
+        if digest in s.seen:
+            s.duplicates += 1
+        s.seen.add(digest)
+        if status == 200:
+            s.completions += 1
+        del b
+        return status, payload, extra
+
+    async def _answer(self, headers: dict[str, str], body: bytes) -> tuple[int, Any, str]:
+        b, s = self.behavior, self.stats
+        if b.api_key is not None and headers.get("authorization") != f"Bearer {b.api_key}":
+            s.unauthorized += 1
+            return 401, _error("Incorrect API key provided.", "invalid_api_key"), ""
+        try:
+            request = json.loads(body)
+        except ValueError as exc:
+            return 400, _error(f"request body is not JSON: {exc}", "invalid_request_error"), ""
+        if b.max_concurrent is not None and s.in_flight >= b.max_concurrent:
+            s.rate_limited += 1
+            return 429, _error("Rate limit reached; slow down.", "rate_limit_exceeded"), \
+                f"Retry-After: {b.retry_after:g}\r\n"
+        s.in_flight += 1
+        s.max_in_flight = max(s.max_in_flight, s.in_flight)
+        try:
+            if b.latency > 0:
+                await asyncio.sleep(b.latency)
+            if b.fail_status is not None:
+                s.errors += 1
+                return b.fail_status, _error(b.fail_message, "injected"), ""
+            if b.error_rate and self.rng.random() < b.error_rate:
+                s.errors += 1
+                return 503, _error("The server is overloaded, try again.", "server_error"), ""
+            return 200, self.completion(request), ""
+        finally:
+            s.in_flight -= 1
+
+    def completion(self, request: dict[str, Any]) -> dict[str, Any]:
+        messages = request.get("messages") or []
+        seed_text = json.dumps(messages, sort_keys=True)
+        h = int(hashlib.sha256(seed_text.encode()).hexdigest()[:12], 16)
+        content = self.content(request, messages, h)
+        message: dict[str, Any] = {"role": "assistant", "content": content}
+        if self.behavior.reasoning == "tags":
+            message["content"] = f"<think>Considering request {h % 1000}.</think>\n{content}"
+        elif self.behavior.reasoning == "field":
+            message["reasoning_content"] = f"Considering request {h % 1000}."
+        prompt_tokens = len(seed_text.split())
+        completion_tokens = len(content.split())
+        self.stats.prompt_tokens += prompt_tokens
+        self.stats.completion_tokens += completion_tokens
+        return {"id": f"chatcmpl-{h:x}", "object": "chat.completion", "created": 0,
+                "model": request.get("model", "test-model"),
+                "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                          "total_tokens": prompt_tokens + completion_tokens}}
+
+    def content(self, request: dict[str, Any], messages: list[dict[str, Any]], h: int) -> str:
+        text = "\n".join(_text(m.get("content")) for m in messages)
+        last = _text(messages[-1].get("content")) if messages else ""
+        schema, fenced = _requested_schema(request, text)
+        if schema is not None:
+            return self.json_content(schema, h, fenced)
+        code = _CODE_RE.search(text)
+        if code:
+            return f"Here you go:\n```{code.group(1)}\n# snippet {h % 997}\nprint({h % 1000})\n```\nDone."
+        return f"Echo: {last[:200]} [{_WORDS[h % len(_WORDS)]}-{h % 10000}]"
+
+    def json_content(self, schema: dict[str, Any], h: int, fenced: bool) -> str:
+        b = self.behavior
+        value = schema_instance(schema, h)
+        if b.invalid_rate and self.rng.random() < b.invalid_rate:
+            value = {"unexpected": True} if not isinstance(value, dict) or value else {"unexpected": [1]}
+        text = json.dumps(value)
+        if b.malformed_rate and self.rng.random() < b.malformed_rate:
+            text = text[: max(1, len(text) // 2)]
+        return f"Sure, here it is:\n```json\n{text}\n```\nAnything else?" if fenced else text
+
+
+def _error(message: str, code: str) -> dict[str, Any]:
+    return {"error": {"message": message, "type": code, "code": code}}
+
+
+def _text(content: Any) -> str:
+    if isinstance(content, list):
+        return " ".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
+    return "" if content is None else str(content)
+
+
+def _requested_schema(request: dict[str, Any], text: str) -> tuple[dict[str, Any] | None, bool]:
+    """The schema a request asks for, and whether to answer in a fenced block with prose around it."""
+    fmt = request.get("response_format") or {}
+    if fmt.get("type") == "json_schema":
+        return (fmt.get("json_schema") or {}).get("schema") or {"type": "object"}, False
+    if fmt.get("type") == "json_object":
+        return fmt.get("schema") or {"type": "object"}, False
+    found = _SCHEMA_RE.search(text)
+    if found:
+        try:
+            return json.loads(found.group(1)), True
+        except ValueError:
+            return {"type": "object"}, True
+    return None, False
+
+
+def schema_instance(schema: dict[str, Any], h: int, defs: dict[str, Any] | None = None) -> Any:
+    """A deterministic value satisfying the common JSON-schema keywords (for fake answers)."""
+    defs = defs if defs is not None else schema.get("$defs", {})
+    if "$ref" in schema:
+        return schema_instance(defs.get(schema["$ref"].rsplit("/", 1)[-1], {}), h, defs)
+    if "enum" in schema:
+        return schema["enum"][h % len(schema["enum"])]
+    if "const" in schema:
+        return schema["const"]
+    for key in ("anyOf", "oneOf", "allOf"):
+        if key in schema:
+            return schema_instance(schema[key][0], h, defs)
+    kind = schema.get("type", "object")
+    if isinstance(kind, list):
+        kind = next((k for k in kind if k != "null"), "null")
+    if kind == "object":
+        props = schema.get("properties", {})
+        return {name: schema_instance(sub, h + i + 1, defs) for i, (name, sub) in enumerate(props.items())}
+    if kind == "array":
+        count = max(schema.get("minItems", 2), 1)
+        return [schema_instance(schema.get("items", {"type": "string"}), h + i, defs) for i in range(count)]
+    if kind in ("integer", "number"):
+        low = schema.get("minimum", 0)
+        high = schema.get("maximum", low + 100)
+        value = low + h % (int(high - low) + 1)
+        return value if kind == "integer" else float(value)
+    if kind == "boolean":
+        return bool(h % 2)
+    if kind == "null":
+        return None
+    return f"{_WORDS[h % len(_WORDS)]} {_WORDS[(h // 7) % len(_WORDS)]}"
+
+
+class LLMTestServer:
+    """The server in a background thread with its own event loop; a context manager."""
+
+    def __init__(self, *, host: str = "127.0.0.1", port: int = 0, models: tuple[str, ...] = ("test-model",),
+                 **behavior: Any) -> None:
+        self.host = host
+        self.port = port
+        self.app = _App(ServerBehavior(**behavior), models)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._server: asyncio.Server | None = None
+
+    @property
+    def url(self) -> str:
+        """Base URL to use as a provider endpoint, e.g. ``http://127.0.0.1:40123/v1``."""
+        return f"http://{self.host}:{self.port}/v1"
+
+    def start(self) -> LLMTestServer:
+        ready = threading.Event()
+
+        def run() -> None:
+            loop = asyncio.new_event_loop()
+            self._loop = loop
+            self._server = loop.run_until_complete(
+                loop.create_server(lambda: _Handler(self.app), self.host, self.port, backlog=1024))
+            self.port = self._server.sockets[0].getsockname()[1]
+            ready.set()
+            loop.run_forever()
+            self._server.close()
+            loop.run_until_complete(self._server.wait_closed())
+            loop.close()
+
+        self._thread = threading.Thread(target=run, name="gristmill-test-server", daemon=True)
+        self._thread.start()
+        ready.wait(10)
+        return self
+
+    def stop(self) -> None:
+        if self._loop is not None and self._thread is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(10)
+            self._loop = None
+
+    def __enter__(self) -> LLMTestServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def configure(self, **changes: Any) -> None:
+        """Change the behaviour while serving, e.g. ``configure(max_concurrent=4)``."""
+        self.app.configure(**changes)
+
+    def stats(self) -> dict[str, Any]:
+        """A copy of the counters."""
+        return self.app.stats_dict()
+
+    def reset_stats(self) -> None:
+        self.app.stats = ServerStats()
+
+    def request_log(self) -> list[tuple[float, str, int]]:
+        """(monotonic time, body hash, status) of every completion request, in arrival order."""
+        return list(self.app.stats.log)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m gristmill.testing.server", description=__doc__.split("\n")[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--model", action="append", default=None, help="model id to list (repeatable)")
+    for f in fields(ServerBehavior):
+        kind = {"float": float, "int": int}.get(str(f.type).split(" |")[0], str)
+        parser.add_argument(f"--{f.name.replace('_', '-')}", type=kind, default=f.default)
+    args = vars(parser.parse_args(argv))
+    host, port, models = args.pop("host"), args.pop("port"), tuple(args.pop("model") or ("test-model",))
+    server = LLMTestServer(host=host, port=port, models=models, **args).start()
+    print(f"listening on {server.url}", flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        server.stop()
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()
