@@ -18,7 +18,8 @@ from gristmill.sampling import PERSON_FIELDS, sample_columns, validate_sampler_c
 N = 20_000
 
 
-def col(name: str, sampler_type: str, conditional: dict[str, Any] | None = None, **params: Any) -> SamplerColumn:
+def col(name: str, sampler_type: str, conditional: dict[str, Any] | None = None,
+        **params: Any) -> SamplerColumn:
     return SamplerColumn(name=name, sampler_type=sampler_type, params=params,
                          conditional_params=conditional or {})
 
@@ -169,7 +170,8 @@ def test_subcategory_of_numeric_category() -> None:
 
 ALL_TYPES = [
     CATEGORY,
-    col("price", "uniform", {"category == 'books'": {"low": 5, "high": 30}}, low=1, high=100, decimal_places=2),
+    col("price", "uniform", {"category == 'books'": {"low": 5, "high": 30}}, low=1, high=100,
+        decimal_places=2),
     col("id", "uuid"),
     col("when", "datetime", start="2020-01-01", end="2024-12-31", unit="s"),
     col("later", "timedelta", dt_min=0, dt_max=30, reference_column_name="when"),
@@ -219,7 +221,8 @@ def test_column_values_do_not_depend_on_other_columns() -> None:
     ("poisson", {"mean": -2}, "mean"),
     ("scipy", {"dist_name": "not_a_dist"}, "unknown scipy.stats distribution 'not_a_dist'"),
     ("scipy", {"dist_name": "norm", "dist_params": {"bogus": 1}}, "rejects dist_params"),
-    ("bernoulli_mixture", {"p": 0.5, "dist_name": "normal", "dist_params": {"scale": -1}}, "rejects dist_params"),
+    ("bernoulli_mixture", {"p": 0.5, "dist_name": "normal", "dist_params": {"scale": -1}},
+     "rejects dist_params"),
     ("datetime", {"start": "2024-02-01", "end": "2024-01-01"}, "must not be after end"),
     ("datetime", {"start": "yesterday", "end": "2024-01-01"}, "ISO 8601"),
     ("datetime", {"start": "2024-01-01", "end": "2024-01-02", "unit": "W"}, "unit"),
@@ -272,7 +275,8 @@ def test_condition_on_context_column() -> None:
 
 
 def test_conditional_person_sex() -> None:
-    out = run(CATEGORY, col("person", "person", {"category == 'toys'": {"sex": "Female"}}, sex="Male"), n=3000)
+    person = col("person", "person", {"category == 'toys'": {"sex": "Female"}}, sex="Male")
+    out = run(CATEGORY, person, n=3000)
     sexes = np.array(out["person"].field("sex").to_pylist())
     np.testing.assert_array_equal(sexes == "Female", out["category"] == "toys")
 

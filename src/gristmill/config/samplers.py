@@ -328,7 +328,8 @@ def check_scipy_distribution(name: str, params: dict[str, float]) -> None:
 # ---------------------------------------------------------------------------------------------- conditions
 
 _CONDITION_RE = re.compile(
-    r"^\s*(?P<column>[A-Za-z_][A-Za-z0-9_]*)\s*(?:(?P<eq>==|!=)|\s(?P<member>not\s+in|in)\s)\s*(?P<value>.+?)\s*$")
+    r"^\s*(?P<column>[A-Za-z_][A-Za-z0-9_]*)\s*"
+    r"(?:(?P<eq>==|!=)|\s(?P<member>not\s+in|in)\s)\s*(?P<value>.+?)\s*$")
 
 
 @dataclass(frozen=True)

@@ -188,6 +188,9 @@ def sample_columns(columns: Sequence[SamplerColumn], constraints: Sequence[Const
     referenced = {n for c in columns for n in c.required_columns()}
     referenced |= {n for c in constraints for n in c.referenced_columns()}
     known = {name: _as_numpy(values) for name, values in (context or {}).items() if name in referenced}
+    for name, values in known.items():
+        if len(values) != num_rows:
+            raise ConfigError(f"context column {name!r} has {len(values)} rows but the batch has {num_rows}")
     validate_sampler_columns(columns, constraints, known_columns=set(context or {}))
     ordered = sampler_order(columns)
     drawn: dict[str, Any] = {}
@@ -200,14 +203,13 @@ def sample_columns(columns: Sequence[SamplerColumn], constraints: Sequence[Const
 
 
 def _violations(constraints: Sequence[ConstraintModel], values: Mapping[str, Any]) -> np.ndarray:
-    """Rows that break at least one constraint."""
-    bad = np.zeros(len(next(iter(values.values()))), dtype=bool) if values else np.zeros(0, dtype=bool)
-    for constraint in constraints:
-        bad |= violation_mask(constraint, values)
-    return bad
+    """Rows that break at least one constraint (``constraints`` is not empty)."""
+    masks = [violation_mask(constraint, values) for constraint in constraints]
+    return np.asarray(np.logical_or.reduce(masks), dtype=bool)
 
 
-def _redrawn_columns(ordered: Sequence[SamplerColumn], constraints: Sequence[ConstraintModel]) -> list[SamplerColumn]:
+def _redrawn_columns(ordered: Sequence[SamplerColumn],
+                     constraints: Sequence[ConstraintModel]) -> list[SamplerColumn]:
     """Constraint targets plus every sampler column drawn from them, in drawing order."""
     names = {constraint.target_column for constraint in constraints}
     # A redrawn column invalidates the columns drawn from it (a category's subcategory, a timedelta
@@ -221,7 +223,7 @@ def _redrawn_columns(ordered: Sequence[SamplerColumn], constraints: Sequence[Con
 def _candidates_per_row(round_number: int, failing: int) -> int:
     # Doubling the candidates each round makes rare-but-possible constraints (10% acceptance)
     # converge in a few rounds; the cap bounds memory for large batches.
-    return max(1, min(2 ** round_number, MAX_CANDIDATES_PER_ROW, MAX_CANDIDATES // max(failing, 1)))
+    return int(max(1, min(2**round_number, MAX_CANDIDATES_PER_ROW, MAX_CANDIDATES // max(failing, 1))))
 
 
 def _enforce_constraints(ordered: Sequence[SamplerColumn], constraints: Sequence[ConstraintModel],
@@ -247,7 +249,8 @@ def _enforce_constraints(ordered: Sequence[SamplerColumn], constraints: Sequence
             inputs = {**_take_all(_inputs(column, drawn, known), rows), **candidates}
             inputs = {name: inputs[name] for name in column.required_columns()}
             candidates[column.name] = draw_column(column, rows.size, rng, inputs)
-        values = {name: candidates[name] if name in candidates else _take({**known, **drawn}[name], rows)
+        current = {**known, **drawn}
+        values = {name: candidates[name] if name in candidates else _take(current[name], rows)
                   for name in read}
         passed = ~_violations(constraints, values).reshape(selected.size, per_row)
         pick = np.arange(selected.size) * per_row + passed.argmax(axis=1)  # first passing, else the first

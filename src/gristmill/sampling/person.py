@@ -120,7 +120,7 @@ def _age_weights(low: int, high: int) -> np.ndarray:
     # A rough population shape: flat up to 60, then thinning out, so 110-year-olds stay rare.
     ages = np.arange(low, high + 1, dtype=np.float64)
     weights = np.exp(-np.maximum(ages - 60.0, 0.0) / 12.0)
-    return weights / weights.sum()
+    return np.asarray(weights / weights.sum())
 
 
 def _ages(low: int, high: int, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -133,7 +133,7 @@ def _birth_dates(ages: np.ndarray, reference_date: str, rng: np.random.Generator
     last_birthday = np.datetime64(reference_date, "D") - rng.integers(0, 365, size=len(ages))
     year = last_birthday.astype("datetime64[Y]")
     day_of_year = last_birthday - year.astype("datetime64[D]")
-    return (year - ages).astype("datetime64[D]") + day_of_year
+    return np.asarray((year - ages).astype("datetime64[D]") + day_of_year)
 
 
 def _emails(first_keys: pa.Array, last_keys: pa.Array, domains: pa.Array,

@@ -148,7 +148,7 @@ def draw_distribution(name: str, dist_params: Mapping[str, float], n: int,
     """``n`` draws of a numpy Generator distribution, or of a scipy.stats one for any other name."""
     if name in NUMPY_DISTRIBUTIONS:
         return np.asarray(getattr(rng, name)(**dist_params, size=n))
-    return _scipy_distribution(name).rvs(**dist_params, size=n, random_state=rng)
+    return np.asarray(_scipy_distribution(name).rvs(**dist_params, size=n, random_state=rng))
 
 
 def _scipy_distribution(name: str) -> Any:
@@ -211,7 +211,7 @@ def draw_timedelta(params: TimedeltaParams, n: int, rng: np.random.Generator,
         raise ConfigError(f"timedelta reference column {params.reference_column_name!r} is not a datetime "
                           f"column: {exc}") from exc
     offsets = rng.integers(params.dt_min, params.dt_max, size=n, endpoint=True, dtype=np.int64)
-    return reference + offsets.astype(f"timedelta64[{params.unit}]")
+    return np.asarray(reference + offsets.astype(f"timedelta64[{params.unit}]"))
 
 
 DRAW_FUNCTIONS: dict[str, DrawFunction] = {

@@ -1,0 +1,143 @@
+"""LLM column configs: ``llm_text``, ``llm_code``, ``llm_structured`` and ``llm_judge``.
+
+Prompts are Jinja templates over the row (rendered in a sandbox by the engine). With
+``keep_reasoning=True`` a column also writes ``<name>__reasoning``: the model's reasoning
+(``<think>`` blocks or the API's reasoning field), which is always stripped from the value.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, Field, field_validator
+
+from gristmill.config.columns import ColumnConfig, register_column_type, template_variables
+
+REASONING_SUFFIX = "__reasoning"
+
+
+class LLMColumnBase(ColumnConfig):
+    """Fields every LLM column has."""
+
+    prompt: str = Field(description="Jinja2 template of the user message, over the row.")
+    system_prompt: str | None = Field(default=None, description="Jinja2 template of the system message.")
+    model_alias: str = Field(default="default", description="Alias of the model (models.yaml or config models).")
+    keep_reasoning: bool = Field(default=False,
+                                 description="Also write the model's reasoning to '<name>__reasoning'.")
+
+    llm_instructions: ClassVar[str] = ""
+
+    @field_validator("prompt", "system_prompt")
+    @classmethod
+    def _check_template(cls, value: str | None) -> str | None:
+        if value is not None:
+            template_variables(value)
+        return value
+
+    def required_columns(self) -> set[str]:
+        names = template_variables(self.prompt)
+        if self.system_prompt:
+            names |= template_variables(self.system_prompt)
+        return names
+
+    def output_columns(self) -> list[str]:
+        return [self.name, self.name + REASONING_SUFFIX] if self.keep_reasoning else [self.name]
+
+    def model_aliases(self) -> set[str]:
+        return {self.model_alias}
+
+
+@register_column_type
+class LLMTextColumn(LLMColumnBase):
+    """Free text from a model, e.g. ``prompt="Write a one-line bio of {{ name }}."``."""
+
+    column_type: Literal["llm_text"] = "llm_text"
+
+
+@register_column_type
+class LLMCodeColumn(LLMColumnBase):
+    """Code from a model: the fenced block in ``code_lang`` is extracted from the answer."""
+
+    column_type: Literal["llm_code"] = "llm_code"
+    code_lang: str = Field(default="python", description="Language of the code block, e.g. 'python', 'sql'.")
+
+
+@register_column_type
+class LLMStructuredColumn(LLMColumnBase):
+    """A JSON value matching ``output_format`` (a JSON schema, or a pydantic model turned into one).
+
+    Uses the endpoint's JSON/schema mode where the provider has one, always also instructs the
+    model, extracts JSON from the answer (fenced or bare, trailing prose tolerated), validates it,
+    and on failure asks again with the validation error, at most ``max_corrections`` times.
+    """
+
+    column_type: Literal["llm_structured"] = "llm_structured"
+    output_format: dict[str, Any] = Field(description="JSON schema of the value, or a pydantic model class.")
+    max_corrections: int = Field(default=2, ge=0, le=10,
+                                 description="Follow-up requests carrying the validation error, per cell.")
+
+    @field_validator("output_format", mode="before")
+    @classmethod
+    def _schema_of_model(cls, value: Any) -> Any:
+        if isinstance(value, type) and issubclass(value, BaseModel):
+            return value.model_json_schema()
+        return value
+
+
+class Score(BaseModel):
+    """One judged dimension: the model picks one of ``options`` and says why."""
+
+    model_config = {"extra": "forbid"}
+
+    name: str = Field(description="Key of this score in the output, e.g. 'helpfulness'.")
+    description: str = Field(description="What is judged.")
+    options: dict[str, str] = Field(description="Score value -> what it means, e.g. {'1': 'useless', '5': 'ideal'}.")
+
+    @field_validator("options", mode="before")
+    @classmethod
+    def _keys_as_text(cls, value: Any) -> Any:
+        # YAML gives int keys and JSON str keys; one spelling keeps the fingerprint stable.
+        return {str(k): v for k, v in value.items()} if isinstance(value, dict) else value
+
+    @field_validator("options")
+    @classmethod
+    def _not_empty(cls, value: dict[str, str]) -> dict[str, str]:
+        if not value:
+            raise ValueError("a score needs at least one option")
+        return value
+
+    def numeric(self) -> bool:
+        """True when every option is an integer, so scores are written as ints."""
+        return all(k.lstrip("-").isdigit() for k in self.options)
+
+
+@register_column_type
+class LLMJudgeColumn(LLMColumnBase):
+    """Scores a row with a rubric: writes ``{score_name: {"score": ..., "reasoning": ...}}``."""
+
+    column_type: Literal["llm_judge"] = "llm_judge"
+    scores: list[Score] = Field(min_length=1, description="The dimensions to judge.")
+    max_corrections: int = Field(default=2, ge=0, le=10,
+                                 description="Follow-up requests carrying the validation error, per cell.")
+
+    @field_validator("scores")
+    @classmethod
+    def _unique(cls, value: list[Score]) -> list[Score]:
+        names = [s.name for s in value]
+        if len(set(names)) != len(names):
+            raise ValueError(f"score names must be unique, got {names}")
+        return value
+
+    def json_schema(self) -> dict[str, Any]:
+        """The schema the judge's answer must match."""
+        properties = {}
+        for score in self.scores:
+            options: list[Any] = [int(k) if score.numeric() else k for k in score.options]
+            properties[score.name] = {
+                "type": "object",
+                "properties": {"reasoning": {"type": "string"}, "score": {"enum": options}},
+                "required": ["reasoning", "score"]}
+        return {"type": "object", "properties": properties, "required": [s.name for s in self.scores]}
+
+
+LLM_COLUMN_TYPES = (LLMTextColumn, LLMCodeColumn, LLMStructuredColumn, LLMJudgeColumn)

@@ -1,0 +1,220 @@
+"""Generators of the LLM column types: one request per row, all rows of a batch in flight at once
+(bounded by the model's shared throttle), answers served from and written to the response cache.
+
+A cell that fails (after the runtime's retries, or after ``max_corrections`` for structured
+output) is None. When the share of failed cells in the last ``error_window`` cells exceeds
+``max_error_rate``, ``generate`` raises ``ModelError`` naming the model and the last error, so
+the run stops and keeps its completed batches. 401/403 stop the run at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from gristmill.config.llm_columns import REASONING_SUFFIX, LLMColumnBase, LLMJudgeColumn
+from gristmill.engine.generators.base import BatchFrame, ColumnValues, EngineContext, register_generator
+from gristmill.engine.templates import render_column
+from gristmill.errors import ModelAuthError, ModelError, ModelResponseError
+from gristmill.llm.cache import ResponseCache
+from gristmill.llm.parsing import ParseError, extract_code, extract_json, split_reasoning
+from gristmill.llm.schema import validate
+from gristmill.llm.types import Message
+
+JSON_INSTRUCTION = "Respond with a JSON object matching this JSON schema:\n```json\n{schema}\n```"
+CORRECTION = "That answer could not be used: {error}. Reply again with only the corrected JSON."
+
+
+@dataclass(frozen=True)
+class OutputFormat:
+    """What a column type asks for and how it reads the answer."""
+
+    instruction: Callable[[Any], str]  # appended to the user message
+    json_schema: Callable[[Any], dict[str, Any] | None]
+    parse: Callable[[Any, str], Any]  # raises ParseError; the message goes back to the model
+
+
+def _no_schema(column: Any) -> None:
+    return None
+
+
+def _json_value(schema: dict[str, Any], text: str, coerce: Callable[[Any], Any] | None = None) -> Any:
+    value = extract_json(text)
+    if coerce is not None:
+        value = coerce(value)
+    errors = validate(value, schema)
+    if errors:
+        raise ParseError("the JSON does not match the schema: " + "; ".join(errors[:5]))
+    return value
+
+
+def _judge_rubric(column: LLMJudgeColumn) -> str:
+    lines = ["Judge the content above on each of these scores:"]
+    for score in column.scores:
+        options = "; ".join(f"{value} = {meaning}" for value, meaning in score.options.items())
+        lines.append(f"- {score.name}: {score.description} Options: {options}.")
+    lines.append("For each score give your reasoning, then the score.")
+    lines.append(JSON_INSTRUCTION.format(schema=json.dumps(column.json_schema())))
+    return "\n".join(lines)
+
+
+def _judge_coerce(column: LLMJudgeColumn) -> Callable[[Any], Any]:
+    numeric = {s.name for s in column.scores if s.numeric()}
+
+    def coerce(value: Any) -> Any:
+        if isinstance(value, dict):
+            for name in numeric:
+                entry = value.get(name)
+                if isinstance(entry, dict) and isinstance(entry.get("score"), str | float):
+                    try:
+                        entry["score"] = int(float(entry["score"]))
+                    except ValueError:
+                        pass
+        return value
+
+    return coerce
+
+
+def _parse_judge(column: LLMJudgeColumn, text: str) -> Any:
+    value = _json_value(column.json_schema(), text, _judge_coerce(column))
+    return {s.name: {"score": value[s.name]["score"], "reasoning": value[s.name]["reasoning"]}
+            for s in column.scores}
+
+
+FORMATS: dict[str, OutputFormat] = {
+    "llm_text": OutputFormat(lambda c: "", _no_schema, lambda c, text: text),
+    "llm_code": OutputFormat(
+        lambda c: f"Answer with the code in a single ```{c.code_lang} fenced code block.", _no_schema,
+        lambda c, text: extract_code(text, c.code_lang)),
+    "llm_structured": OutputFormat(
+        lambda c: JSON_INSTRUCTION.format(schema=json.dumps(c.output_format)), lambda c: c.output_format,
+        lambda c, text: _json_value(c.output_format, text)),
+    "llm_judge": OutputFormat(_judge_rubric, lambda c: c.json_schema(), _parse_judge),
+}
+
+
+class ErrorWindow:
+    """The outcomes of the last ``size`` cells; trips when the failed share exceeds ``max_rate``."""
+
+    def __init__(self, max_rate: float, size: int) -> None:
+        self.max_rate = max_rate
+        self.outcomes: deque[bool] = deque(maxlen=size)
+        self.failures = 0
+
+    def record(self, ok: bool) -> bool:
+        """Record a cell; True when the run should stop."""
+        if len(self.outcomes) == self.outcomes.maxlen and not self.outcomes[0]:
+            self.failures -= 1
+        self.outcomes.append(ok)
+        self.failures += not ok
+        return len(self.outcomes) == self.outcomes.maxlen and self.failures > self.max_rate * len(self.outcomes)
+
+
+class LLMColumnGenerator:
+    """Generates one LLM column for each batch it is given."""
+
+    def __init__(self, column: LLMColumnBase, context: EngineContext) -> None:
+        if context.llm is None:
+            raise ModelError(f"column {column.name!r} needs a model, but the run has no LLM runtime")
+        self.column = column
+        self.format = FORMATS[column.column_type]
+        self.handle = context.llm.model(column.model_alias, getattr(context.config, "models", ()))
+        self.cache: ResponseCache | None = context.response_cache if context.run_config.cache else None
+        self.usage = context.usage[column.model_alias]
+        self.errors = ErrorWindow(context.run_config.max_error_rate, context.run_config.error_window)
+        self.max_corrections = getattr(column, "max_corrections", 0)
+        self.schema = self.format.json_schema(column)
+        self.instruction = self.format.instruction(column)
+
+    def messages(self, frame: BatchFrame) -> list[list[Message]]:
+        """The chat messages of every row of the batch."""
+        n = frame.num_rows
+        prompts = render_column(self.column.prompt, n, frame.pylist)
+        systems = (render_column(self.column.system_prompt, n, frame.pylist)
+                   if self.column.system_prompt else None)
+        if systems is None and isinstance(self.column, LLMJudgeColumn):
+            systems = ["You are a careful, impartial judge."] * n
+        suffix = "\n\n" + self.instruction if self.instruction else ""
+        out = []
+        for i in range(n):
+            user: Message = {"role": "user", "content": prompts[i] + suffix}
+            out.append([{"role": "system", "content": systems[i]}, user] if systems else [user])
+        return out
+
+    async def generate(self, frame: BatchFrame) -> dict[str, ColumnValues]:
+        n = frame.num_rows
+        bodies = [self.handle.build_body(m, self.schema) for m in self.messages(frame)]
+        keys: list[str] = []
+        cached: dict[str, Any] = {}
+        if self.cache is not None:
+            keys = [ResponseCache.key(identity=self.handle.identity, body=b, column=self.column.name,
+                                      row=frame.row_offset + i) for i, b in enumerate(bodies)]
+            cached = self.cache.get_many(keys)
+            self.usage["cache_hits"] += len(cached)
+        results: list[Any] = [None] * n
+        for i, key in enumerate(keys):
+            results[i] = cached.get(key)
+        pending = [i for i in range(n) if results[i] is None]
+        tasks = [asyncio.ensure_future(self._cell(bodies[i], keys[i] if keys else None)) for i in pending]
+        try:
+            for i, value in zip(pending, await asyncio.gather(*tasks), strict=True):
+                results[i] = value
+        except BaseException:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
+        out: dict[str, ColumnValues] = {self.column.name: [r["v"] if r else None for r in results]}
+        if self.column.keep_reasoning:
+            out[self.column.name + REASONING_SUFFIX] = [r["r"] if r else None for r in results]
+        return out
+
+    async def _cell(self, body: dict[str, Any], key: str | None) -> dict[str, Any] | None:
+        try:
+            value, reasoning = await self._ask(body)
+        except ModelAuthError:
+            raise
+        except ModelError as exc:
+            self.usage["failures"] += 1
+            if self.errors.record(False):
+                window = self.errors.outcomes
+                raise ModelError(
+                    f"stopping: {self.errors.failures} of the last {len(window)} cells of column "
+                    f"{self.column.name!r} failed on model {self.handle.alias!r}; last error: {exc}. "
+                    "Completed batches are kept; fix the endpoint and resume.") from exc
+            return None
+        self.errors.record(True)
+        stored = {"v": value, "r": reasoning}
+        if key is not None and self.cache is not None:
+            self.cache.put(key, stored, column=self.column.name)
+        return stored
+
+    async def _ask(self, body: dict[str, Any]) -> tuple[Any, str | None]:
+        """One cell: the request, then corrections while the answer does not parse."""
+        messages = list(body["messages"])
+        for correction in range(self.max_corrections + 1):
+            completion = await self.handle.complete(body, self.usage)
+            content, reasoning = split_reasoning(completion.content, completion.reasoning)
+            try:
+                return self.format.parse(self.column, content), reasoning
+            except ParseError as exc:
+                if correction == self.max_corrections:
+                    raise ModelResponseError(f"model {self.handle.alias!r} gave an unusable answer for column "
+                                             f"{self.column.name!r} after {correction} corrections: {exc}") from exc
+                self.usage["corrections"] += 1
+                messages += [{"role": "assistant", "content": content},
+                             {"role": "user", "content": CORRECTION.format(error=exc)}]
+                body = self.handle.build_body(messages, self.schema)
+        raise AssertionError("unreachable")
+
+
+@register_generator("llm_text")
+@register_generator("llm_code")
+@register_generator("llm_structured")
+@register_generator("llm_judge")
+def build_llm_generator(column: LLMColumnBase, context: EngineContext) -> LLMColumnGenerator:
+    return LLMColumnGenerator(column, context)

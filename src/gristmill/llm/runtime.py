@@ -1,0 +1,156 @@
+"""The LLM runtime one ``Mill`` owns: clients per provider, throttles per (provider, model).
+
+Generators get a :class:`ModelHandle` per column and call :meth:`ModelHandle.complete`, which
+waits for a throttle slot, sends, and retries: 429s shrink the throttle and wait out
+``Retry-After`` without holding a slot; 5xx, timeouts and connection errors back off
+exponentially with jitter; 401/403 raise ``ModelAuthError`` at once; other 4xx fail the cell.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import time
+from collections.abc import Iterable, MutableMapping
+from typing import Any
+
+from gristmill.config.models import ModelConfig
+from gristmill.errors import ConfigError, ModelAuthError, ModelError, ModelRateLimitError
+from gristmill.llm.local import LocalClient, check_local_available
+from gristmill.llm.openai import OpenAIClient, env_var_name
+from gristmill.llm.registry import ModelRegistry, ResolvedModel
+from gristmill.llm.throttle import AdaptiveThrottle
+from gristmill.llm.types import Attempt, ChatClient, Completion, Message, Outcome, RequestBody
+
+Usage = MutableMapping[str, int]
+MAX_BACKOFF = 30.0
+
+
+class ModelHandle:
+    """One resolved model bound to its provider's client and its (provider, model) throttle."""
+
+    def __init__(self, resolved: ResolvedModel, client: ChatClient, throttle: AdaptiveThrottle) -> None:
+        self.resolved = resolved
+        self.client = client
+        self.throttle = throttle
+        config = resolved.model
+        self._params = {k: v for k, v in config.inference_parameters.model_dump(exclude={"extra"}).items()
+                        if v is not None}
+        self._params.update(config.inference_parameters.extra)
+
+    @property
+    def alias(self) -> str:
+        return self.resolved.alias
+
+    @property
+    def identity(self) -> str:
+        return self.resolved.identity
+
+    def build_body(self, messages: list[Message], json_schema: dict[str, Any] | None = None) -> RequestBody:
+        """The full request body, also the input of the response-cache key."""
+        return self.client.build_body(self.resolved.model.model, messages, params=self._params,
+                                      json_schema=json_schema)
+
+    async def complete(self, body: RequestBody, usage: Usage) -> Completion:
+        """Send with retries; raises ModelError (or a subclass) when the request cannot succeed."""
+        config = self.resolved.model
+        transient_failures = 0
+        rate_limit_deadline = time.monotonic() + config.max_rate_limit_wait
+        while True:
+            attempt = await self._attempt(body, usage)
+            if attempt.outcome is Outcome.OK:
+                assert attempt.completion is not None
+                usage["input_tokens"] += attempt.completion.input_tokens
+                usage["output_tokens"] += attempt.completion.output_tokens
+                return attempt.completion
+            where = f"model {self.alias!r} ({self.resolved.provider.name}/{config.model})"
+            if attempt.outcome is Outcome.AUTH:
+                raise ModelAuthError(f"{where} refused the credentials: {attempt.message}. Check the "
+                                     f"api_key of provider {self.resolved.provider.name!r}.")
+            if attempt.outcome is Outcome.REJECTED:
+                raise ModelError(f"{where} rejected the request: {attempt.message}")
+            if attempt.outcome is Outcome.RATE_LIMITED:
+                usage["rate_limited"] += 1
+                delay = attempt.retry_after if attempt.retry_after is not None else _backoff(
+                    config.retry_backoff, usage["rate_limited"])
+                delay = min(delay, MAX_BACKOFF) * random.uniform(1.0, 1.2)
+                if time.monotonic() + delay > rate_limit_deadline:
+                    raise ModelRateLimitError(f"{where} kept answering 429 for {config.max_rate_limit_wait:g} s: "
+                                              f"{attempt.message}. Lower max_parallel_requests or retry later.")
+            else:
+                transient_failures += 1
+                if transient_failures > config.max_retries:
+                    raise ModelError(f"{where} failed after {config.max_retries} retries: {attempt.message}")
+                delay = _backoff(config.retry_backoff, transient_failures)
+            usage["retries"] += 1
+            await asyncio.sleep(delay)
+
+    async def _attempt(self, body: RequestBody, usage: Usage) -> Attempt:
+        throttle = self.throttle
+        epoch = await throttle.acquire()
+        try:
+            usage["requests"] += 1
+            attempt = await self.client.send(body, timeout=self.resolved.model.timeout)
+        finally:
+            throttle.release()
+        if attempt.outcome is Outcome.OK:
+            throttle.on_success(epoch)
+        elif attempt.outcome is Outcome.RATE_LIMITED:
+            throttle.on_rate_limited(epoch)
+        return attempt
+
+
+def _backoff(base: float, failures: int) -> float:
+    """Exponential backoff with full jitter: uniform(0, base * 2**(failures-1)), capped."""
+    return random.uniform(0.5, 1.0) * min(MAX_BACKOFF, base * 2 ** (failures - 1))
+
+
+class LLMRuntime:
+    """Clients and throttles shared by every column, dataset and workflow stage of one Mill.
+
+    Call ``await runtime.aclose()`` at the end of each event loop's run (``asyncio.run``):
+    connections belong to a loop. Throttle state (the learned limits) survives it.
+    """
+
+    def __init__(self, registry: ModelRegistry) -> None:
+        self.registry = registry
+        self._clients: dict[str, ChatClient] = {}
+        self._throttles: dict[tuple[str, str], AdaptiveThrottle] = {}
+
+    def model(self, alias: str, extra_models: Iterable[ModelConfig] = ()) -> ModelHandle:
+        """The handle for ``alias`` (ConfigError when unknown)."""
+        resolved = self.registry.resolve(alias, extra_models)
+        provider = resolved.provider
+        client = self._clients.get(provider.name)
+        if client is None:
+            client = LocalClient(provider) if provider.provider_type == "local" else OpenAIClient(provider)
+            self._clients[provider.name] = client
+        throttle = self._throttles.get(resolved.throttle_key)
+        if throttle is None:
+            throttle = AdaptiveThrottle(resolved.model.max_parallel_requests)
+            self._throttles[resolved.throttle_key] = throttle
+        return ModelHandle(resolved, client, throttle)
+
+    def check_aliases(self, aliases: set[str], extra_models: Iterable[ModelConfig] = ()) -> None:
+        """Static checks before any request: every alias resolves, its API key variable is set,
+        the local model can run. ConfigError / ModelAuthError name what to fix."""
+        extra = list(extra_models)
+        for alias in sorted(aliases):
+            resolved = self.registry.resolve(alias, extra)
+            provider = resolved.provider
+            if provider.provider_type == "local":
+                check_local_available()
+                continue
+            if not provider.endpoint.startswith(("http://", "https://")):
+                raise ConfigError(f"provider {provider.name!r} (model alias {alias!r}) needs an http(s):// "
+                                  f"endpoint, got {provider.endpoint!r}")
+            var = env_var_name(provider.api_key) if provider.api_key else None
+            if var is not None and not os.environ.get(var):
+                raise ModelAuthError(f"model alias {alias!r}: provider {provider.name!r} reads its API key from "
+                                     f"the environment variable {var}, which is not set; export {var}=...")
+
+    async def aclose(self) -> None:
+        """Close connections; the runtime stays usable (new connections open on demand)."""
+        for client in self._clients.values():
+            await client.aclose()
