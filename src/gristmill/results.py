@@ -132,13 +132,13 @@ class DatasetResults:
     def to_config_builder(self, columns: Sequence[str] | None = None) -> ConfigBuilder:
         """A builder seeded with this dataset (optionally only ``columns``), for a follow-up dataset."""
         builder = ConfigBuilder()
+        if columns is None:  # the parquet files themselves, not a copy in memory
+            return builder.with_seed_dataset(str(self._layout.parquet_dir))
         frame = self.load_dataset()
-        if columns is not None:
-            missing = [c for c in columns if c not in frame.columns]
-            if missing:
-                raise ConfigError(f"columns {missing} are not in the dataset; it has {list(frame.columns)}")
-            frame = frame[list(columns)]
-        return builder.with_seed_dataset(frame)
+        missing = [c for c in columns if c not in frame.columns]
+        if missing:
+            raise ConfigError(f"columns {missing} are not in the dataset; it has {list(frame.columns)}")
+        return builder.with_seed_dataset(frame[list(columns)])
 
     def __repr__(self) -> str:
         return f"DatasetResults({str(self.artifact_path)!r}, rows={self.metadata.actual_rows})"

@@ -64,6 +64,16 @@ def _attribute_path(node: nodes.Node) -> tuple[str, tuple[str, ...]] | None:
     return None
 
 
+def _fast_values(part: tuple[str, tuple[str, ...]], column: Callable[[str], list[Any]],
+                 nested: Callable[[str, tuple[str, ...]], list[Any] | None] | None) -> list[str]:
+    name, attrs = part
+    if attrs and nested is not None:
+        values = nested(name, attrs)
+        if values is not None:
+            return _stringify(values, ())
+    return _stringify(column(name), attrs)
+
+
 def _stringify(values: Sequence[Any], attrs: tuple[str, ...]) -> list[str]:
     out = []
     for value in values:
@@ -78,12 +88,17 @@ def _jinja_str(value: Any) -> str:
     return value if isinstance(value, str) else str(value)
 
 
-def render_column(template: str, num_rows: int, column: Callable[[str], list[Any]]) -> list[str]:
-    """Render ``template`` for ``num_rows`` rows; ``column(name)`` returns a column's values."""
+def render_column(template: str, num_rows: int, column: Callable[[str], list[Any]],
+                  nested: Callable[[str, tuple[str, ...]], list[Any] | None] | None = None) -> list[str]:
+    """Render ``template`` for ``num_rows`` rows; ``column(name)`` returns a column's values.
+
+    ``nested(name, attrs)``, when given, may return the values of ``name.attr...`` directly
+    (e.g. one field of a struct column) so the fast path need not build whole row objects.
+    """
     plan = _fast_plan(template)
     if plan is not None:
         try:
-            pieces = [[p] * num_rows if isinstance(p, str) else _stringify(column(p[0]), p[1]) for p in plan]
+            pieces = [[p] * num_rows if isinstance(p, str) else _fast_values(p, column, nested) for p in plan]
         except (KeyError, AttributeError, TypeError):
             pieces = None  # fall back to Jinja for its exact error message
         if pieces is not None:

@@ -15,7 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from gristmill.errors import ArtifactError
-from gristmill.storage.atomic import write_json_atomic
+from gristmill.storage.atomic import write_bytes_atomic
 
 DATASET_SCHEMA_VERSION = 1
 
@@ -86,7 +86,8 @@ class DatasetMetadata(BaseModel):
     def save(self, path: Path) -> None:
         """Write atomically (temp file, fsync, replace, fsync directory)."""
         self.updated_at = utc_now()
-        write_json_atomic(path, self.model_dump(mode="json"))
+        # pydantic's serializer is native code; this runs after every batch.
+        write_bytes_atomic(path, self.model_dump_json(indent=2).encode())
 
     @classmethod
     def load(cls, path: Path) -> DatasetMetadata:

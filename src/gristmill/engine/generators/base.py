@@ -42,6 +42,17 @@ class BatchFrame:
             self._pylists[name] = cached
         return cached
 
+    def nested(self, name: str, attrs: tuple[str, ...]) -> list[Any] | None:
+        """Values of ``name.attr...`` read straight from a struct column, or None if not one."""
+        values = self.columns.get(name)
+        if not isinstance(values, pa.StructArray):
+            return None
+        for attr in attrs:
+            if not isinstance(values, pa.StructArray) or values.type.get_field_index(attr) < 0:
+                return None
+            values = values.field(attr)
+        return to_pylist(values)
+
     def rows(self, names: Sequence[str]) -> list[dict[str, Any]]:
         """Row dicts restricted to ``names`` (for templates and per-row functions)."""
         cols = [self.pylist(n) for n in names]

@@ -41,7 +41,7 @@ class ExpressionGenerator:
         self.column = column
 
     async def generate(self, frame: BatchFrame) -> dict[str, ColumnValues]:
-        texts = render_column(self.column.expr, frame.num_rows, frame.pylist)
+        texts = render_column(self.column.expr, frame.num_rows, frame.pylist, frame.nested)
         return {self.column.name: self._cast(texts)}
 
     def _cast(self, texts: list[str]) -> ColumnValues:

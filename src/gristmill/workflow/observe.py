@@ -1,0 +1,178 @@
+"""Read what earlier runs left on disk, for the planner (which does no I/O itself).
+
+Gathering is the only place where the planning step touches the file system: prior
+metadata, whether each stage's recorded output is still there with its recorded sizes (and
+hashes under ``verify``), how far a cut-off stage's dataset got, the content digest of the
+first stage's own seed, and the approved overrides. Nothing here writes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from gristmill.engine.dataset_run import verify_batches
+from gristmill.engine.seeds import seed_digest
+from gristmill.errors import ArtifactError, GristmillError, WorkflowError
+from gristmill.storage.atomic import sha256_file
+from gristmill.storage.layout import DatasetLayout
+from gristmill.storage.metadata import DatasetMetadata
+from gristmill.workflow.metadata import (
+    WORKFLOW_METADATA_FILE,
+    StageRecord,
+    StageStatus,
+    WorkflowMetadata,
+    load_workflow_metadata,
+    resolve_stored,
+)
+from gristmill.workflow.stage import StageDefinition
+
+
+@dataclass(frozen=True)
+class DatasetSnapshot:
+    """How far a stage's dataset got (from its ``metadata.json``), or why it cannot continue."""
+
+    batch_size: int = 0
+    run_seed: int = 0
+    completed_batches: int = 0
+    total_batches: int = 0
+    problem: str | None = None
+
+
+@dataclass(frozen=True)
+class StageObservation:
+    """What is on disk for one prior stage record."""
+
+    directory_exists: bool
+    output_problem: str | None = None
+    dataset: DatasetSnapshot | None = None
+
+
+@dataclass(frozen=True)
+class OverrideInput:
+    """An approved replacement for a stage's selected output."""
+
+    path: Path
+    sha256: str
+    rows: int
+
+
+@dataclass(frozen=True)
+class PriorState:
+    """Everything the planner knows about earlier runs."""
+
+    metadata: WorkflowMetadata | None
+    problem: str | None = None
+    stages: Mapping[int, StageObservation] = field(default_factory=dict)
+    first_seed_digest: str | None = None
+
+
+def observe_workflow(workflow_dir: Path, name: str, stages: Sequence[StageDefinition], *,
+                     verify: bool = False, read_prior: bool = True) -> PriorState:
+    """Gather the planner's inputs for ``stages`` from ``workflow_dir``."""
+    first_seed = _first_seed_digest(stages)
+    if not read_prior:
+        return PriorState(metadata=None, problem="resume=never", first_seed_digest=first_seed)
+    loaded = load_workflow_metadata(workflow_dir / WORKFLOW_METADATA_FILE, name)
+    if loaded.metadata is None:
+        return PriorState(metadata=None, problem=loaded.problem, first_seed_digest=first_seed)
+    observed = {record.index: observe_stage(workflow_dir, record, verify=verify)
+                for record in loaded.metadata.stages}
+    return PriorState(metadata=loaded.metadata, stages=observed, first_seed_digest=first_seed)
+
+
+def observe_stage(workflow_dir: Path, record: StageRecord, *, verify: bool) -> StageObservation:
+    """Check one stage's directory, dataset and recorded output files."""
+    stage_dir = resolve_stored(record.directory, workflow_dir)
+    if not stage_dir.is_dir():
+        return StageObservation(directory_exists=False, output_problem=f"stage directory {record.directory} missing")
+    if record.status in (StageStatus.COMPLETED, StageStatus.COMPLETED_EMPTY):
+        problem = _output_problem(workflow_dir, record, verify=verify)
+        if problem is None and not (stage_dir / "metadata.json").is_file():
+            problem = "dataset metadata.json missing"
+        return StageObservation(directory_exists=True, output_problem=problem)
+    if record.status in (StageStatus.RUNNING, StageStatus.FAILED):
+        return StageObservation(directory_exists=True, dataset=_dataset_snapshot(stage_dir))
+    return StageObservation(directory_exists=True)
+
+
+def _output_problem(workflow_dir: Path, record: StageRecord, *, verify: bool) -> str | None:
+    if not record.output_files:
+        return "no output files recorded"
+    for entry in record.output_files:
+        path = resolve_stored(entry.file, workflow_dir)
+        if not path.is_file():
+            return f"output {path.name} missing"
+        if path.stat().st_size != entry.bytes:
+            return f"output {path.name} altered (size changed)"
+        if verify and sha256_file(path) != entry.sha256:
+            return f"output {path.name} altered (content changed)"
+    return None
+
+
+def _dataset_snapshot(stage_dir: Path) -> DatasetSnapshot:
+    layout = DatasetLayout(stage_dir)
+    try:
+        meta = DatasetMetadata.load(layout.metadata_path)
+        verify_batches(meta, layout)
+    except ArtifactError as exc:
+        return DatasetSnapshot(problem=str(exc).split(";")[0])
+    return DatasetSnapshot(batch_size=meta.batch_size, run_seed=meta.run_seed,
+                           completed_batches=len(meta.completed_batches), total_batches=meta.num_batches)
+
+
+def _first_seed_digest(stages: Sequence[StageDefinition]) -> str | None:
+    if not stages or stages[0].config.seed is None:
+        return None
+    return seed_digest(stages[0].config.seed)
+
+
+def check_overrides(overrides: Mapping[str, str | Path] | None,
+                    stages: Sequence[StageDefinition]) -> dict[str, OverrideInput]:
+    """Validate every override before any work: known stage, existing readable parquet."""
+    names = [s.name for s in stages]
+    checked: dict[str, OverrideInput] = {}
+    for name, raw_path in (overrides or {}).items():
+        if name not in names:
+            raise WorkflowError(f"stage_output_overrides names unknown stage {name!r}; stages: {names}")
+        checked[name] = _read_override(name, Path(raw_path))
+    return checked
+
+
+def _read_override(name: str, path: Path) -> OverrideInput:
+    files = parquet_output_files(path) if path.exists() else []
+    if not path.exists():
+        raise WorkflowError(f"override for stage {name!r}: {path} does not exist")
+    if not files:
+        raise WorkflowError(f"override for stage {name!r}: {path} is not a parquet file or a directory of them")
+    try:
+        rows = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+    except (pa.ArrowException, OSError) as exc:
+        raise WorkflowError(f"override for stage {name!r}: {path} is not readable parquet ({exc})") from None
+    if rows == 0:
+        raise WorkflowError(f"override for stage {name!r}: {path} holds no rows")
+    digest = sha256_file(files[0]) if len(files) == 1 else _digest_many(files)
+    return OverrideInput(path=path.resolve(), sha256=digest, rows=rows)
+
+
+def _digest_many(files: Sequence[Path]) -> str:
+    from gristmill.config.fingerprint import sha256_json
+
+    return sha256_json([sha256_file(f) for f in files])
+
+
+def parquet_output_files(path: Path) -> list[Path]:
+    """A ``.parquet`` file itself, or the sorted parquet files under a directory (hidden ones skipped)."""
+    if path.is_file():
+        return [path] if path.suffix.lower() in (".parquet", ".pq") else []
+    if path.is_dir():
+        return sorted(p for p in path.rglob("*.parquet") if not p.name.startswith(".") and p.is_file())
+    return []
+
+
+__all__ = ["GristmillError", "OverrideInput", "PriorState", "StageObservation", "check_overrides",
+           "observe_workflow", "parquet_output_files"]
