@@ -101,3 +101,15 @@ def test_validate_is_static(tmp_path: Path) -> None:
     with pytest.raises(gm.ConfigError, match="no columns"):
         mill.validate(gm.ConfigBuilder().build())
     assert not (tmp_path / "art").exists()
+
+
+def test_analysis_is_written_and_describes_columns(results: gm.DatasetResults) -> None:
+    assert (results.artifact_path / "analysis.json").exists()
+    analysis = results.load_analysis()
+    stats = {c.name: c for c in analysis.columns}
+    frame = results.load_dataset()
+    assert analysis.rows == 100
+    assert stats["n"].min == frame["n"].min() and stats["n"].max == frame["n"].max()
+    assert stats["n"].mean == pytest.approx(frame["n"].mean())
+    assert dict(stats["topic"].top_values or []) == frame["topic"].value_counts().to_dict()
+    assert stats["text"].nulls == 0 and stats["when"].min.startswith("2025-01")

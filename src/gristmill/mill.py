@@ -77,7 +77,10 @@ class Mill:
                          run_config=self.run_config, loop=self._loop, llm=self._llm_runtime(config),
                          progress=self._progress(), identity=identity)
         meta = run.execute(resume=target.resume)
-        return DatasetResults(target.layout.root, meta)
+        results = DatasetResults(target.layout.root, meta)
+        if self.run_config.analysis:
+            results.load_analysis()
+        return results
 
     def preview(self, config: DatasetConfig, num_records: int = 10) -> pd.DataFrame:
         """Generate ``num_records`` rows in memory; nothing is written."""

@@ -13,8 +13,9 @@ import pyarrow.parquet as pq
 
 from gristmill.config.dataset import ConfigBuilder, DatasetConfig
 from gristmill.errors import ArtifactError, ConfigError
-from gristmill.storage.atomic import fsync_dir
-from gristmill.storage.layout import DatasetLayout
+from gristmill.analysis import DatasetAnalysis, analyze_files
+from gristmill.storage.atomic import fsync_dir, write_bytes_atomic
+from gristmill.storage.layout import ANALYSIS_FILE, DatasetLayout
 from gristmill.storage.metadata import DatasetMetadata
 
 EXPORT_FORMATS = ("jsonl", "csv", "parquet")
@@ -107,6 +108,18 @@ class DatasetResults:
     def batch_files(self) -> list[Path]:
         """The main parquet file of every completed batch, in order."""
         return [self.artifact_path / b.file for b in self.metadata.completed_batches]
+
+    def load_analysis(self) -> DatasetAnalysis:
+        """Column statistics (``analysis.json``), computed from the batch files if not stored yet."""
+        path = self.artifact_path / ANALYSIS_FILE
+        meta = self.metadata
+        if path.exists():
+            stored = DatasetAnalysis.load(path)
+            if stored.rows == meta.actual_rows:
+                return stored
+        analysis = analyze_files(self.batch_files())
+        write_bytes_atomic(path, analysis.model_dump_json(indent=2).encode())
+        return analysis
 
     def processor_files(self, name: str) -> list[Path]:
         """Parquet files of the named processor's output."""

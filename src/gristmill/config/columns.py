@@ -13,7 +13,7 @@ import re
 from collections.abc import Callable
 from typing import Any, ClassVar, Literal, TypeVar
 
-from jinja2 import Environment, meta
+from jinja2 import Environment, TemplateError, meta
 from pydantic import Field, field_serializer, field_validator
 
 from gristmill.config.base import ConfigModel
@@ -28,7 +28,7 @@ C = TypeVar("C", bound="type[ColumnConfig]")
 
 def register_column_type(cls: C) -> C:
     """Class decorator: make ``cls`` parseable from ``{"column_type": <its literal>, ...}``."""
-    name = cls.model_fields["column_type"].default
+    name = cls.__pydantic_fields__["column_type"].default
     if not isinstance(name, str):
         raise TypeError(f"{cls.__name__}.column_type needs a string default")
     _COLUMN_TYPES[name] = cls
@@ -60,11 +60,12 @@ def parse_column(data: Any) -> ColumnConfig:
 def template_variables(template: str) -> set[str]:
     """Top-level names a Jinja template reads (``{{ a.b }}`` reads ``a``)."""
     try:
-        ast = _jinja_env.parse(template)
-    except Exception as exc:  # jinja2.TemplateSyntaxError and friends: user input
+        # find_undeclared_variables compiles the template, which is where an unknown filter shows.
+        names = meta.find_undeclared_variables(_jinja_env.parse(template))
+    except TemplateError as exc:  # syntax errors, unknown filters or tests: user input
         raise ConfigError(f"invalid Jinja template {template!r}: {exc}") from exc
     # Jinja's own globals (range, dict, namespace...) are not columns.
-    return set(meta.find_undeclared_variables(ast)) - set(_jinja_env.globals)
+    return set(names) - set(_jinja_env.globals)
 
 
 class ColumnConfig(ConfigModel):
@@ -112,7 +113,10 @@ class ExpressionColumn(ColumnConfig):
     @field_validator("expr")
     @classmethod
     def _check_expr(cls, value: str) -> str:
-        template_variables(value)
+        try:
+            template_variables(value)
+        except ConfigError as exc:  # a ValueError lets pydantic name the column and field
+            raise ValueError(str(exc)) from None
         return value
 
     def required_columns(self) -> set[str]:

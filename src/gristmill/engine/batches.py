@@ -32,7 +32,7 @@ def check_columns(config: DatasetConfig, seed_columns: Sequence[str] = ()) -> li
                 raise ConfigError(f"sampler column {column.name!r} depends on {late}, which are not sampler or "
                                   "seed columns; samplers are drawn first and may only depend on each other")
     for proc in config.processors:
-        required = getattr(proc, "required_columns", lambda: set())()
+        required: set[str] = getattr(proc, "required_columns", set)()
         known = set(seed_columns) | {o for c in config.columns for o in c.output_columns()}
         missing = sorted(required - known)
         if missing:

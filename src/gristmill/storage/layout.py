@@ -11,6 +11,7 @@ PARQUET_DIR = "parquet-files"
 PROCESSORS_DIR = "processors-files"
 DROPPED_DIR = "dropped-columns"
 RESPONSE_CACHE_FILE = "response-cache.sqlite"
+ANALYSIS_FILE = "analysis.json"
 LOCK_FILE = ".gristmill.lock"
 
 

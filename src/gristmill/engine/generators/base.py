@@ -11,7 +11,7 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeAlias
 
 import numpy as np
 import pyarrow as pa
@@ -20,7 +20,7 @@ from gristmill.config.columns import ColumnConfig
 from gristmill.config.dataset import DatasetConfig
 from gristmill.config.run import RunConfig
 
-ColumnValues = np.ndarray | pa.Array | pa.ChunkedArray | Sequence[Any]
+ColumnValues: TypeAlias = np.ndarray | pa.Array | pa.ChunkedArray | Sequence[Any]
 
 
 @dataclass
@@ -69,7 +69,7 @@ def to_pylist(values: ColumnValues) -> list[Any]:
     if isinstance(values, pa.Array | pa.ChunkedArray):
         return values.to_pylist()  # type: ignore[no-any-return]
     if isinstance(values, np.ndarray):
-        return values.tolist()  # type: ignore[no-any-return]
+        return list(values.tolist())
     return list(values)
 
 
