@@ -18,6 +18,7 @@ venv: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/python examples/demo.py
+	$(BIN)/python examples/workflow_demo.py
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
@@ -28,6 +29,7 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/bench_samplers.py
+	$(BIN)/python bench/bench_workflow.py
 
 clean:
 	rm -rf $(VENV) artifacts demo-artifacts

@@ -47,10 +47,12 @@ from gristmill.errors import (
 )
 from gristmill.mill import Mill, ResumeMode
 from gristmill.results import DatasetResults
+from gristmill.workflow import CompositeWorkflow, SkippedStageResult, StageAction, WorkflowPlan, WorkflowResults
 
 __all__ = [
     "ArtifactError",
     "ColumnInequality",
+    "CompositeWorkflow",
     "ConfigBuilder",
     "ConfigError",
     "ConstraintError",
@@ -81,6 +83,10 @@ __all__ = [
     "SchemaTransformProcessor",
     "SeedConfig",
     "SeedDatasetError",
+    "SkippedStageResult",
+    "StageAction",
     "WorkflowError",
+    "WorkflowPlan",
+    "WorkflowResults",
     "__version__",
 ]

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -21,6 +21,9 @@ from gristmill.errors import ArtifactError, ConfigError, ResumeError
 from gristmill.results import DatasetResults
 from gristmill.storage.layout import DatasetLayout
 from gristmill.storage.metadata import DatasetMetadata
+
+if TYPE_CHECKING:
+    from gristmill.workflow.composite import CompositeWorkflow
 
 
 class ResumeMode(StrEnum):
@@ -147,7 +150,7 @@ class Mill:
         return DatasetLayout(candidate)
 
     # -- workflows ---------------------------------------------------------------------------
-    def compose_workflow(self, name: str) -> Any:
+    def compose_workflow(self, name: str) -> CompositeWorkflow:
         """A new composite workflow named ``name`` (its directory: ``<artifact_path>/<name>``)."""
         from gristmill.workflow.composite import CompositeWorkflow
 

@@ -11,9 +11,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from gristmill.analysis import DatasetAnalysis, analyze_files
 from gristmill.config.dataset import ConfigBuilder, DatasetConfig
 from gristmill.errors import ArtifactError, ConfigError
-from gristmill.analysis import DatasetAnalysis, analyze_files
 from gristmill.storage.atomic import fsync_dir, write_bytes_atomic
 from gristmill.storage.layout import ANALYSIS_FILE, DatasetLayout
 from gristmill.storage.metadata import DatasetMetadata

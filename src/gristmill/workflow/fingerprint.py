@@ -71,6 +71,8 @@ def output_identity(fingerprint: str, override_sha256: str | None) -> str:
 def describe_stage_changes(old: dict[str, Any], new: dict[str, Any], *, upstream: str | None) -> str:
     """Name what differs between two sets of stage components, e.g. "prompt of column 'answer' changed"."""
     changes: list[str] = []
+    if old.get("upstream") != new.get("upstream"):
+        changes.append(f"output of upstream {upstream!r} changed" if upstream else "upstream changed")
     if old.get("format_version") != new.get("format_version"):
         changes.append(f"data format {old.get('format_version')} -> {new.get('format_version')}")
     if old.get("config") != new.get("config"):
@@ -86,8 +88,6 @@ def describe_stage_changes(old: dict[str, Any], new: dict[str, Any], *, upstream
         changes.append(_describe_callback(old.get("callback"), new.get("callback")))
     if old.get("output") != new.get("output"):
         changes.append(f"output {old.get('output')!r} -> {new.get('output')!r}")
-    if old.get("upstream") != new.get("upstream"):
-        changes.append(f"output of upstream {upstream!r} changed" if upstream else "upstream changed")
     return "; ".join(changes) or "fingerprint differs"
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
 
@@ -27,7 +27,7 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-class StageStatus(str, Enum):
+class StageStatus(StrEnum):
     """Where a stage got to in the last run that touched it."""
 
     RUNNING = "running"
@@ -114,7 +114,7 @@ class LoadedMetadata:
     """The prior metadata, or why there is none usable (``problem``)."""
 
     metadata: WorkflowMetadata | None
-    problem: str | None
+    problem: str | None  # why existing metadata is unusable (None when missing or fine)
 
 
 def load_workflow_metadata(path: Path, workflow_name: str) -> LoadedMetadata:
@@ -122,7 +122,7 @@ def load_workflow_metadata(path: Path, workflow_name: str) -> LoadedMetadata:
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        return LoadedMetadata(None, f"there is no {path.name} in {path.parent}")
+        return LoadedMetadata(None, None)
     except (OSError, ValueError) as exc:
         return LoadedMetadata(None, f"{path} is corrupt ({exc})")
     if not isinstance(raw, dict):

@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 
 from gristmill.engine.dataset_run import verify_batches
 from gristmill.engine.seeds import seed_digest
-from gristmill.errors import ArtifactError, GristmillError, WorkflowError
+from gristmill.errors import ArtifactError, WorkflowError
 from gristmill.storage.atomic import sha256_file
 from gristmill.storage.layout import DatasetLayout
 from gristmill.storage.metadata import DatasetMetadata
@@ -76,7 +76,7 @@ def observe_workflow(workflow_dir: Path, name: str, stages: Sequence[StageDefini
     """Gather the planner's inputs for ``stages`` from ``workflow_dir``."""
     first_seed = _first_seed_digest(stages)
     if not read_prior:
-        return PriorState(metadata=None, problem="resume=never", first_seed_digest=first_seed)
+        return PriorState(metadata=None, first_seed_digest=first_seed)
     loaded = load_workflow_metadata(workflow_dir / WORKFLOW_METADATA_FILE, name)
     if loaded.metadata is None:
         return PriorState(metadata=None, problem=loaded.problem, first_seed_digest=first_seed)
@@ -174,5 +174,5 @@ def parquet_output_files(path: Path) -> list[Path]:
     return []
 
 
-__all__ = ["GristmillError", "OverrideInput", "PriorState", "StageObservation", "check_overrides",
+__all__ = ["DatasetSnapshot", "OverrideInput", "PriorState", "StageObservation", "check_overrides",
            "observe_workflow", "parquet_output_files"]

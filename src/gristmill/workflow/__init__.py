@@ -1,0 +1,25 @@
+"""Composite workflows: named stages chained on disk, resumed stage by stage.
+
+``stage`` (definitions, checked when added), ``fingerprint`` (stage identity),
+``observe`` (reads prior state), ``plan`` (the pure planner), ``runner`` (executes a plan),
+``outputs`` (output processors, callbacks), ``results``, ``composite`` (the user-facing
+``CompositeWorkflow``) and ``spec`` (YAML workflow files).
+"""
+
+from gristmill.workflow.composite import CompositeWorkflow
+from gristmill.workflow.fingerprint import FORMAT_VERSION
+from gristmill.workflow.metadata import StageStatus, WorkflowMetadata
+from gristmill.workflow.plan import StageAction, StagePlan, WorkflowPlan
+from gristmill.workflow.results import SkippedStageResult, WorkflowResults
+
+__all__ = [
+    "FORMAT_VERSION",
+    "CompositeWorkflow",
+    "SkippedStageResult",
+    "StageAction",
+    "StagePlan",
+    "StageStatus",
+    "WorkflowMetadata",
+    "WorkflowPlan",
+    "WorkflowResults",
+]

@@ -1,0 +1,125 @@
+"""A stage's selected output: output processors, the ``on_success`` callback, file records.
+
+After a stage's dataset is complete:
+
+1. ``output_processors`` run batch by batch over the main parquet files, each feeding the
+   next; processor ``p`` writes ``output-processors/<p>/batch_NNNNN.parquet``. The last
+   one's files are the stage output (``output="final"``).
+2. ``output="processor:<name>"`` selects a named processor dataset instead: an output
+   processor's directory, or a schema_transform of the stage config
+   (``processors-files/<name>/``).
+3. ``on_success(stage_dir)`` may return a parquet file or directory that replaces the
+   selection (filtering, expanding, reshaping). Output from outside the stage directory is
+   copied into ``callback-outputs/`` so the workflow directory holds everything it needs.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from gristmill.config.processors import Processor, SchemaTransformProcessor
+from gristmill.engine.processors import columns_to_drop, schema_transform
+from gristmill.errors import ConfigError, WorkflowError
+from gristmill.storage.atomic import sha256_file, write_parquet_atomic
+from gristmill.storage.layout import PARQUET_DIR, PROCESSORS_DIR, batch_file_name
+from gristmill.workflow.metadata import OutputFile, stored_path
+from gristmill.workflow.observe import parquet_output_files
+from gristmill.workflow.stage import StageDefinition
+
+OUTPUT_PROCESSORS_DIR = "output-processors"
+CALLBACK_OUTPUTS_DIR = "callback-outputs"
+
+
+def clear_post_processing(stage_dir: Path) -> None:
+    """Remove output-processor and callback results (they are rebuilt after every run or resume)."""
+    for name in (OUTPUT_PROCESSORS_DIR, CALLBACK_OUTPUTS_DIR):
+        shutil.rmtree(stage_dir / name, ignore_errors=True)
+
+
+def run_output_processors(stage: StageDefinition, stage_dir: Path, batch_files: Sequence[Path]) -> None:
+    """Apply the stage's output processors, in order, to every main batch file."""
+    root = stage_dir / OUTPUT_PROCESSORS_DIR
+    for index, path in enumerate(batch_files):
+        table = pq.read_table(path)
+        for proc in stage.output_processors:
+            table = _apply(stage, proc, table)
+            write_parquet_atomic(root / proc.name / batch_file_name(index), table)
+
+
+def _apply(stage: StageDefinition, proc: Processor, table: pa.Table) -> pa.Table:
+    if isinstance(proc, SchemaTransformProcessor):
+        return schema_transform(table, proc)
+    try:
+        drop = columns_to_drop([proc], table.column_names)
+    except ConfigError as exc:
+        raise WorkflowError(f"stage {stage.name!r}: output {exc}") from None
+    return table.drop_columns(drop)
+
+
+def own_output_path(stage: StageDefinition, stage_dir: Path) -> Path:
+    """The stage's selected output before any callback (see the module docstring)."""
+    wanted = stage.selected_processor
+    output_names = [p.name for p in stage.output_processors]
+    if wanted is not None:
+        parent = OUTPUT_PROCESSORS_DIR if wanted in output_names else PROCESSORS_DIR
+        return stage_dir / parent / wanted
+    if output_names:
+        return stage_dir / OUTPUT_PROCESSORS_DIR / output_names[-1]
+    return stage_dir / PARQUET_DIR
+
+
+def run_callback(stage: StageDefinition, stage_dir: Path) -> Path:
+    """Call ``on_success(stage_dir)`` and return its output, copied inside the stage directory."""
+    assert stage.on_success is not None
+    try:
+        returned = stage.on_success(stage_dir)
+    except Exception as exc:  # user code: report it with the stage it belongs to
+        raise WorkflowError(f"stage {stage.name!r}: on_success callback failed: {type(exc).__name__}: {exc}") \
+            from exc
+    if not isinstance(returned, str | os.PathLike):
+        raise WorkflowError(f"stage {stage.name!r}: on_success must return the path of a parquet file or "
+                            f"directory, got {returned!r}")
+    path = Path(returned)
+    check_parquet_output(stage, path)
+    if path.resolve().is_relative_to(stage_dir.resolve()):
+        return path
+    target = stage_dir / CALLBACK_OUTPUTS_DIR / path.name
+    if path.is_dir():
+        for source in parquet_output_files(path):
+            destination = target / source.relative_to(path)
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, destination)
+    else:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, target)
+    return target
+
+
+def check_parquet_output(stage: StageDefinition, path: Path) -> list[Path]:
+    """The parquet files of a callback output; ``WorkflowError`` naming stage and path if unusable."""
+    if not path.exists():
+        raise WorkflowError(f"stage {stage.name!r}: on_success output {path} does not exist; the callback must "
+                            "write it before returning its path")
+    files = parquet_output_files(path)
+    if not files:
+        raise WorkflowError(f"stage {stage.name!r}: on_success output {path} is not a parquet file or a "
+                            "directory of parquet files")
+    for file in files:
+        try:
+            pq.ParquetFile(file)
+        except (pa.ArrowException, OSError) as exc:
+            raise WorkflowError(f"stage {stage.name!r}: on_success output {file} is not readable parquet "
+                                f"({exc})") from None
+    return files
+
+
+def output_file_records(files: Sequence[Path], workflow_dir: Path) -> list[OutputFile]:
+    """Rows (from footers), size and sha256 of every output file, paths in stored form."""
+    return [OutputFile(file=stored_path(path, workflow_dir), rows=pq.ParquetFile(path).metadata.num_rows,
+                       bytes=path.stat().st_size, sha256=sha256_file(path)) for path in files]

@@ -1,0 +1,230 @@
+"""Executes a ``WorkflowPlan``: the runner only acts, every decision was made by the planner.
+
+Per stage: REUSE copies the prior record and hands its stored output on; RUN clears the
+stage directory and generates it; RESUME continues the stage's dataset from its completed
+batches; SKIP_EMPTY records the skip. One decision is left to run time: a stage whose
+upstream ran and came out empty (``allow_empty``) is skipped rather than run.
+``workflow-metadata.json`` is rewritten after every status change.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gristmill
+from gristmill.engine.dataset_run import DatasetRun, dataset_identity
+from gristmill.errors import GristmillError, WorkflowError
+from gristmill.results import DatasetResults
+from gristmill.storage.layout import RESPONSE_CACHE_FILE, DatasetLayout
+from gristmill.storage.metadata import DatasetMetadata
+from gristmill.workflow.fingerprint import StageInputs, output_identity, stage_components, stage_fingerprint
+from gristmill.workflow.metadata import (
+    WORKFLOW_METADATA_FILE,
+    StageRecord,
+    StageStatus,
+    WorkflowMetadata,
+    resolve_stored,
+    stored_path,
+    utc_now,
+)
+from gristmill.workflow.observe import OverrideInput, PriorState, parquet_output_files
+from gristmill.workflow.outputs import (
+    clear_post_processing,
+    output_file_records,
+    own_output_path,
+    run_callback,
+    run_output_processors,
+)
+from gristmill.workflow.plan import StageAction, StagePlan, WorkflowPlan
+from gristmill.workflow.results import SkippedStageResult, StageResult, WorkflowResults
+from gristmill.workflow.stage import StageDefinition
+
+
+@dataclass(frozen=True)
+class Handoff:
+    """What the next stage receives: the selected output, its rows and its identity."""
+
+    stage: str
+    path: Path | None
+    rows: int
+    identity: str
+    empty_from: str | None = None  # the stage that came out empty, propagated through skips
+
+
+class WorkflowRunner:
+    """Runs the stages of one plan inside ``workflow_dir`` (the caller holds its lock)."""
+
+    def __init__(self, mill: Any, *, workflow_dir: Path, workflow_name: str, stages: Sequence[StageDefinition],
+                 plan: WorkflowPlan, prior: PriorState, overrides: Mapping[str, OverrideInput],
+                 run_seeds: Mapping[str, int]) -> None:
+        self.mill = mill
+        self.workflow_dir = workflow_dir
+        self.stages = {s.name: s for s in stages}
+        self.plan = plan
+        self.prior = prior
+        self.overrides = overrides
+        self.run_seeds = run_seeds
+        self.meta = self._start_metadata(workflow_name, stages)
+
+    def execute(self) -> WorkflowResults:
+        """Run every planned stage in order; returns the results of all of them."""
+        results: dict[str, StageResult] = {}
+        handoff: Handoff | None = None
+        with self._response_cache() as cache:
+            for step in self.plan.stages:
+                stage = self.stages[step.name]
+                handoff, results[stage.name] = self._execute_stage(stage, step, handoff, cache)
+        return WorkflowResults(self.workflow_dir, self.meta, results, plan=self.plan)
+
+    def _execute_stage(self, stage: StageDefinition, step: StagePlan, handoff: Handoff | None,
+                       cache: Any) -> tuple[Handoff, StageResult]:
+        empty_from = handoff.empty_from if handoff is not None else None
+        if step.action is StageAction.SKIP_EMPTY or empty_from is not None:
+            return self._skip(stage, handoff, empty_from or "?")
+        if step.action is StageAction.REUSE:
+            return self._reuse(stage)
+        return self._generate(stage, step, handoff, cache)
+
+    # -- metadata -----------------------------------------------------------------------------
+    def _start_metadata(self, name: str, stages: Sequence[StageDefinition]) -> WorkflowMetadata:
+        meta = WorkflowMetadata(workflow_name=name, gristmill_version=gristmill.__version__)
+        prior = self.prior.metadata
+        if prior is not None and self.plan.fresh_reason is None:
+            meta.created_at = prior.created_at
+            # Records of stages not reached yet stay until replaced: stages after the last
+            # target can still be reused by a later full run, and after a crash the file still
+            # tells what every stage last held.
+            for stage in stages:
+                record = prior.stage(stage.index, stage.name)
+                if record is not None:
+                    meta.set_stage(record.model_copy(deep=True))
+        return meta
+
+    def _save(self, record: StageRecord) -> None:
+        self.meta.set_stage(record)
+        self.meta.save(self.workflow_dir / WORKFLOW_METADATA_FILE)
+
+    # -- actions ------------------------------------------------------------------------------
+    def _skip(self, stage: StageDefinition, handoff: Handoff | None, empty_from: str) -> tuple[Handoff, StageResult]:
+        self._save(StageRecord(index=stage.index, name=stage.name, directory=stage.directory_name,
+                               depends_on=[handoff.stage] if handoff else [], last_action=StageAction.SKIP_EMPTY.value,
+                               status=StageStatus.SKIPPED_EMPTY_UPSTREAM, upstream_stage=empty_from))
+        return (Handoff(stage.name, None, 0, "", empty_from=empty_from),
+                SkippedStageResult(stage=stage.name, upstream_stage=empty_from))
+
+    def _reuse(self, stage: StageDefinition) -> tuple[Handoff, StageResult]:
+        assert self.prior.metadata is not None
+        prior = self.prior.metadata.stage(stage.index, stage.name)
+        assert prior is not None and prior.fingerprint is not None and prior.output_path is not None
+        record = prior.model_copy(deep=True)
+        record.last_action = StageAction.REUSE.value
+        empty = record.status is StageStatus.COMPLETED_EMPTY
+        handoff = Handoff(stage.name, resolve_stored(record.output_path or "", self.workflow_dir),
+                          record.output_rows or 0, record.fingerprint or "", stage.name if empty else None)
+        handoff = self._apply_override(stage, record, handoff)
+        self._save(record)
+        return handoff, DatasetResults(self.workflow_dir / stage.directory_name)
+
+    def _generate(self, stage: StageDefinition, step: StagePlan, handoff: Handoff | None,
+                  cache: Any) -> tuple[Handoff, StageResult]:
+        record = self._running_record(stage, step, handoff)
+        self._save(record)
+        started = time.perf_counter()
+        try:
+            config = stage.with_handoff(str(handoff.path) if handoff and handoff.path else None)
+            dataset = self._run_dataset(stage, step, config, record, cache)
+            result = self._finish(stage, record, dataset)
+        except BaseException as exc:
+            record.status, record.finished_at = StageStatus.FAILED, utc_now()
+            record.error = f"{type(exc).__name__}: {exc}" if isinstance(exc, GristmillError) else type(exc).__name__
+            record.duration_seconds = round(time.perf_counter() - started, 3)
+            self._save(record)
+            raise
+        record.duration_seconds = round(time.perf_counter() - started, 3)
+        self._save(record)
+        return result
+
+    def _running_record(self, stage: StageDefinition, step: StagePlan, handoff: Handoff | None) -> StageRecord:
+        num_records = stage.num_records if stage.num_records is not None else (handoff.rows if handoff else 0)
+        inputs = StageInputs(num_records, handoff.identity if handoff else None, self.prior.first_seed_digest)
+        components = stage_components(stage, inputs)
+        fingerprint = stage_fingerprint(components)
+        if step.fingerprint is not None and step.fingerprint != fingerprint:
+            raise WorkflowError(f"stage {stage.name!r}: its fingerprint changed between planning and running; "
+                                "was a seed file or callback output edited during the run? Run again.")
+        return StageRecord(
+            index=stage.index, name=stage.name, directory=stage.directory_name, status=StageStatus.RUNNING,
+            depends_on=[handoff.stage] if handoff else [], last_action=step.action.value, fingerprint=fingerprint,
+            fingerprint_components=components, run_seed=self.run_seeds[stage.name], requested_rows=num_records,
+            seeded_from=handoff.stage if handoff else None,
+            seed_path=stored_path(handoff.path, self.workflow_dir) if handoff and handoff.path else None,
+            started_at=utc_now())
+
+    def _run_dataset(self, stage: StageDefinition, step: StagePlan, config: Any, record: StageRecord,
+                     cache: Any) -> DatasetMetadata:
+        stage_dir = self.workflow_dir / stage.directory_name
+        if step.action is StageAction.RUN:
+            shutil.rmtree(stage_dir, ignore_errors=True)
+        else:
+            clear_post_processing(stage_dir)
+        self.mill.validate(config)
+        run_config = self.mill.run_config.model_copy(update={"seed": record.run_seed})
+        run = DatasetRun(config, layout=DatasetLayout(stage_dir), dataset_name=stage.directory_name,
+                         num_records=record.requested_rows or 0, run_config=run_config, loop=self.mill._loop,
+                         llm=self.mill._llm_runtime(config), response_cache=cache, progress=self.mill._progress(),
+                         run_seed=record.run_seed, identity=dataset_identity(config, include_seed_source=False))
+        return run.execute(resume=step.action is StageAction.RESUME)
+
+    def _finish(self, stage: StageDefinition, record: StageRecord,
+                dataset: DatasetMetadata) -> tuple[Handoff, StageResult]:
+        stage_dir = self.workflow_dir / stage.directory_name
+        if stage.output_processors:
+            run_output_processors(stage, stage_dir, [stage_dir / b.file for b in dataset.completed_batches])
+        selected = own_output_path(stage, stage_dir)
+        if stage.on_success is not None:
+            selected = run_callback(stage, stage_dir)
+            record.callback_path = stored_path(selected, self.workflow_dir)
+        files = parquet_output_files(selected)
+        record.output_files = output_file_records(files, self.workflow_dir)
+        rows = sum(f.rows for f in record.output_files)
+        if rows == 0 and not stage.allow_empty:
+            raise WorkflowError(f"stage {stage.name!r} produced no rows ({selected}); pass allow_empty=True to let "
+                                "the workflow stop here, or loosen the filter")
+        record.status = StageStatus.COMPLETED if rows else StageStatus.COMPLETED_EMPTY
+        record.output_path, record.output_rows = stored_path(selected, self.workflow_dir), rows
+        record.actual_rows, record.usage, record.finished_at = dataset.actual_rows, dataset.usage, utc_now()
+        assert record.fingerprint is not None
+        handoff = Handoff(stage.name, selected, rows, record.fingerprint, None if rows else stage.name)
+        handoff = self._apply_override(stage, record, handoff)
+        return handoff, DatasetResults(stage_dir, dataset)
+
+    def _apply_override(self, stage: StageDefinition, record: StageRecord, handoff: Handoff) -> Handoff:
+        override = self.overrides.get(stage.name)
+        record.override_path = stored_path(override.path, self.workflow_dir) if override else None
+        record.override_sha256 = override.sha256 if override else None
+        if override is None:
+            return handoff
+        return Handoff(stage.name, override.path, override.rows,
+                       output_identity(handoff.identity, override.sha256))
+
+    @contextlib.contextmanager
+    def _response_cache(self) -> Iterator[Any]:
+        """One response cache for the whole workflow, opened only when a running stage calls models."""
+        running = [self.stages[s.name] for s in self.plan.stages
+                   if s.action in (StageAction.RUN, StageAction.RESUME)]
+        if not self.mill.run_config.cache or not any(stage.uses_models() for stage in running):
+            yield None
+            return
+        from gristmill.llm.cache import ResponseCache
+
+        cache = ResponseCache(self.workflow_dir / RESPONSE_CACHE_FILE)
+        try:
+            yield cache
+        finally:
+            cache.close()

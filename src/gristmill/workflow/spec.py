@@ -1,0 +1,139 @@
+"""Declarative workflow files (YAML): the same stages ``add_stage`` takes, written down.
+
+.. code-block:: yaml
+
+    name: people-pipeline
+    artifact_path: artifacts          # relative to this file; default "artifacts"
+    run: {batch_size: 50}             # RunConfig fields (optional)
+    stages:
+      - name: people
+        config: people.yaml           # a DatasetConfig file (relative to this file) ...
+        num_records: 100
+      - name: adults
+        config:                       # ... or the config inline
+          columns:
+            - {name: greeting, column_type: expression, expr: "Hi {{ first_name }}"}
+        on_success: my_module:keep_adults
+        on_success_version: "1"
+        output_processors:
+          - {name: chat, processor_type: schema_transform, template: {text: "{{ greeting }}"}}
+        allow_empty: true
+        sampling_strategy: shuffle
+
+Relative paths (``artifact_path``, stage configs, model files) are taken from the workflow
+file's directory. ``on_success`` and custom-column functions are ``module:function``
+strings; ``gristmill run`` puts the workflow file's directory on ``sys.path`` first.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from gristmill.config.dataset import DatasetConfig
+from gristmill.config.run import RunConfig
+from gristmill.config.seeds import SamplingStrategy
+from gristmill.errors import ConfigError
+
+if TYPE_CHECKING:
+    from gristmill.mill import Mill
+    from gristmill.workflow.composite import CompositeWorkflow  # noqa: F401
+
+
+class StageSpec(BaseModel):
+    """One stage of a workflow file (the arguments of ``CompositeWorkflow.add_stage``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(description="Stage name (also part of its directory name).")
+    config: str | dict[str, Any] = Field(description="Path of a DatasetConfig YAML/JSON file, or the config inline.")
+    num_records: int | None = Field(default=None, description="Rows; default: the upstream output's row count.")
+    on_success: str | None = Field(default=None, description="'module:function' called with the stage directory.")
+    on_success_version: str | None = Field(default=None, description="Version of the callback; bump on change.")
+    output_processors: list[dict[str, Any]] = Field(default_factory=list,
+                                                    description="Processors run on the finished stage output.")
+    output: str = Field(default="final", description="'final' or 'processor:<name>'.")
+    allow_empty: bool = Field(default=False, description="Zero output rows end the workflow instead of failing.")
+    sampling_strategy: SamplingStrategy = Field(default=SamplingStrategy.ORDERED,
+                                                description="Order of the upstream rows used as seed.")
+    selection_strategy: dict[str, Any] | None = Field(default=None,
+                                                      description="index_range / partition_block of upstream rows.")
+
+
+class WorkflowSpec(BaseModel):
+    """A whole workflow file."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(description="Workflow name; its directory is <artifact_path>/<name>.")
+    artifact_path: str = Field(default="artifacts", description="Where workflow directories live.")
+    run: dict[str, Any] = Field(default_factory=dict, description="RunConfig fields (batch_size, seed, ...).")
+    model_providers: str | None = Field(default=None, description="Model providers file.")
+    model_configs: str | None = Field(default=None, description="Model configs file.")
+    stages: list[StageSpec] = Field(min_length=1, description="Stages, in order.")
+
+
+def load_workflow_spec(path: str | Path) -> WorkflowSpec:
+    """Read and validate a workflow file; ``ConfigError`` names the file and the bad field."""
+    source = Path(path)
+    try:
+        data = yaml.safe_load(source.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"cannot read workflow file {str(source)!r}: {exc.strerror or exc}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source} is not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping with 'name' and 'stages' at the top level")
+    try:
+        return WorkflowSpec.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        where = ".".join(str(p) for p in first["loc"]) or "<root>"
+        raise ConfigError(f"{source}: {where}: {first['msg']}") from None
+
+
+def build_workflow(spec: WorkflowSpec, *, base_dir: Path, mill: Mill | None = None) -> CompositeWorkflow:
+    """The ``CompositeWorkflow`` a spec describes (a new ``Mill`` unless one is given)."""
+    if mill is None:
+        mill = _make_mill(spec, base_dir)
+    from gristmill.workflow.composite import CompositeWorkflow
+
+    workflow = CompositeWorkflow(mill, spec.name)
+    for stage in spec.stages:
+        workflow.add_stage(stage.name, _stage_config(stage, base_dir), num_records=stage.num_records,
+                           on_success=stage.on_success, on_success_version=stage.on_success_version,
+                           output_processors=stage.output_processors, output=stage.output,
+                           allow_empty=stage.allow_empty, sampling_strategy=stage.sampling_strategy,
+                           selection_strategy=stage.selection_strategy)
+    return workflow
+
+
+def load_workflow(path: str | Path, *, mill: Mill | None = None) -> CompositeWorkflow:
+    """``build_workflow(load_workflow_spec(path))`` with paths relative to the file."""
+    source = Path(path)
+    return build_workflow(load_workflow_spec(source), base_dir=source.resolve().parent, mill=mill)
+
+
+def _make_mill(spec: WorkflowSpec, base_dir: Path) -> Mill:
+    from gristmill.mill import Mill
+
+    try:
+        run_config = RunConfig.model_validate(spec.run)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        raise ConfigError(f"workflow {spec.name!r}: run.{'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+    return Mill((base_dir / spec.artifact_path).resolve(), run_config=run_config,
+                model_providers=base_dir / spec.model_providers if spec.model_providers else None,
+                model_configs=base_dir / spec.model_configs if spec.model_configs else None)
+
+
+def _stage_config(stage: StageSpec, base_dir: Path) -> DatasetConfig:
+    if isinstance(stage.config, dict):
+        return DatasetConfig.from_dict(stage.config, source=f"config of stage {stage.name!r}")
+    path = base_dir / stage.config
+    if path.suffix.lower() == ".json":
+        return DatasetConfig.from_json(path)
+    return DatasetConfig.from_yaml(path)

@@ -1,0 +1,116 @@
+"""Workflow files (YAML) and the ``gristmill run | plan | status`` commands."""
+
+from __future__ import annotations
+
+import json
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from gristmill.cli.main import app
+from gristmill.errors import ConfigError
+from gristmill.workflow.spec import load_workflow, load_workflow_spec
+
+CALLBACK_MODULE = textwrap.dedent("""
+    from pathlib import Path
+    import pandas as pd
+
+    def keep_small(stage_dir):
+        frame = pd.read_parquet(Path(stage_dir) / "parquet-files")
+        out = Path(stage_dir) / "small.parquet"
+        frame[frame.n < 50].to_parquet(out)
+        return out
+""")
+
+WORKFLOW = textwrap.dedent("""
+    name: cli-wf
+    artifact_path: out
+    run: {batch_size: 5, show_progress: false}
+    stages:
+      - name: base
+        num_records: 20
+        config: base.yaml
+      - name: small
+        on_success: wfcli_callbacks:keep_small
+        on_success_version: "1"
+        allow_empty: true
+        config:
+          columns:
+            - {name: twice, column_type: expression, expr: "{{ n * 2 }}", dtype: int}
+""")
+
+BASE = textwrap.dedent("""
+    columns:
+      - {name: n, column_type: sampler, sampler_type: uniform, params: {low: 1, high: 100, integer: true}}
+""")
+
+
+@pytest.fixture
+def workflow_file(tmp_path: Path) -> Iterator[Path]:
+    (tmp_path / "wfcli_callbacks.py").write_text(CALLBACK_MODULE)
+    (tmp_path / "base.yaml").write_text(BASE)
+    path = tmp_path / "workflow.yaml"
+    path.write_text(WORKFLOW)
+    yield path
+    sys.modules.pop("wfcli_callbacks", None)
+    if str(tmp_path) in sys.path:
+        sys.path.remove(str(tmp_path))
+
+
+def test_run_plan_status_round_trip(workflow_file: Path) -> None:
+    runner = CliRunner()
+    result = runner.invoke(app, ["run", str(workflow_file)])
+    assert result.exit_code == 0, result.output
+    assert "RUN" in result.output and "done" in result.output
+    planned = runner.invoke(app, ["plan", str(workflow_file), "--json"])
+    assert planned.exit_code == 0, planned.output
+    data = json.loads(planned.output)
+    assert [s["action"] for s in data["stages"]] == ["reuse", "reuse"]
+    table = runner.invoke(app, ["plan", str(workflow_file)])
+    assert "REUSE" in table.output and "unchanged" in table.output
+    status = runner.invoke(app, ["status", str(workflow_file.parent / "out" / "cli-wf")])
+    assert status.exit_code == 0 and "completed" in status.output
+    again = runner.invoke(app, ["run", str(workflow_file), "--resume", "always", "--target", "base"])
+    assert again.exit_code == 0, again.output
+
+
+def test_cli_errors_are_one_red_line(workflow_file: Path, tmp_path: Path) -> None:
+    runner = CliRunner()
+    missing = runner.invoke(app, ["run", str(tmp_path / "nope.yaml")])
+    assert missing.exit_code == 1 and "does not exist" in missing.output
+    bad = runner.invoke(app, ["run", str(workflow_file), "--override", "base"])
+    assert bad.exit_code == 1 and "STAGE=PATH" in bad.output
+    never = runner.invoke(app, ["run", str(workflow_file), "--rerun-from", "small"])
+    assert never.exit_code == 1 and "rerun_from needs resume" in never.output
+    always = runner.invoke(app, ["run", str(workflow_file), "--resume", "always"])
+    assert always.exit_code == 1 and "resume=always refused" in always.output
+    status = runner.invoke(app, ["status", str(tmp_path)])
+    assert status.exit_code == 1 and "holds no workflow-metadata.json" in status.output
+
+
+def test_spec_errors_name_the_field(tmp_path: Path) -> None:
+    path = tmp_path / "wf.yaml"
+    path.write_text("name: x\nstages:\n  - name: a\n    config: {}\n    num_recordz: 3\n")
+    with pytest.raises(ConfigError, match=r"stages\.0\.num_recordz"):
+        load_workflow_spec(path)
+    path.write_text("name: x\nstages: []\n")
+    with pytest.raises(ConfigError, match="stages"):
+        load_workflow_spec(path)
+    path.write_text("- just a list\n")
+    with pytest.raises(ConfigError, match="expected a mapping"):
+        load_workflow_spec(path)
+
+
+def test_example_workflow_file_loads() -> None:
+    example = Path(__file__).resolve().parent.parent / "examples" / "workflow.yaml"
+    sys.path.insert(0, str(example.parent))
+    try:
+        wf = load_workflow(example)
+    finally:
+        sys.path.remove(str(example.parent))
+    assert [s.name for s in wf.stages] == ["people", "greetings", "cards"]
+    assert wf.stages[1].on_success_version == "adults-v1"
