@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+import gristmill as gm
 from gristmill.cli.main import app
 from gristmill.errors import ConfigError
-from gristmill.workflow.spec import load_workflow, load_workflow_spec
+from gristmill.workflow.spec import load_workflow_spec
 
 CALLBACK_MODULE = textwrap.dedent("""
     from pathlib import Path
@@ -109,7 +110,7 @@ def test_example_workflow_file_loads() -> None:
     example = Path(__file__).resolve().parent.parent / "examples" / "workflow.yaml"
     sys.path.insert(0, str(example.parent))
     try:
-        wf = load_workflow(example)
+        wf = gm.load_workflow(example)
     finally:
         sys.path.remove(str(example.parent))
     assert [s.name for s in wf.stages] == ["people", "greetings", "cards"]

@@ -9,7 +9,7 @@
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from gristmill.version import __version__
 
 from gristmill.config import (
     ColumnInequality,
@@ -45,7 +45,7 @@ from gristmill.errors import (
     SeedDatasetError,
     WorkflowError,
 )
-from gristmill.mill import Mill, ResumeMode
+from gristmill.mill import Mill, ResumeMode, load_workflow
 from gristmill.results import DatasetResults
 from gristmill.workflow import CompositeWorkflow, SkippedStageResult, StageAction, WorkflowPlan, WorkflowResults
 
@@ -89,4 +89,5 @@ __all__ = [
     "WorkflowPlan",
     "WorkflowResults",
     "__version__",
+    "load_workflow",
 ]

@@ -186,6 +186,23 @@ class Mill:
         self.close()
 
 
+def load_workflow(path: str | Path, *, mill: Mill | None = None) -> CompositeWorkflow:
+    """A ``CompositeWorkflow`` from a YAML workflow file; paths in it are relative to the file.
+
+    Without ``mill``, one is made from the file's ``artifact_path``, ``run`` and model files.
+    """
+    from gristmill.workflow.spec import build_workflow, load_workflow_spec, spec_run_config
+
+    source = Path(path)
+    spec = load_workflow_spec(source)
+    base = source.resolve().parent
+    if mill is None:
+        mill = Mill((base / spec.artifact_path).resolve(), run_config=spec_run_config(spec),
+                    model_providers=base / spec.model_providers if spec.model_providers else None,
+                    model_configs=base / spec.model_configs if spec.model_configs else None)
+    return build_workflow(spec, base_dir=base, mill=mill)
+
+
 def _check_num_records(num_records: Any) -> None:
     if isinstance(num_records, bool) or not isinstance(num_records, int) or num_records < 1:
         raise ConfigError(f"num_records must be a positive integer, got {num_records!r}")

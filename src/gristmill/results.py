@@ -21,18 +21,28 @@ from gristmill.storage.metadata import DatasetMetadata
 EXPORT_FORMATS = ("jsonl", "csv", "parquet")
 
 
+def unified_schema(paths: Sequence[Path]) -> pa.Schema:
+    """One schema for all files, from their footers: first-seen column order, null-typed
+    columns promoted to the type other batches have."""
+    return pa.unify_schemas([pq.read_schema(p) for p in paths], promote_options="permissive")
+
+
 def iter_parquet_tables(paths: Sequence[Path]) -> Iterator[pa.Table]:
-    """Each file's table, one at a time (exports stream batch by batch)."""
+    """Each file's table, one at a time, conformed to the files' unified schema (exports stream
+    batch by batch, and every batch comes out with the same columns in the same order)."""
+    if not paths:
+        return
+    schema = unified_schema(paths)
     for path in paths:
-        yield pq.read_table(path)
+        table = pq.read_table(path)
+        yield table.select(schema.names).cast(schema) if table.schema != schema else table
 
 
 def read_parquet_files(paths: Sequence[Path]) -> pd.DataFrame:
-    """All files as one DataFrame; schemas that differ only in null-typed columns are unified."""
+    """All files as one DataFrame, columns in one order."""
     if not paths:
         return pd.DataFrame()
-    tables = list(iter_parquet_tables(paths))
-    return pa.concat_tables(tables, promote_options="permissive").to_pandas()
+    return pa.concat_tables(list(iter_parquet_tables(paths))).to_pandas()
 
 
 def count_parquet_rows(paths: Sequence[Path]) -> int:
@@ -69,7 +79,7 @@ def export_tables(tables: Iterator[pa.Table], path: str | Path, fmt: str | None 
                     handle.write(table.to_pandas().to_csv(index=False, header=index == 0).encode())
                 else:
                     writer = writer or pq.ParquetWriter(handle, table.schema)
-                    writer.write_table(table.cast(writer.schema))
+                    writer.write_table(table)
             if writer is not None:
                 writer.close()
         tmp.replace(out)

@@ -11,6 +11,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 import gristmill as gm
@@ -38,7 +39,9 @@ def user_errors(func: F) -> F:
         except gm.GristmillError as exc:
             if debug:
                 raise
-            err_console.print(f"[bold red]error:[/] {type(exc).__name__}: {exc}", highlight=False)
+            # One line, whatever the terminal width or the message (YAML errors span lines).
+            text = " ".join(f"{type(exc).__name__}: {exc}".split())
+            err_console.print(f"[bold red]error:[/] {escape(text)}", highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
             err_console.print("[yellow]interrupted[/]: completed batches are kept; rerun with --resume if-possible")
@@ -49,7 +52,7 @@ def user_errors(func: F) -> F:
 
 def _show_warning(message: Any, category: Any, filename: str, lineno: int, file: Any = None,
                   line: Any = None) -> None:
-    err_console.print(f"[yellow]warning:[/] {message}", highlight=False)
+    err_console.print(f"[yellow]warning:[/] {escape(str(message))}", highlight=False, soft_wrap=True)
 
 
 def load_config(path: Path) -> gm.DatasetConfig:
@@ -97,7 +100,7 @@ def create(
 ) -> None:
     """Generate a dataset into ARTIFACT_PATH/NAME, with a progress bar."""
     cfg = load_config(config)
-    updates = {k: v for k, v in {"batch_size": batch_size, "seed": seed}.items() if v is not None}
+    updates: dict[str, Any] = {k: v for k, v in {"batch_size": batch_size, "seed": seed}.items() if v is not None}
     mill = gm.Mill(artifact_path, run_config=gm.RunConfig(**updates))
     with mill:
         results = mill.create(cfg, num_records=num_records, dataset_name=name or config.stem, resume=resume)

@@ -20,10 +20,15 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+import gristmill as gm
 from gristmill.errors import ConfigError, WorkflowError
-from gristmill.workflow.metadata import WORKFLOW_METADATA_FILE, WorkflowMetadata, load_workflow_metadata
-from gristmill.workflow.plan import StageAction, WorkflowPlan
-from gristmill.workflow.spec import load_workflow
+from gristmill.workflow import (
+    WORKFLOW_METADATA_FILE,
+    StageAction,
+    WorkflowMetadata,
+    WorkflowPlan,
+    load_workflow_metadata,
+)
 
 console = Console()
 
@@ -122,7 +127,7 @@ def _load(path: Path) -> Any:
     base = str(path.resolve().parent)
     if base not in sys.path:  # callbacks and custom columns may live next to the workflow file
         sys.path.insert(0, base)
-    return load_workflow(path)
+    return gm.load_workflow(path)
 
 
 def _overrides(items: list[str] | None) -> dict[str, str]:

@@ -22,6 +22,9 @@ from gristmill.errors import ConfigError
 _COLUMN_TYPES: dict[str, type[ColumnConfig]] = {}
 _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _jinja_env = Environment()
+# Names a template cannot reference as a column: Jinja reads them as constants, operators or globals.
+_RESERVED_NAMES = frozenset({"true", "false", "none", "True", "False", "None", "and", "or", "not", "in", "is",
+                             "if", "else", *_jinja_env.globals})
 
 C = TypeVar("C", bound="type[ColumnConfig]")
 
@@ -84,6 +87,8 @@ class ColumnConfig(ConfigModel):
         if not _NAME_RE.match(value):
             raise ValueError(f"column name {value!r} must be an identifier (letters, digits, _; not starting "
                              "with a digit) so templates can reference it")
+        if value in _RESERVED_NAMES:
+            raise ValueError(f"column name {value!r} is reserved by Jinja templates; choose another name")
         return value
 
     def required_columns(self) -> set[str]:

@@ -226,7 +226,7 @@ class ConfigBuilder:
             self._columns.append(parse_column(copy.deepcopy(data) if isinstance(data, dict) else data))
         except ValidationError as exc:
             name = data.get("name") if isinstance(data, dict) else None
-            raise config_error(exc, source=f"column {name!r}") from None
+            raise config_error(exc, source=f"column {name!r}", prefix=("columns", len(self._columns))) from None
         return self
 
     def add_constraint(self, constraint: Any = None, /, **kwargs: Any) -> ConfigBuilder:

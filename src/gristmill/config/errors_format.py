@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import re
+
 from pydantic import ValidationError
 
 from gristmill.errors import ConfigError
+
+
+_NESTED_PATH = re.compile(r"^((?:params|conditional_params\[[^\]]*\])(?:\.[\w\[\]]+)*): (.*)$", re.S)
 
 
 def format_location(loc: tuple[int | str, ...]) -> str:
@@ -24,6 +29,10 @@ def config_error(exc: ValidationError, *, source: str = "config", prefix: tuple[
     for err in exc.errors(include_url=False):
         loc = tuple(p for p in (*prefix, *err["loc"]) if not (isinstance(p, str) and p.startswith("function-")))
         message = err["msg"].removeprefix("Value error, ")
-        lines.append(f"{format_location(loc)}: {message}")
+        where = format_location(loc)
+        nested = _NESTED_PATH.match(message)
+        if nested:  # a validator reported a field below this location ("params.low: ...")
+            where, message = f"{where}.{nested[1]}", nested[2]
+        lines.append(f"{where}: {message}")
     detail = "; ".join(lines)
     return ConfigError(f"invalid {source}: {detail}")

@@ -37,6 +37,10 @@ class DropColumnsProcessor(ProcessorConfig):
     processor_type: Literal["drop_columns"] = "drop_columns"
     column_names: list[str] = Field(min_length=1, description="Column names or glob patterns ('tmp_*').")
 
+    def required_columns(self) -> set[str]:
+        """Plain names (not patterns) must be columns; static checks catch a typo before any work."""
+        return {name for name in self.column_names if not any(ch in name for ch in "*?[")}
+
 
 class SchemaTransformProcessor(ProcessorConfig):
     """Build a new JSON-shaped dataset under ``processors-files/<name>/`` from Jinja templates.

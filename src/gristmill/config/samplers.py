@@ -372,18 +372,20 @@ def _as_params_dict(value: Any, where: str) -> dict[str, Any]:
     raise ValueError(f"{where} must be a mapping, got {type(value).__name__}")
 
 
-def _describe_error(err: Any) -> str:
+def _describe_error(err: Any, path: str) -> str:
     message = str(err["msg"]).removeprefix("Value error, ")
-    field = ".".join(str(part) for part in err["loc"])
-    return f"{field}: {message}" if field else message
+    field = ".".join([path, *(str(part) for part in err["loc"])])
+    return f"{field}: {message}"
 
 
-def _validate_params(cls: type[SamplerParams], data: dict[str, Any], where: str) -> SamplerParams:
+def _validate_params(cls: type[SamplerParams], data: dict[str, Any], path: str, where: str) -> SamplerParams:
+    # Messages start with the field's path below the column ("params.low: ..."), which
+    # config_error folds into the location ("columns[1].params.low: ...").
     try:
         return cls.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(_describe_error(err) for err in exc.errors())
-        raise ValueError(f"{where}: {problems}") from None
+        problems = "; ".join(_describe_error(err, path) for err in exc.errors())
+        raise ValueError(f"{problems} ({where})") from None
 
 
 @register_column_type
@@ -407,15 +409,15 @@ class SamplerColumn(ColumnConfig):
             raise ValueError(f"unknown sampler_type {kind!r}; known sampler types: "
                              f"{', '.join(sorted(SAMPLER_PARAMS))}")
         where = f"{kind} sampler {data.get('name')!r}"
-        base = _as_params_dict(data.get("params"), f"{where}: params")
+        base = _as_params_dict(data.get("params"), "params")
         conditional = data.get("conditional_params") or {}
         if not isinstance(conditional, dict):
             raise ValueError(f"{where}: conditional_params must map conditions to params overrides")
         out = dict(data)
-        out["params"] = _validate_params(params_cls, base, f"{where} params")
+        out["params"] = _validate_params(params_cls, base, "params", where)
         out["conditional_params"] = {
-            cond: _validate_params(params_cls, {**base, **_as_params_dict(override, f"{where}: {cond!r}")},
-                                   f"{where} conditional_params[{cond!r}]")
+            cond: _validate_params(params_cls, {**base, **_as_params_dict(override, f"conditional_params[{cond!r}]")},
+                                   f"conditional_params[{cond!r}]", where)
             for cond, override in conditional.items()
         }
         return out

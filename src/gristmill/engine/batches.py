@@ -31,10 +31,11 @@ def check_columns(config: DatasetConfig, seed_columns: Sequence[str] = ()) -> li
             if late:
                 raise ConfigError(f"sampler column {column.name!r} depends on {late}, which are not sampler or "
                                   "seed columns; samplers are drawn first and may only depend on each other")
+    output_names = list(seed_columns) + [o for c in config.columns for o in c.output_columns()]
+    columns_to_drop(config.processors, output_names)  # a drop pattern matching nothing is an error
     for proc in config.processors:
         required: set[str] = getattr(proc, "required_columns", set)()
-        known = set(seed_columns) | {o for c in config.columns for o in c.output_columns()}
-        missing = sorted(required - known)
+        missing = sorted(required - set(output_names))
         if missing:
             raise ConfigError(f"processor {proc.name!r} references missing column(s) {missing}")
     return order

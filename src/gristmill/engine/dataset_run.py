@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import gristmill
+from gristmill.version import __version__
 from gristmill.config.dataset import DatasetConfig
 from gristmill.config.fingerprint import FINGERPRINT_VERSION
 from gristmill.config.run import RunConfig
@@ -118,16 +118,24 @@ class DatasetRun:
         """Generate every missing batch. ``resume``: continue the stored run (checked here again)."""
         with DirectoryLock(self.layout.root):
             meta = self._load_for_resume() if resume else self._fresh_metadata()
-            write_json_atomic(self.layout.config_path, self.config.to_dict())
             with self._cache() as cache:
-                return self._generate(meta, cache)
+                context = EngineContext(config=self.config, run_config=self.run_config, dataset_dir=self.layout.root,
+                                        llm=self.llm, response_cache=cache)
+                plan = self._prepare(context, meta.run_seed)  # config errors surface before anything is written
+                write_json_atomic(self.layout.config_path, self.config.to_dict())
+                return self._generate(meta, plan, context)
+
+    def _prepare(self, context: EngineContext, run_seed: int) -> BatchPlan:
+        seed = self.config.seed
+        reader = SeedReader(load_seed_table(seed), seed.sampling_strategy, run_seed) if seed is not None else None
+        return BatchPlan.prepare(self.config, context, reader)
 
     def _fresh_metadata(self) -> DatasetMetadata:
         if not self.layout.is_empty():
             raise ArtifactError(f"{self.layout.root} is not empty; refusing to overwrite it")
         seed = self.run_seed if self.run_seed is not None else self.run_config.seed
         return DatasetMetadata(
-            gristmill_version=gristmill.__version__, dataset_name=self.dataset_name,
+            gristmill_version=__version__, dataset_name=self.dataset_name,
             fingerprint=self.identity.fingerprint, fingerprint_version=FINGERPRINT_VERSION,
             fingerprint_components=self.identity.components, seed_digest=self.identity.seed_digest,
             run_seed=seed if seed is not None else secrets.randbits(63), batch_size=self.run_config.batch_size,
@@ -167,12 +175,7 @@ class DatasetRun:
         finally:
             cache.close()
 
-    def _generate(self, meta: DatasetMetadata, cache: Any) -> DatasetMetadata:
-        context = EngineContext(config=self.config, run_config=self.run_config, dataset_dir=self.layout.root,
-                                llm=self.llm, response_cache=cache)
-        seed = SeedReader(load_seed_table(self.config.seed), self.config.seed.sampling_strategy, meta.run_seed) \
-            if self.config.seed is not None else None
-        plan = BatchPlan.prepare(self.config, context, seed)
+    def _generate(self, meta: DatasetMetadata, plan: BatchPlan, context: EngineContext) -> DatasetMetadata:
         self._usage_base = {model: dict(c) for model, c in meta.usage.items()}
         meta.status, meta.error, meta.finished_at = DatasetStatus.RUNNING, None, None
         meta.column_names = [n for n in plan.output_names if n not in plan.drop]

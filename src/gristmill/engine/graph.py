@@ -34,8 +34,9 @@ def generation_order(columns: Sequence[ColumnConfig], *, available: Iterable[str
                                   f"(known: {', '.join(known) or 'none'})")
             if producer[ref] is not column:
                 needed.add(producer[ref].name)
-            elif ref == column.name:
-                raise ConfigError(f"column {column.name!r} references itself")
+            else:  # its own name, or another column it writes itself
+                what = "itself" if ref == column.name else f"{ref!r}, which it writes itself"
+                raise ConfigError(f"column {column.name!r} references {what}")
         deps[column.name] = needed
     return _topological(columns, deps)
 

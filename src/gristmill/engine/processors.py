@@ -11,13 +11,17 @@ import fnmatch
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 import pyarrow as pa
+from jinja2 import Environment, TemplateError, nodes
 
 from gristmill.config.processors import DropColumnsProcessor, Processor, SchemaTransformProcessor
 from gristmill.engine.templates import render_column
-from gristmill.errors import ConfigError
+from gristmill.errors import ConfigError, GenerationError
+
+_parser = Environment()  # parsing only; rendering happens in the sandbox of engine.templates
 
 
 @dataclass
@@ -67,15 +71,25 @@ def schema_transform(table: pa.Table, proc: SchemaTransformProcessor) -> pa.Tabl
 
     rows: list[dict[str, Any]] = [{} for _ in range(n)]
     for key, template in proc.template.items():
-        values = _render_value(template, n, column)
+        try:
+            values = _render_value(template, n, column)
+        except GenerationError as exc:
+            raise GenerationError(f"processor {proc.name!r}, key {key!r}: {exc}") from exc
         for row, value in zip(rows, values, strict=True):
             row[key] = value
-    return pa.Table.from_pylist(rows) if rows else pa.table({k: pa.array([], pa.string()) for k in proc.template})
+    if not rows:
+        return pa.table({k: pa.array([], pa.string()) for k in proc.template})
+    try:
+        return pa.Table.from_pylist(rows)
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        raise GenerationError(f"processor {proc.name!r}: its rows do not fit one table ({exc}); make each "
+                              "template leaf render the same kind of value on every row") from None
 
 
 def _render_value(template: Any, n: int, column: Any) -> list[Any]:
     if isinstance(template, str):
-        return [_maybe_json(text) for text in render_column(template, n, column)]
+        texts = render_column(template, n, column)
+        return [json.loads(text) for text in texts] if _renders_json(template) else texts
     if isinstance(template, dict):
         parts = {k: _render_value(v, n, column) for k, v in template.items()}
         return [{k: parts[k][i] for k in template} for i in range(n)]
@@ -85,12 +99,17 @@ def _render_value(template: Any, n: int, column: Any) -> list[Any]:
     return [template] * n
 
 
-def _maybe_json(text: str) -> Any:
-    # A leaf that renders to a JSON list/object (e.g. '{{ tags | tojson }}') keeps its structure.
-    stripped = text.strip()
-    if stripped[:1] in ("[", "{"):
-        try:
-            return json.loads(stripped)
-        except ValueError:
-            return text
-    return text
+@lru_cache(maxsize=256)
+def _renders_json(template: str) -> bool:
+    """True for a leaf that is one ``{{ ... | tojson }}``: its value keeps its JSON structure.
+
+    Decided from the template, never from the rendered text, so a leaf has one type on every
+    row ('[note] text' in one row must not turn into a list in the next)."""
+    try:
+        body = _parser.parse(template).body
+    except TemplateError:
+        return False
+    if len(body) != 1 or not isinstance(body[0], nodes.Output):
+        return False
+    parts = [p for p in body[0].nodes if not (isinstance(p, nodes.TemplateData) and not p.data.strip())]
+    return len(parts) == 1 and isinstance(parts[0], nodes.Filter) and parts[0].name == "tojson"

@@ -67,13 +67,17 @@ def _read_json(path: Path) -> pa.Table:
 def load_seed_table(seed: SeedConfig) -> pa.Table:
     """All seed rows after selection, as one table; raises SeedDatasetError naming the source."""
     if seed.is_dataframe:
-        table = pa.Table.from_pandas(seed.source, preserve_index=False)
         label = "in-memory DataFrame"
+        try:
+            table = pa.Table.from_pandas(seed.source, preserve_index=False)
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:  # e.g. an object column mixing str and int
+            raise SeedDatasetError(f"seed dataset {label} cannot be stored as parquet: {exc}; give each column "
+                                   "one type (df[col].astype(str), for example)") from None
     else:
         tables = [_read_file(p) for p in seed_files(seed.source)]
         try:
             table = pa.concat_tables(tables, promote_options="permissive") if len(tables) > 1 else tables[0]
-        except pa.ArrowInvalid as exc:
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
             raise SeedDatasetError(f"seed files of {seed.source!r} have incompatible schemas: {exc}") from None
         label = repr(seed.source)
     if table.num_rows == 0:

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from functools import lru_cache
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateError, nodes
+from jinja2 import StrictUndefined, TemplateError, Undefined, nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from gristmill.errors import ConfigError, GenerationError
@@ -22,6 +22,8 @@ _env = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False
 
 # A plan for the fast path: literal text, or a column name plus attribute/item path.
 _Part = str | tuple[str, tuple[str, ...]]
+# Jinja resolves ``d.items`` to the dict method, not the key; such paths are left to Jinja.
+_DICT_ATTRS = frozenset(dir(dict))
 
 
 @lru_cache(maxsize=512)
@@ -59,7 +61,9 @@ def _attribute_path(node: nodes.Node) -> tuple[str, tuple[str, ...]] | None:
     while isinstance(node, nodes.Getattr):
         attrs.append(node.attr)
         node = node.node
-    if isinstance(node, nodes.Name) and not node.name.startswith("_"):
+    # Underscore names are what the sandbox guards ('x.__class__'): only Jinja may resolve them.
+    if (isinstance(node, nodes.Name) and not any(n.startswith("_") for n in (node.name, *attrs))
+            and not _DICT_ATTRS.intersection(attrs)):
         return node.name, tuple(reversed(attrs))
     return None
 
@@ -78,9 +82,16 @@ def _stringify(values: Sequence[Any], attrs: tuple[str, ...]) -> list[str]:
     out = []
     for value in values:
         for attr in attrs:
-            value = value[attr] if isinstance(value, dict) else getattr(value, attr)
+            value = value[attr] if isinstance(value, dict) else _sandbox_getattr(value, attr)
         out.append(_jinja_str(value))
     return out
+
+
+def _sandbox_getattr(value: Any, attr: str) -> Any:
+    result = _env.getattr(value, attr)
+    if isinstance(result, Undefined):  # missing or unsafe: let the Jinja path raise its precise error
+        raise AttributeError(attr)
+    return result
 
 
 def _jinja_str(value: Any) -> str:
@@ -89,8 +100,10 @@ def _jinja_str(value: Any) -> str:
 
 
 def render_column(template: str, num_rows: int, column: Callable[[str], list[Any]],
-                  nested: Callable[[str, tuple[str, ...]], list[Any] | None] | None = None) -> list[str]:
+                  nested: Callable[[str, tuple[str, ...]], list[Any] | None] | None = None, *,
+                  row_offset: int = 0) -> list[str]:
     """Render ``template`` for ``num_rows`` rows; ``column(name)`` returns a column's values.
+    Errors name the failing row as ``row_offset + i``.
 
     ``nested(name, attrs)``, when given, may return the values of ``name.attr...`` directly
     (e.g. one field of a struct column) so the fast path need not build whole row objects.
@@ -110,8 +123,9 @@ def render_column(template: str, num_rows: int, column: Callable[[str], list[Any
     for i in range(num_rows):
         try:
             results.append(compiled.render({name: values[i] for name, values in cols.items()}))
-        except TemplateError as exc:
-            raise GenerationError(f"template {template!r} failed on row {i}: {exc}") from exc
+        except Exception as exc:  # the template is user code: 1 / 0, 'a' + 1, unsafe access...
+            raise GenerationError(f"template {template!r} failed on row {row_offset + i}: "
+                                  f"{type(exc).__name__}: {exc}") from exc
     return results
 
 

@@ -8,12 +8,18 @@
 
 from gristmill.workflow.composite import CompositeWorkflow
 from gristmill.workflow.fingerprint import FORMAT_VERSION
-from gristmill.workflow.metadata import StageStatus, WorkflowMetadata
+from gristmill.workflow.metadata import (
+    WORKFLOW_METADATA_FILE,
+    StageStatus,
+    WorkflowMetadata,
+    load_workflow_metadata,
+)
 from gristmill.workflow.plan import StageAction, StagePlan, WorkflowPlan
 from gristmill.workflow.results import SkippedStageResult, WorkflowResults
 
 __all__ = [
     "FORMAT_VERSION",
+    "WORKFLOW_METADATA_FILE",
     "CompositeWorkflow",
     "SkippedStageResult",
     "StageAction",
@@ -22,4 +28,5 @@ __all__ = [
     "WorkflowMetadata",
     "WorkflowPlan",
     "WorkflowResults",
+    "load_workflow_metadata",
 ]

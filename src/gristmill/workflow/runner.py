@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import gristmill
+from gristmill.version import __version__
 from gristmill.engine.dataset_run import DatasetRun, dataset_identity
 from gristmill.errors import GristmillError, WorkflowError
 from gristmill.results import DatasetResults
@@ -93,7 +93,7 @@ class WorkflowRunner:
 
     # -- metadata -----------------------------------------------------------------------------
     def _start_metadata(self, name: str, stages: Sequence[StageDefinition]) -> WorkflowMetadata:
-        meta = WorkflowMetadata(workflow_name=name, gristmill_version=gristmill.__version__)
+        meta = WorkflowMetadata(workflow_name=name, gristmill_version=__version__)
         prior = self.prior.metadata
         if prior is not None and self.plan.fresh_reason is None:
             meta.created_at = prior.created_at

@@ -95,10 +95,8 @@ def load_workflow_spec(path: str | Path) -> WorkflowSpec:
         raise ConfigError(f"{source}: {where}: {first['msg']}") from None
 
 
-def build_workflow(spec: WorkflowSpec, *, base_dir: Path, mill: Mill | None = None) -> CompositeWorkflow:
-    """The ``CompositeWorkflow`` a spec describes (a new ``Mill`` unless one is given)."""
-    if mill is None:
-        mill = _make_mill(spec, base_dir)
+def build_workflow(spec: WorkflowSpec, *, base_dir: Path, mill: Mill) -> CompositeWorkflow:
+    """The ``CompositeWorkflow`` a spec describes, on ``mill``; config paths are relative to ``base_dir``."""
     from gristmill.workflow.composite import CompositeWorkflow
 
     workflow = CompositeWorkflow(mill, spec.name)
@@ -111,23 +109,13 @@ def build_workflow(spec: WorkflowSpec, *, base_dir: Path, mill: Mill | None = No
     return workflow
 
 
-def load_workflow(path: str | Path, *, mill: Mill | None = None) -> CompositeWorkflow:
-    """``build_workflow(load_workflow_spec(path))`` with paths relative to the file."""
-    source = Path(path)
-    return build_workflow(load_workflow_spec(source), base_dir=source.resolve().parent, mill=mill)
-
-
-def _make_mill(spec: WorkflowSpec, base_dir: Path) -> Mill:
-    from gristmill.mill import Mill
-
+def spec_run_config(spec: WorkflowSpec) -> RunConfig:
+    """The spec's ``run:`` section as a RunConfig; ``ConfigError`` names the bad field."""
     try:
-        run_config = RunConfig.model_validate(spec.run)
+        return RunConfig.model_validate(spec.run)
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
         raise ConfigError(f"workflow {spec.name!r}: run.{'.'.join(map(str, first['loc']))}: {first['msg']}") from None
-    return Mill((base_dir / spec.artifact_path).resolve(), run_config=run_config,
-                model_providers=base_dir / spec.model_providers if spec.model_providers else None,
-                model_configs=base_dir / spec.model_configs if spec.model_configs else None)
 
 
 def _stage_config(stage: StageSpec, base_dir: Path) -> DatasetConfig:

@@ -45,10 +45,9 @@ class BatchFrame:
     def nested(self, name: str, attrs: tuple[str, ...]) -> list[Any] | None:
         """Values of ``name.attr...`` read straight from a struct column, or None if not one."""
         values = self.columns.get(name)
-        if not isinstance(values, pa.StructArray):
-            return None
         for attr in attrs:
-            if not isinstance(values, pa.StructArray) or values.type.get_field_index(attr) < 0:
+            # A null struct has children that look valid; only null-free structs take this path.
+            if not isinstance(values, pa.StructArray) or values.null_count or values.type.get_field_index(attr) < 0:
                 return None
             values = values.field(attr)
         return to_pylist(values)

@@ -30,13 +30,13 @@ class CustomGenerator:
                 value = self.function(row)
             except Exception as exc:  # user code: any failure is reported with its row
                 raise GenerationError(f"custom column {self.column.name!r} failed on row {frame.row_offset + i}: "
-                                      f"{type(exc).__name__}: {exc}") from exc
+                                      f"{type(exc).__name__}: {exc}{self._reads_hint(exc)}") from exc
             if len(self.writes) == 1 and not (isinstance(value, Mapping) and set(value) == set(self.writes)):
                 outputs[self.writes[0]].append(value)
                 continue
             if not isinstance(value, Mapping) or set(value) != set(self.writes):
                 raise GenerationError(f"custom column {self.column.name!r} must return a dict with keys "
-                                      f"{self.writes}, got {value!r}")
+                                      f"{self.writes}, got {value!r} on row {frame.row_offset + i}")
             for name in self.writes:
                 outputs[name].append(value[name])
         return dict(outputs)
@@ -47,12 +47,18 @@ class CustomGenerator:
             result = self.function(df)
         except Exception as exc:  # user code
             raise GenerationError(f"custom column {self.column.name!r} failed on batch {frame.batch_index}: "
-                                  f"{type(exc).__name__}: {exc}") from exc
+                                  f"{type(exc).__name__}: {exc}{self._reads_hint(exc)}") from exc
         return self._check_batch_result(result, frame.num_rows)
+
+    def _reads_hint(self, exc: Exception) -> str:
+        key = exc.args[0] if isinstance(exc, KeyError) and exc.args else None
+        if isinstance(key, str) and key not in self.column.reads:
+            return f" (the function only sees the columns in reads={self.column.reads}; add {key!r} to reads)"
+        return ""
 
     def _check_batch_result(self, result: Any, num_rows: int) -> dict[str, ColumnValues]:
         if isinstance(result, pd.DataFrame):
-            result = {name: result[name].tolist() for name in result.columns if name in self.writes}
+            result = {name: result[name] for name in result.columns if name in self.writes}
         elif not isinstance(result, Mapping):
             if len(self.writes) != 1:
                 raise GenerationError(f"custom column {self.column.name!r} writes {self.writes}; return a "
@@ -64,14 +70,26 @@ class CustomGenerator:
         out: dict[str, ColumnValues] = {}
         for name in self.writes:
             values = result[name]
-            values = values.tolist() if isinstance(values, pd.Series) else values
-            if not isinstance(values, Sequence) and not hasattr(values, "__len__"):
-                raise GenerationError(f"custom column {self.column.name!r} returned a scalar for {name!r}")
+            values = self._aligned(values, name, num_rows).tolist() if isinstance(values, pd.Series) else values
+            if isinstance(values, str | bytes) or (not isinstance(values, Sequence) and not hasattr(values, "__len__")):
+                raise GenerationError(f"custom column {self.column.name!r} returned a single value for {name!r}; "
+                                      "in batch mode return one value per row")
             if len(values) != num_rows:
                 raise GenerationError(f"custom column {self.column.name!r} returned {len(values)} values for "
                                       f"{name!r} in a batch of {num_rows} rows; it must keep the row count")
             out[name] = values
         return out
+
+    def _aligned(self, series: pd.Series, name: str, num_rows: int) -> pd.Series:
+        # pandas users expect alignment by index: a sorted or shuffled Series maps back to its rows.
+        expected = pd.RangeIndex(num_rows)
+        if series.index.equals(expected) or len(series) != num_rows:  # a wrong length is reported by the caller
+            return series
+        if series.index.is_unique and series.index.isin(expected).all():
+            return series.reindex(expected)
+        raise GenerationError(f"custom column {self.column.name!r} returned a Series for {name!r} whose index does "
+                              "not match the batch's rows; keep the input DataFrame's index (or use "
+                              ".reset_index(drop=True))")
 
 
 @register_generator("custom")

@@ -20,7 +20,10 @@ def _to_int(text: str) -> int:
     try:
         return int(text)
     except ValueError:
-        return int(float(text))
+        number = float(text)
+    if not number.is_integer():  # '2.5' -> 2 would lose data silently
+        raise ValueError(f"{text!r} is not a whole number")
+    return int(number)
 
 
 def _to_bool(text: str) -> bool:
@@ -41,7 +44,11 @@ class ExpressionGenerator:
         self.column = column
 
     async def generate(self, frame: BatchFrame) -> dict[str, ColumnValues]:
-        texts = render_column(self.column.expr, frame.num_rows, frame.pylist, frame.nested)
+        try:
+            texts = render_column(self.column.expr, frame.num_rows, frame.pylist, frame.nested,
+                                  row_offset=frame.row_offset)
+        except GenerationError as exc:
+            raise GenerationError(f"expression column {self.column.name!r}: {exc}") from exc
         return {self.column.name: self._cast(texts)}
 
     def _cast(self, texts: list[str]) -> ColumnValues:

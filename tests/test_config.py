@@ -1,0 +1,280 @@
+"""DatasetConfig and ConfigBuilder: building, YAML/JSON round trips, and errors that name the field."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+import gristmill as gm
+from gristmill.config import column_types
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "products.yaml"
+
+
+def uniform(name: str, **params: Any) -> dict[str, Any]:
+    return {"name": name, "column_type": "sampler", "sampler_type": "uniform",
+            "params": {"low": 0, "high": 1, **params}}
+
+
+def double(row: dict[str, Any]) -> float:
+    return row["x"] * 2
+
+
+def full_config() -> gm.DatasetConfig:
+    """Every built-in column type, a constraint, both processors and a model."""
+    return (gm.ConfigBuilder(models=[gm.ModelConfig(alias="small", model="gpt-x", provider="p")])
+            .add_column(**uniform("x", decimal_places=2))
+            .add_column(name="cat", column_type="sampler", sampler_type="category",
+                        params={"values": ["a", "b"], "weights": [1, 3]},
+                        conditional_params={})
+            .add_column(name="label", column_type="expression", expr="{{ cat }}-{{ x }}")
+            .add_column(name="flag", column_type="expression", expr="{{ x > 0.5 }}", dtype="bool", drop=True)
+            .add_column(name="twice", column_type="custom", function=f"{__name__}:double", reads=["x"], version="2")
+            .add_constraint(constraint_type="scalar_inequality", target_column="x", operator=">", rhs=0.1)
+            .add_processor(name="drop_label", processor_type="drop_columns", column_names=["lab*"])
+            .add_processor(name="chat", processor_type="schema_transform", template={"q": "{{ label }}"})
+            .with_description("all kinds")
+            .build())
+
+
+# ------------------------------------------------------------------------------------------- building
+
+def test_builder_accepts_keyword_arguments_and_column_objects_alike() -> None:
+    from_kwargs = (gm.ConfigBuilder()
+                   .add_column(**uniform("x"))
+                   .add_column(name="y", column_type="expression", expr="{{ x }}", dtype="float")
+                   .build())
+    from_objects = (gm.ConfigBuilder()
+                    .add_column(gm.SamplerColumn(name="x", sampler_type="uniform", params={"low": 0, "high": 1}))
+                    .add_column(gm.ExpressionColumn(name="y", expr="{{ x }}", dtype="float"))
+                    .build())
+    assert from_kwargs == from_objects
+    assert from_kwargs.fingerprint() == from_objects.fingerprint()
+    assert [type(c) for c in from_kwargs.columns] == [gm.SamplerColumn, gm.ExpressionColumn]
+
+
+def test_builder_refuses_a_column_object_and_keywords_together() -> None:
+    with pytest.raises(gm.ConfigError, match="not both"):
+        gm.ConfigBuilder().add_column(gm.ExpressionColumn(name="y", expr="1"), name="z")
+
+
+def test_build_returns_a_new_config_each_time() -> None:
+    builder = gm.ConfigBuilder().add_column(**uniform("x"))
+    first = builder.build()
+    second = builder.add_column(name="y", column_type="expression", expr="{{ x }}").build()
+    assert [c.name for c in first.columns] == ["x"]
+    assert [c.name for c in second.columns] == ["x", "y"]
+
+
+def test_with_seed_dataset_sets_strategies(tmp_path: Path) -> None:
+    cfg = (gm.ConfigBuilder()
+           .with_seed_dataset(tmp_path / "seed.parquet", sampling_strategy="shuffle",
+                              selection_strategy=gm.IndexRange(start=0, end=5))
+           .add_column(name="y", column_type="expression", expr="1")
+           .build())
+    assert cfg.seed is not None
+    assert cfg.seed.source == str(tmp_path / "seed.parquet")
+    assert cfg.seed.sampling_strategy is gm.SamplingStrategy.SHUFFLE
+    assert cfg.seed.selection_strategy == gm.IndexRange(start=0, end=5)
+
+
+def test_to_config_builder_round_trip_keeps_the_config() -> None:
+    cfg = full_config()
+    assert gm.ConfigBuilder.from_config(cfg).build() == cfg
+
+
+def test_builtin_column_types_are_registered() -> None:
+    assert {"sampler", "expression", "custom"} <= set(column_types())
+
+
+# ------------------------------------------------------------------------------------------- round trips
+
+def test_yaml_round_trip_is_equal_and_keeps_the_fingerprint(tmp_path: Path) -> None:
+    cfg = full_config()
+    path = tmp_path / "cfg.yaml"
+    text = cfg.to_yaml(path)
+    assert path.read_text(encoding="utf-8") == text
+    for loaded in (gm.DatasetConfig.from_yaml(path), gm.DatasetConfig.from_yaml(text)):
+        assert loaded == cfg
+        assert loaded.fingerprint() == cfg.fingerprint()
+        assert loaded.to_yaml() == text
+
+
+def test_json_round_trip_is_equal_and_keeps_the_fingerprint(tmp_path: Path) -> None:
+    cfg = full_config()
+    path = tmp_path / "cfg.json"
+    text = cfg.to_json(path)
+    assert json.loads(path.read_text(encoding="utf-8")) == cfg.to_dict()
+    for loaded in (gm.DatasetConfig.from_json(path), gm.DatasetConfig.from_json(text)):
+        assert loaded == cfg
+        assert loaded.fingerprint() == cfg.fingerprint()
+
+
+def test_example_config_round_trips() -> None:
+    cfg = gm.DatasetConfig.from_yaml(EXAMPLE)
+    again = gm.DatasetConfig.from_yaml(cfg.to_yaml())
+    assert again == cfg
+    assert again.fingerprint() == cfg.fingerprint()
+
+
+def test_custom_column_given_as_a_callable_serialises_as_module_qualname() -> None:
+    cfg = gm.ConfigBuilder().add_column(**uniform("x")).add_column(
+        name="twice", column_type="custom", function=double, reads=["x"]).build()
+    data = cfg.to_dict()
+    assert data["columns"][1]["function"] == f"{__name__}:double"
+    loaded = gm.DatasetConfig.from_json(cfg.to_json())
+    assert loaded.columns[1].function == f"{__name__}:double"
+    assert loaded.columns[1].resolve() is double
+    assert loaded.fingerprint() == cfg.fingerprint()
+
+
+def test_dataframe_seed_cannot_be_written_to_yaml() -> None:
+    pd = pytest.importorskip("pandas")
+    cfg = gm.ConfigBuilder().with_seed_dataset(pd.DataFrame({"a": [1]})).add_column(
+        name="y", column_type="expression", expr="{{ a }}").build()
+    with pytest.raises(gm.ConfigError, match="DataFrame seed"):
+        cfg.to_yaml()
+
+
+# ------------------------------------------------------------------------------------------- bad input
+
+def config_error(data: Any) -> str:
+    with pytest.raises(gm.ConfigError) as info:
+        gm.DatasetConfig.from_dict(data)
+    return str(info.value)
+
+
+def test_bad_sampler_param_names_the_dotted_field_path() -> None:
+    message = config_error({"columns": [uniform("a"), uniform("b", low="lots")]})
+    assert "columns[1].params.low" in message
+
+
+@pytest.mark.parametrize(("params", "words"), [
+    ({"low": "lots"}, ["columns[1]", "'b'", "params", "low", "valid number"]),
+    ({"low": 5, "high": 1}, ["columns[1]", "'b'", "low (5.0) must not exceed high (1.0)"]),
+    ({"lo": 3}, ["columns[1]", "'b'", "lo", "Extra inputs are not permitted"]),
+])
+def test_bad_sampler_params_name_the_column_and_field(params: dict[str, Any], words: list[str]) -> None:
+    message = config_error({"columns": [uniform("a"), uniform("b", **params)]})
+    for word in words:
+        assert word in message
+
+
+@pytest.mark.parametrize(("sampler_type", "params", "words"), [
+    ("category", {"values": ["a", "b"], "weights": [1]}, ["weights has 1 entries but values has 2"]),
+    ("binomial", {"n": -1, "p": 0.5}, ["n:", "greater than or equal to 0"]),
+    ("bernoulli", {"p": 1.5}, ["p:", "less than or equal to 1"]),
+    ("uniform", {"low": 0}, ["high:", "Field required"]),
+])
+def test_out_of_range_sampler_params(sampler_type: str, params: dict[str, Any], words: list[str]) -> None:
+    message = config_error({"columns": [{"name": "c", "column_type": "sampler", "sampler_type": sampler_type,
+                                         "params": params}]})
+    assert "columns[0]" in message
+    assert "'c'" in message
+    for word in words:
+        assert word in message
+
+
+@pytest.mark.parametrize(("data", "words"), [
+    ({"columns": [{"name": "a", "column_type": "nope"}]}, ["'a'", "unknown column_type 'nope'", "expression"]),
+    ({"columns": [{"name": "a", "column_type": "sampler", "sampler_type": "nope", "params": {}}]},
+     ["columns[0]", "unknown sampler_type 'nope'", "uniform"]),
+    ({"columns": [{"name": "a"}]}, ["'a'", "'column_type' is required"]),
+    ({"columns": [], "colums": []}, ["colums", "Extra inputs are not permitted"]),
+    ({"columns": [{"name": "a", "column_type": "expression", "expr": "1", "exp": "2"}]},
+     ["columns[0].exp", "Extra inputs are not permitted"]),
+    ({"columns": [{"name": "1a", "column_type": "expression", "expr": "1"}]}, ["columns[0].name", "identifier"]),
+    ({"columns": [{"name": "none", "column_type": "expression", "expr": "1"}]}, ["columns[0].name", "reserved"]),
+    ({"columns": [{"name": "range", "column_type": "expression", "expr": "1"}]}, ["columns[0].name", "reserved"]),
+    ({"columns": [{"name": "a", "column_type": "expression", "expr": "1", "dtype": "decimal"}]},
+     ["columns[0].dtype"]),
+    ({"columns": [{"name": "a", "column_type": "expression", "expr": "{{ x "}]}, ["columns[0].expr", "'a'"]),
+    ({"columns": [{"name": "a", "column_type": "expression", "expr": "{{ x | no_such_filter }}"}]},
+     ["columns[0].expr", "no_such_filter"]),
+    ({"columns": [uniform("a")], "constraints": [
+        {"constraint_type": "scalar_inequality", "target_column": "a", "operator": "<<", "rhs": 1}]},
+     ["constraints[0]", "operator"]),
+    ({"columns": [uniform("a")], "processors": [{"name": "p", "processor_type": "nope"}]},
+     ["processors[0]", "nope"]),
+    ({"columns": [{"name": "a", "column_type": "custom", "function": "no_colon"}]},
+     ["columns[0].function", "module:qualname"]),
+    (["not", "a", "mapping"], ["mapping"]),
+])
+def test_config_errors_name_the_field(data: Any, words: list[str]) -> None:
+    message = config_error(data)
+    for word in words:
+        assert word in message, message
+
+
+def test_builder_errors_name_the_column() -> None:
+    builder = gm.ConfigBuilder().add_column(**uniform("a"))
+    with pytest.raises(gm.ConfigError) as info:
+        builder.add_column(name="b", column_type="sampler", sampler_type="uniform", params={"low": 2, "high": 1})
+    assert "'b'" in str(info.value)
+    assert "columns[1]" in str(info.value)
+    assert "low (2.0) must not exceed high (1.0)" in str(info.value)
+    with pytest.raises(gm.ConfigError, match="unknown sampler_type 'gauss'"):
+        builder.add_column(name="c", column_type="sampler", sampler_type="gauss", params={})
+
+
+@pytest.mark.parametrize("second", [
+    {"name": "a", "column_type": "expression", "expr": "1"},
+    {"name": "c", "column_type": "custom", "function": "json:dumps", "writes": ["a", "d"]},
+])
+def test_duplicate_column_names_are_refused(second: dict[str, Any]) -> None:
+    message = config_error({"columns": [uniform("a"), second]})
+    assert "duplicate column name 'a'" in message
+
+
+def test_duplicate_processor_names_are_refused() -> None:
+    message = config_error({"columns": [uniform("a")], "processors": [
+        {"name": "p", "processor_type": "drop_columns", "column_names": ["a"]},
+        {"name": "p", "processor_type": "schema_transform", "template": {"x": "{{ a }}"}}]})
+    assert "duplicate processor name(s) 'p'" in message
+
+
+def test_yaml_that_does_not_parse_is_a_config_error_naming_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "broken.yaml"
+    path.write_text("columns: [\n  - oops", encoding="utf-8")
+    with pytest.raises(gm.ConfigError, match="broken.yaml"):
+        gm.DatasetConfig.from_yaml(path)
+
+
+def test_missing_config_file_is_a_config_error_naming_it(tmp_path: Path) -> None:
+    with pytest.raises(gm.ConfigError, match="nowhere.yaml"):
+        gm.DatasetConfig.from_yaml(tmp_path / "nowhere.yaml")
+
+
+def test_field_errors_from_a_file_name_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "cfg.yaml"
+    path.write_text(yaml.safe_dump({"columns": [uniform("a", high="x")]}), encoding="utf-8")
+    with pytest.raises(gm.ConfigError) as info:
+        gm.DatasetConfig.from_yaml(path)
+    assert "columns[0]" in str(info.value)
+    assert "high" in str(info.value)
+
+
+# ------------------------------------------------------------------------------------------- custom columns
+
+def test_custom_column_by_module_qualname_resolves_nested_names() -> None:
+    column = gm.CustomColumn(name="d", function="json:JSONEncoder.encode")
+    import json as json_module
+
+    assert column.resolve() is json_module.JSONEncoder.encode
+    assert column.function_ref() == "json:JSONEncoder.encode"
+
+
+@pytest.mark.parametrize("ref", ["no_such_module_xyz:f", "json:no_such_function"])
+def test_custom_column_that_cannot_be_imported_is_a_config_error(ref: str, mill: gm.Mill) -> None:
+    cfg = gm.ConfigBuilder().add_column(name="d", column_type="custom", function=ref).build()
+    with pytest.raises(gm.ConfigError, match=f"column 'd': cannot import function '{ref}'"):
+        mill.preview(cfg, num_records=1)
+
+
+def test_custom_function_must_be_callable() -> None:
+    with pytest.raises(gm.ConfigError, match="callable"):
+        gm.ConfigBuilder().add_column(name="d", column_type="custom", function=42)
