@@ -35,7 +35,8 @@ def dataset_demo(mill: gm.Mill) -> None:
     console.print(f"dataset:  {results.artifact_path}/parquet-files/")
     console.print(f"metadata: {results.artifact_path}/metadata.json (fingerprint {meta.fingerprint[:12]}, "
                   f"seed {meta.run_seed})")
-    show_frame(results.load_dataset().head(5), title="first rows", max_width=24)
+    columns = ["product_id", "category", "price", "rating", "title", "price_band"]
+    show_frame(results.load_dataset()[columns].head(5), title="first rows (some columns)", max_width=28)
     show_frame(results.load_processor_output("search_records").head(3), title="processor 'search_records'")
 
     console.rule("[bold]2. the same command again, with resume")
