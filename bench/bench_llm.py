@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import gristmill as gm
+from gristmill.llm.cache import ResponseCache
 from gristmill.testing import ServerProcess, provider_and_model
 
 
@@ -94,11 +95,15 @@ def crash(root: Path, n: int, latency: float, c: int = 16, kill_after: int = 100
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         at_kill = server.stats()
+        # Requests sent before the kill whose answers were not in the cache: what a resume must re-pay.
+        with ResponseCache(root / "crash" / "response-cache.sqlite") as cache:
+            stored = cache.stats()["entries"]
         subprocess.run([sys.executable, "-c", script], check=True)
         after = server.stats()
     # The server remembers every body it was sent: a resume request whose body it saw
     # before the kill is a request paid twice.
-    return {"killed_after_responses": at_kill["completions"], "in_flight_at_kill": at_kill["in_flight"],
+    return {"killed_after_responses": at_kill["completions"], "stored_at_kill": stored,
+            "in_flight_at_kill": at_kill["requests"] - stored,
             "resume_requests": after["requests"] - at_kill["requests"],
             "repaid_requests": after["duplicates"] - at_kill["duplicates"],
             "max_parallel_requests": c, "batch_size": 1000}

@@ -56,10 +56,32 @@ def dataset_demo(mill: gm.Mill) -> None:
     console.print(f"{grown.count_records():,} rows; new or rewritten batch files: {', '.join(rewritten)}")
 
 
+def llm_demo(mill: gm.Mill) -> None:
+    console.rule("[bold]4. an LLM column on the embedded SmolLM2-135M model (offline, CPU)")
+    model = gm.ModelConfig(alias="default", model="SmolLM2-135M-Instruct", provider="local",
+                           inference_parameters={"temperature": 0.2, "max_tokens": 40, "seed": 1})
+    config = (gm.ConfigBuilder(models=[model])
+              .add_column(name="category", column_type="sampler", sampler_type="category",
+                          params={"values": ["books", "electronics", "garden", "toys"]})
+              .add_column(name="tone", column_type="sampler", sampler_type="category",
+                          params={"values": ["playful", "formal", "bold", "calm", "witty"]})
+              .add_column(name="tagline", column_type="llm_text",
+                          prompt="Write a {{ tone }} one-sentence shop tagline for a {{ category }} product.")
+              .build())
+    first = mill.create(config, num_records=20, dataset_name="taglines", resume=gm.ResumeMode.IF_POSSIBLE)
+    console.print(f"20 rows: {first.usage['default']['requests']} requests to the model")
+    grown = mill.create(config, num_records=30, dataset_name="taglines", resume=gm.ResumeMode.IF_POSSIBLE)
+    before, usage = first.usage["default"]["requests"], grown.usage["default"]
+    console.print(f"grown to 30 rows: {usage['requests'] - before} new requests (one per new row); "
+                  f"earlier answers stay in the response cache ({usage.get('cache_hits', 0)} cache hits so far)")
+    show_frame(grown.load_dataset().head(5), title="taglines (a 135M-parameter model: expect odd prose)")
+
+
 def main() -> None:
     shutil.rmtree(ARTIFACTS, ignore_errors=True)
     with gm.Mill(ARTIFACTS, run_config=gm.RunConfig(batch_size=2_000, seed=7)) as mill:
         dataset_demo(mill)
+        llm_demo(mill)
     console.print(f"\n[green]demo complete[/]: artifacts under {ARTIFACTS}")
 
 

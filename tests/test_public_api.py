@@ -29,6 +29,10 @@ EXPECTED_ALL = [
     "GristmillError",
     "IndexRange",
     "InferenceParameters",
+    "LLMCodeColumn",
+    "LLMJudgeColumn",
+    "LLMStructuredColumn",
+    "LLMTextColumn",
     "LockedError",
     "Mill",
     "ModelAuthError",
@@ -45,6 +49,7 @@ EXPECTED_ALL = [
     "SamplingStrategy",
     "ScalarInequality",
     "SchemaTransformProcessor",
+    "Score",
     "SeedConfig",
     "SeedDatasetError",
     "SkippedStageResult",
@@ -93,8 +98,8 @@ def test_version_matches_pyproject() -> None:
 
 # ------------------------------------------------------------------------------------------- layering
 
-ALL_LAYERS = {"version", "config", "sampling", "llm", "engine", "storage", "workflow", "analysis", "mill", "results", "cli",
-              "testing", "errors", "<api>"}
+ALL_LAYERS = {"version", "config", "sampling", "llm", "engine", "storage", "workflow", "analysis", "mill",
+              "results", "cli", "testing", "errors", "<api>"}
 
 # Layer -> the layers it may import (DESIGN.md "Layout"). Every layer may import itself and
 # ``errors``; ``<api>`` is the top-level ``gristmill`` package (its public names).

@@ -9,8 +9,6 @@
 
 from __future__ import annotations
 
-from gristmill.version import __version__
-
 from gristmill.config import (
     ColumnInequality,
     ConfigBuilder,
@@ -20,6 +18,10 @@ from gristmill.config import (
     ExpressionColumn,
     IndexRange,
     InferenceParameters,
+    LLMCodeColumn,
+    LLMJudgeColumn,
+    LLMStructuredColumn,
+    LLMTextColumn,
     ModelConfig,
     ModelProvider,
     PartitionBlock,
@@ -28,6 +30,7 @@ from gristmill.config import (
     SamplingStrategy,
     ScalarInequality,
     SchemaTransformProcessor,
+    Score,
     SeedConfig,
 )
 from gristmill.errors import (
@@ -47,6 +50,7 @@ from gristmill.errors import (
 )
 from gristmill.mill import Mill, ResumeMode, load_workflow
 from gristmill.results import DatasetResults
+from gristmill.version import __version__
 from gristmill.workflow import CompositeWorkflow, SkippedStageResult, StageAction, WorkflowPlan, WorkflowResults
 
 __all__ = [
@@ -65,6 +69,10 @@ __all__ = [
     "GristmillError",
     "IndexRange",
     "InferenceParameters",
+    "LLMCodeColumn",
+    "LLMJudgeColumn",
+    "LLMStructuredColumn",
+    "LLMTextColumn",
     "LockedError",
     "Mill",
     "ModelAuthError",
@@ -81,6 +89,7 @@ __all__ = [
     "SamplingStrategy",
     "ScalarInequality",
     "SchemaTransformProcessor",
+    "Score",
     "SeedConfig",
     "SeedDatasetError",
     "SkippedStageResult",

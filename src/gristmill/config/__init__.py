@@ -3,17 +3,12 @@
 from gristmill.config.columns import ColumnConfig, CustomColumn, ExpressionColumn, column_types, register_column_type
 from gristmill.config.dataset import ConfigBuilder, DatasetConfig
 from gristmill.config.fingerprint import FINGERPRINT_VERSION
+from gristmill.config.llm_columns import LLMCodeColumn, LLMJudgeColumn, LLMStructuredColumn, LLMTextColumn, Score
 from gristmill.config.models import InferenceParameters, ModelConfig, ModelProvider
 from gristmill.config.processors import DropColumnsProcessor, SchemaTransformProcessor
 from gristmill.config.run import RunConfig
 from gristmill.config.samplers import ColumnInequality, SamplerColumn, ScalarInequality
 from gristmill.config.seeds import IndexRange, PartitionBlock, SamplingStrategy, SeedConfig
-
-try:  # LLM column types register themselves when their module is present
-    import gristmill.config.llm_columns  # noqa: F401
-except ModuleNotFoundError as _exc:  # pragma: no cover - only while the LLM layer is absent
-    if _exc.name != "gristmill.config.llm_columns":
-        raise
 
 __all__ = [
     "FINGERPRINT_VERSION",
@@ -26,6 +21,10 @@ __all__ = [
     "ExpressionColumn",
     "IndexRange",
     "InferenceParameters",
+    "LLMCodeColumn",
+    "LLMJudgeColumn",
+    "LLMStructuredColumn",
+    "LLMTextColumn",
     "ModelConfig",
     "ModelProvider",
     "PartitionBlock",
@@ -34,6 +33,7 @@ __all__ = [
     "SamplingStrategy",
     "ScalarInequality",
     "SchemaTransformProcessor",
+    "Score",
     "SeedConfig",
     "column_types",
     "register_column_type",

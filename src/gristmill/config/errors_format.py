@@ -8,7 +8,6 @@ from pydantic import ValidationError
 
 from gristmill.errors import ConfigError
 
-
 _NESTED_PATH = re.compile(r"^((?:params|conditional_params\[[^\]]*\])(?:\.[\w\[\]]+)*): (.*)$", re.S)
 
 

@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from gristmill.version import __version__
 from gristmill.config.dataset import DatasetConfig
 from gristmill.config.fingerprint import FINGERPRINT_VERSION
 from gristmill.config.run import RunConfig
@@ -28,6 +27,7 @@ from gristmill.storage.atomic import WrittenFile, sha256_file, write_json_atomic
 from gristmill.storage.layout import DatasetLayout
 from gristmill.storage.lock import DirectoryLock
 from gristmill.storage.metadata import BatchRecord, DatasetMetadata, DatasetStatus, FileRecord, utc_now
+from gristmill.version import __version__
 
 
 @dataclass(frozen=True)

@@ -68,9 +68,10 @@ class ResponseCache:
         return found
 
     def put(self, key: str, value: Any, *, column: str = "") -> None:
-        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+        """Store ``value`` now (committed before returning)."""
+        row = (key, column, json.dumps(value, ensure_ascii=False, separators=(",", ":")), time.time())
         with self._lock:
-            self._db.execute("INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?)", (key, column, text, time.time()))
+            self._db.execute("INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?)", row)
 
     def stats(self) -> dict[str, Any]:
         """Entries in total and per column, and the size on disk."""

@@ -9,6 +9,7 @@ exponentially with jitter; 401/403 raise ``ModelAuthError`` at once; other 4xx f
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import random
 import time
@@ -43,6 +44,11 @@ class ModelHandle:
     def alias(self) -> str:
         return self.resolved.alias
 
+    def without_retries(self) -> ModelHandle:
+        """The same model sending each request once (``gristmill models check``)."""
+        model = self.resolved.model.model_copy(update={"max_retries": 0, "max_rate_limit_wait": 0})
+        return ModelHandle(ResolvedModel(model=model, provider=self.resolved.provider), self.client, self.throttle)
+
     @property
     def identity(self) -> str:
         return self.resolved.identity
@@ -55,10 +61,12 @@ class ModelHandle:
     async def complete(self, body: RequestBody, usage: Usage) -> Completion:
         """Send with retries; raises ModelError (or a subclass) when the request cannot succeed."""
         config = self.resolved.model
-        transient_failures = 0
+        transient_failures = rate_limited = 0
         rate_limit_deadline = time.monotonic() + config.max_rate_limit_wait
+        retry = False
         while True:
-            attempt = await self._attempt(body, usage)
+            attempt = await self._attempt(body, usage, first=retry)
+            retry = True
             if attempt.outcome is Outcome.OK:
                 assert attempt.completion is not None
                 usage["input_tokens"] += attempt.completion.input_tokens
@@ -72,9 +80,11 @@ class ModelHandle:
                 raise ModelError(f"{where} rejected the request: {attempt.message}")
             if attempt.outcome is Outcome.RATE_LIMITED:
                 usage["rate_limited"] += 1
-                delay = attempt.retry_after if attempt.retry_after is not None else _backoff(
-                    config.retry_backoff, usage["rate_limited"])
-                delay = min(delay, MAX_BACKOFF) * random.uniform(1.0, 1.2)
+                rate_limited += 1
+                # Retry-After is honoured in full (never shortened), with jitter on top so the
+                # requests it sent away do not all come back at the same instant.
+                delay = (attempt.retry_after if attempt.retry_after is not None
+                         else _backoff(config.retry_backoff, rate_limited)) * random.uniform(1.0, 1.2)
                 if time.monotonic() + delay > rate_limit_deadline:
                     raise ModelRateLimitError(f"{where} kept answering 429 for {config.max_rate_limit_wait:g} s: "
                                               f"{attempt.message}. Lower max_parallel_requests or retry later.")
@@ -86,24 +96,46 @@ class ModelHandle:
             usage["retries"] += 1
             await asyncio.sleep(delay)
 
-    async def _attempt(self, body: RequestBody, usage: Usage) -> Attempt:
+    async def _attempt(self, body: RequestBody, usage: Usage, *, first: bool) -> Attempt:
         throttle = self.throttle
-        epoch = await throttle.acquire()
+        epoch = await throttle.acquire(first=first)
         try:
             usage["requests"] += 1
             attempt = await self.client.send(body, timeout=self.resolved.model.timeout)
+            # Adapt the limit before the slot is handed on, so the next request sees it.
+            if attempt.outcome is Outcome.OK:
+                throttle.on_success(epoch)
+            elif attempt.outcome is Outcome.RATE_LIMITED:
+                throttle.on_rate_limited(epoch)
         finally:
             throttle.release()
-        if attempt.outcome is Outcome.OK:
-            throttle.on_success(epoch)
-        elif attempt.outcome is Outcome.RATE_LIMITED:
-            throttle.on_rate_limited(epoch)
+        # No await between here and the caller storing the answer in the response cache: the
+        # request that takes over the freed slot runs only after that, so at any moment at most
+        # max_parallel_requests answers are unstored (what a crash can cost).
         return attempt
 
 
 def _backoff(base: float, failures: int) -> float:
-    """Exponential backoff with full jitter: uniform(0, base * 2**(failures-1)), capped."""
-    return random.uniform(0.5, 1.0) * min(MAX_BACKOFF, base * 2 ** (failures - 1))
+    """Exponential backoff with jitter: between half and all of base * 2**(failures-1), capped."""
+    return random.uniform(0.5, 1.0) * min(MAX_BACKOFF, base * 2.0 ** (failures - 1))
+
+
+_frozen = False
+
+
+def _freeze_long_lived_objects() -> None:
+    """Move the objects alive now (modules, configs) out of the cyclic GC's sight, once per process.
+
+    A full collection over a pandas/pyarrow/pydantic heap takes ~35 ms on these machines, and
+    the thousands of requests of a batch trigger one early in the run: every in-flight response
+    waits for it. Frozen objects are still freed by reference counting; only cycles among them
+    would outlive their use, which is why we collect first.
+    """
+    global _frozen
+    if not _frozen:
+        _frozen = True
+        gc.collect()
+        gc.freeze()
 
 
 class LLMRuntime:
@@ -114,6 +146,7 @@ class LLMRuntime:
     """
 
     def __init__(self, registry: ModelRegistry) -> None:
+        _freeze_long_lived_objects()
         self.registry = registry
         self._clients: dict[str, ChatClient] = {}
         self._throttles: dict[tuple[str, str], AdaptiveThrottle] = {}

@@ -10,7 +10,9 @@ Unknown keywords are ignored, as the spec says. Errors read like
 
 from __future__ import annotations
 
+import operator
 import re
+from collections.abc import Callable
 from typing import Any
 
 _TYPES: dict[str, tuple[type, ...]] = {
@@ -122,8 +124,9 @@ def _check_string(value: str, schema: dict[str, Any], path: str, errors: list[st
 
 
 def _check_number(value: float, schema: dict[str, Any], path: str, errors: list[str]) -> None:
-    bounds = (("minimum", lambda v, b: v >= b, ">="), ("maximum", lambda v, b: v <= b, "<="),
-              ("exclusiveMinimum", lambda v, b: v > b, ">"), ("exclusiveMaximum", lambda v, b: v < b, "<"))
+    bounds: tuple[tuple[str, Callable[[float, float], bool], str], ...] = (
+        ("minimum", operator.ge, ">="), ("maximum", operator.le, "<="),
+        ("exclusiveMinimum", operator.gt, ">"), ("exclusiveMaximum", operator.lt, "<"))
     for key, ok, sign in bounds:
         bound = schema.get(key)
         if isinstance(bound, int | float) and not isinstance(bound, bool) and not ok(value, bound):

@@ -8,11 +8,23 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gristmill.config.models import ModelConfig, ModelProvider
 from gristmill.testing.process import ServerProcess
-from gristmill.testing.server import LLMTestServer, ServerBehavior, schema_instance
+
+if TYPE_CHECKING:
+    from gristmill.testing.server import LLMTestServer, ServerBehavior, schema_instance
+
+
+def __getattr__(name: str) -> Any:
+    # Imported lazily so that ``python -m gristmill.testing.server`` does not find its own
+    # module already imported by this package (runpy warns about that).
+    if name in ("LLMTestServer", "ServerBehavior", "schema_instance"):
+        from gristmill.testing import server
+
+        return getattr(server, name)
+    raise AttributeError(name)
 
 
 def provider_and_model(url: str, *, alias: str = "default", model: str = "test-model",

@@ -113,7 +113,8 @@ class _Handler(asyncio.Protocol):
                 return
             body = bytes(self.buf[end + 4:end + 4 + size])
             del self.buf[:end + 4 + size]
-            asyncio.get_running_loop().create_task(self.app.handle(self, method, path, headers, body))
+            # Latency counts from arrival, so the server's own queueing does not add to it.
+            self.app.handle(self, method, path, headers, body, asyncio.get_running_loop().time())
 
     def respond(self, status: int, payload: Any, extra_headers: str = "", close: bool = False) -> None:
         if self.transport is None or self.transport.is_closing():
@@ -134,12 +135,12 @@ class _App:
         self.stats = ServerStats()
         self.rng = random.Random(behavior.seed)
 
-    async def handle(self, conn: _Handler, method: str, path: str, headers: dict[str, str], body: bytes) -> None:
+    def handle(self, conn: _Handler, method: str, path: str, headers: dict[str, str], body: bytes,
+               arrived: float) -> None:
         close = headers.get("connection", "").lower() == "close"
         path = path.split("?", 1)[0]
         if method == "POST" and path.endswith("/chat/completions"):
-            status, payload, extra = await self.complete(headers, body)
-            conn.respond(status, payload, extra, close)
+            self.complete(conn, headers, body, arrived, close)
         elif method == "GET" and path.endswith("/models"):
             conn.respond(200, {"object": "list", "data": [{"id": m, "object": "model"} for m in self.models]},
                          close=close)
@@ -167,47 +168,53 @@ class _App:
         data.pop("log")
         return data
 
-    async def complete(self, headers: dict[str, str], body: bytes) -> tuple[int, Any, str]:
-        b, s = self.behavior, self.stats
+    def complete(self, conn: _Handler, headers: dict[str, str], body: bytes, arrived: float,
+                 close: bool) -> None:
+        """Decide the answer now; send it ``latency`` after arrival (a timer, not a task: cheap)."""
+        s = self.stats
         s.requests += 1
         digest = hashlib.sha256(body).hexdigest()[:16]
-        status, payload, extra = await self._answer(headers, body)
-        s.log.append((time.monotonic(), digest, status))
         if digest in s.seen:
             s.duplicates += 1
         s.seen.add(digest)
-        if status == 200:
-            s.completions += 1
-        del b
-        return status, payload, extra
+        status, payload, extra, held = self._answer(headers, body)
+        s.log.append((time.monotonic(), digest, status))
 
-    async def _answer(self, headers: dict[str, str], body: bytes) -> tuple[int, Any, str]:
+        def send() -> None:
+            if held:
+                s.in_flight -= 1
+            if status == 200 and conn.transport is not None and not conn.transport.is_closing():
+                s.completions += 1
+            conn.respond(status, payload, extra, close)
+
+        if held and self.behavior.latency > 0:
+            asyncio.get_running_loop().call_at(arrived + self.behavior.latency, send)
+        else:
+            send()
+
+    def _answer(self, headers: dict[str, str], body: bytes) -> tuple[int, Any, str, bool]:
+        """(status, payload, extra headers, whether it holds a concurrency slot until sent)."""
         b, s = self.behavior, self.stats
         if b.api_key is not None and headers.get("authorization") != f"Bearer {b.api_key}":
             s.unauthorized += 1
-            return 401, _error("Incorrect API key provided.", "invalid_api_key"), ""
+            return 401, _error("Incorrect API key provided.", "invalid_api_key"), "", False
         try:
             request = json.loads(body)
         except ValueError as exc:
-            return 400, _error(f"request body is not JSON: {exc}", "invalid_request_error"), ""
+            return 400, _error(f"request body is not JSON: {exc}", "invalid_request_error"), "", False
         if b.max_concurrent is not None and s.in_flight >= b.max_concurrent:
             s.rate_limited += 1
             return 429, _error("Rate limit reached; slow down.", "rate_limit_exceeded"), \
-                f"Retry-After: {b.retry_after:g}\r\n"
+                f"Retry-After: {b.retry_after:g}\r\n", False
         s.in_flight += 1
         s.max_in_flight = max(s.max_in_flight, s.in_flight)
-        try:
-            if b.latency > 0:
-                await asyncio.sleep(b.latency)
-            if b.fail_status is not None:
-                s.errors += 1
-                return b.fail_status, _error(b.fail_message, "injected"), ""
-            if b.error_rate and self.rng.random() < b.error_rate:
-                s.errors += 1
-                return 503, _error("The server is overloaded, try again.", "server_error"), ""
-            return 200, self.completion(request), ""
-        finally:
-            s.in_flight -= 1
+        if b.fail_status is not None:
+            s.errors += 1
+            return b.fail_status, _error(b.fail_message, "injected"), "", True
+        if b.error_rate and self.rng.random() < b.error_rate:
+            s.errors += 1
+            return 503, _error("The server is overloaded, try again.", "server_error"), "", True
+        return 200, self.completion(request), "", True
 
     def completion(self, request: dict[str, Any]) -> dict[str, Any]:
         messages = request.get("messages") or []

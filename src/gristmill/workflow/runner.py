@@ -17,12 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gristmill.version import __version__
 from gristmill.engine.dataset_run import DatasetRun, dataset_identity
 from gristmill.errors import GristmillError, WorkflowError
 from gristmill.results import DatasetResults
 from gristmill.storage.layout import RESPONSE_CACHE_FILE, DatasetLayout
 from gristmill.storage.metadata import DatasetMetadata
+from gristmill.version import __version__
 from gristmill.workflow.fingerprint import StageInputs, output_identity, stage_components, stage_fingerprint
 from gristmill.workflow.metadata import (
     WORKFLOW_METADATA_FILE,

@@ -1,0 +1,53 @@
+"""``gristmill cache stats | clear PATH``: the response cache of a dataset or workflow.
+
+PATH is a dataset directory, a workflow directory, or the ``response-cache.sqlite`` file.
+Clearing it means the next run pays again for every LLM request.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from gristmill.llm.cache import ResponseCache
+
+CACHE_FILE = "response-cache.sqlite"
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+console = Console()
+
+PathArg = Annotated[Path, typer.Argument(help="Dataset or workflow directory, or the cache file.")]
+
+
+def _cache_file(path: Path) -> Path:
+    candidate = path / CACHE_FILE if path.is_dir() else path
+    if not candidate.is_file():
+        console.print(f"[bold red]error:[/] no response cache at {escape(str(candidate))} (runs write one as "
+                      f"{CACHE_FILE} in the dataset or workflow directory when the config has LLM columns)")
+        raise typer.Exit(1)
+    return candidate
+
+
+@app.command("stats")
+def stats(path: PathArg) -> None:
+    """Entries (per column) and size on disk."""
+    with ResponseCache(_cache_file(path)) as cache:
+        info = cache.stats()
+    console.print(f"{escape(info['path'])}: {info['entries']} responses, {info['bytes'] / 1e6:.2f} MB")
+    for column, count in info["columns"].items():
+        console.print(f"  {escape(column or '?')}: {count}")
+
+
+@app.command("clear")
+def clear(path: PathArg, yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False) -> None:
+    """Delete every cached response (the next run pays for them again)."""
+    file = _cache_file(path)
+    if not yes:
+        typer.confirm(f"Delete every cached response in {file}?", abort=True)
+    with ResponseCache(file) as cache:
+        removed = cache.clear()
+    console.print(f"removed {removed} cached responses from {escape(str(file))}")

@@ -1,0 +1,152 @@
+"""The response cache: unit behaviour, resume/extend/rerun costs, and a SIGKILL mid-batch."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import gristmill as gm
+from gristmill.llm.cache import ResponseCache
+from gristmill.testing import LLMTestServer, ServerProcess, provider_and_model
+
+
+@pytest.fixture()
+def server() -> Iterator[LLMTestServer]:
+    with LLMTestServer() as instance:
+        yield instance
+
+
+def test_put_get_stats_clear(tmp_path: Path) -> None:
+    path = tmp_path / "deep" / "response-cache.sqlite"
+    with ResponseCache(path) as cache:
+        key = ResponseCache.key(identity="openai:http://x/v1|m", body={"messages": []}, column="c", row=0)
+        assert cache.get(key) is None
+        cache.put(key, {"v": "hello", "r": None}, column="c")
+        assert cache.get(key) == {"v": "hello", "r": None}
+        assert cache.get_many([key, "missing"]) == {key: {"v": "hello", "r": None}}
+        assert cache.stats()["entries"] == 1 and cache.stats()["columns"] == {"c": 1}
+        assert cache.clear() == 1 and cache.get(key) is None
+    assert path.exists()
+    with ResponseCache(path) as again:
+        assert again._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_key_covers_identity_body_column_and_row() -> None:
+    base = {"identity": "a|m", "body": {"messages": [{"role": "user", "content": "x"}]}, "column": "c", "row": 1}
+    key = ResponseCache.key(**base)  # type: ignore[arg-type]
+    for change in ({"identity": "b|m"}, {"body": {"messages": []}}, {"column": "d"}, {"row": 2}):
+        assert ResponseCache.key(**{**base, **change}) != key  # type: ignore[arg-type]
+    assert ResponseCache.key(**base) == key  # type: ignore[arg-type]
+
+
+def _mill(tmp_path: Path, url: str, *, cache: bool = True, batch_size: int = 1000) -> gm.Mill:
+    provider, model = provider_and_model(url, max_parallel_requests=8)
+    return gm.Mill(tmp_path / "artifacts", model_providers=[provider], model_configs=[model],
+                   run_config=gm.RunConfig(batch_size=batch_size, seed=11, show_progress=False, cache=cache))
+
+
+def _config(prompt: str = "Describe item {{ id }}.") -> gm.DatasetConfig:
+    return (gm.ConfigBuilder()
+            .add_column(name="id", column_type="sampler", sampler_type="uuid", params={})
+            .add_column(name="text", column_type="llm_text", prompt=prompt)
+            .add_column(name="summary", column_type="llm_text", prompt="Summarise: {{ text }}")
+            .build())
+
+
+def test_growing_num_records_pays_only_for_new_rows(server: LLMTestServer, tmp_path: Path) -> None:
+    with _mill(tmp_path, server.url) as mill:
+        first = mill.create(_config(), num_records=200, dataset_name="d").load_dataset()
+        assert server.stats()["requests"] == 400
+        grown = mill.create(_config(), num_records=250, dataset_name="d", resume="if-possible")
+    assert server.stats()["requests"] == 400 + 2 * 50
+    assert server.stats()["duplicates"] == 0
+    df = grown.load_dataset()
+    assert len(df) == 250 and df["text"].notna().all()
+    assert df["text"][:200].tolist() == first["text"].tolist()
+    assert grown.usage["default"]["cache_hits"] == 400
+
+
+def test_rerun_of_a_changed_stage_pays_only_for_changed_requests(server: LLMTestServer, tmp_path: Path) -> None:
+    def run(summary_prompt: str) -> None:
+        cfg = (gm.ConfigBuilder()
+               .add_column(name="id", column_type="sampler", sampler_type="uuid", params={})
+               .add_column(name="text", column_type="llm_text", prompt="Describe item {{ id }}.")
+               .add_column(name="summary", column_type="llm_text", prompt=summary_prompt)
+               .build())
+        with _mill(tmp_path, server.url) as mill:
+            wf = mill.compose_workflow("wf")
+            wf.add_stage("items", cfg, num_records=30)
+            wf.run(resume="if-possible")
+
+    run("Summarise: {{ text }}")
+    assert server.stats()["requests"] == 60
+    run("Summarise in five words: {{ text }}")
+    assert server.stats()["requests"] == 60 + 30  # 'text' came from the workflow's cache
+    assert (tmp_path / "artifacts" / "wf" / "response-cache.sqlite").exists()
+
+
+def test_cache_false_opts_out(server: LLMTestServer, tmp_path: Path) -> None:
+    with _mill(tmp_path, server.url, cache=False) as mill:
+        mill.create(_config(), num_records=10, dataset_name="d")
+    assert not (tmp_path / "artifacts" / "d" / "response-cache.sqlite").exists()
+
+
+def test_errors_are_not_cached(server: LLMTestServer, tmp_path: Path) -> None:
+    server.configure(fail_status=400)
+    cfg = (gm.ConfigBuilder()
+           .add_column(name="id", column_type="sampler", sampler_type="uuid", params={})
+           .add_column(name="text", column_type="llm_text", prompt="Describe {{ id }}.")
+           .build())
+    provider, model = provider_and_model(server.url)
+    with gm.Mill(tmp_path / "a", model_providers=[provider], model_configs=[model],
+                 run_config=gm.RunConfig(show_progress=False, max_error_rate=1.0)) as mill:
+        mill.create(cfg, num_records=5, dataset_name="d")
+    assert ResponseCache(tmp_path / "a" / "d" / "response-cache.sqlite").stats()["entries"] == 0
+
+
+CRASH_SCRIPT = textwrap.dedent("""
+    import sys
+    import gristmill as gm
+    from gristmill.testing import provider_and_model
+    provider, model = provider_and_model(sys.argv[1], max_parallel_requests=8)
+    cfg = (gm.ConfigBuilder()
+           .add_column(name="id", column_type="sampler", sampler_type="uuid", params={})
+           .add_column(name="text", column_type="llm_text", prompt="Describe item {{ id }}.")
+           .build())
+    mill = gm.Mill(sys.argv[2], run_config=gm.RunConfig(batch_size=1000, seed=5, show_progress=False),
+                   model_providers=[provider], model_configs=[model])
+    result = mill.create(cfg, num_records=int(sys.argv[3]), dataset_name="crash", resume="if-possible")
+    print(result.count_records())
+""")
+
+
+def test_sigkill_mid_batch_repays_at_most_the_requests_in_flight(tmp_path: Path) -> None:
+    n, parallel = 300, 8
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    with ServerProcess(latency=0.02) as server:
+        args = [sys.executable, "-c", CRASH_SCRIPT, server.url, str(tmp_path / "artifacts"), str(n)]
+        proc = subprocess.Popen(args, env=env)
+        deadline = time.monotonic() + 60
+        while server.stats()["completions"] < 100 and time.monotonic() < deadline:
+            time.sleep(0.002)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        at_kill = server.stats()
+        assert 100 <= at_kill["completions"] < n  # killed inside the one batch of 1000
+        assert not list((tmp_path / "artifacts" / "crash").glob("parquet-files/*.parquet"))
+        with ResponseCache(tmp_path / "artifacts" / "crash" / "response-cache.sqlite") as cache:
+            in_flight_at_kill = at_kill["requests"] - cache.stats()["entries"]
+        resumed = subprocess.run(args, env=env, capture_output=True, text=True, check=True)
+        after = server.stats()
+    assert resumed.stdout.strip().endswith(str(n))
+    repaid = after["duplicates"] - at_kill["duplicates"]  # bodies the server had seen before the kill
+    assert repaid <= in_flight_at_kill <= parallel
+    assert after["requests"] - at_kill["requests"] <= n - at_kill["completions"] + parallel

@@ -1,0 +1,62 @@
+"""``gristmill models`` and ``gristmill cache`` commands."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+import gristmill as gm
+from gristmill.cli.main import app
+from gristmill.testing import LLMTestServer, provider_and_model
+
+runner = CliRunner()
+
+
+def write_registry(home: Path, url: str, *, api_key: str | None = None) -> None:
+    key = f"\n  api_key: {api_key}" if api_key else ""
+    (home / "providers.yaml").write_text(f"- name: test\n  endpoint: {url}{key}\n")
+    (home / "models.yaml").write_text("- {alias: default, model: test-model, provider: test}\n"
+                                      "- {alias: other, model: test-model, provider: test}\n")
+
+
+def test_models_list_never_shows_keys(clean_environ: Path) -> None:
+    write_registry(clean_environ, "http://127.0.0.1:9/v1", api_key="sk-literal-secret")
+    result = runner.invoke(app, ["models", "list"])
+    assert result.exit_code == 0, result.output
+    assert "default" in result.output and "other" in result.output
+    assert "sk-literal-secret" not in result.output
+
+
+def test_models_check_reports_latency_or_the_exact_error(clean_environ: Path) -> None:
+    with LLMTestServer() as server:
+        write_registry(clean_environ, server.url)
+        ok = runner.invoke(app, ["models", "check"])
+        assert ok.exit_code == 0, ok.output
+        assert ok.output.count("ok") >= 2 and " ms" in ok.output
+        server.configure(fail_status=404, fail_message="model 'test-model' does not exist")
+        failed = runner.invoke(app, ["models", "check", "default"])
+    assert failed.exit_code == 1
+    assert "model 'test-model' does not exist" in failed.output
+
+
+def test_models_check_names_a_missing_key_variable(clean_environ: Path) -> None:
+    write_registry(clean_environ, "http://127.0.0.1:9/v1", api_key="$GM_CLI_API_KEY")
+    result = runner.invoke(app, ["models", "check", "default"])
+    assert result.exit_code == 1 and "GM_CLI_API_KEY" in result.output
+
+
+def test_cache_stats_and_clear(tmp_path: Path) -> None:
+    with LLMTestServer() as server:
+        provider, model = provider_and_model(server.url)
+        cfg = gm.ConfigBuilder().add_column(name="t", column_type="llm_text", prompt="hi").build()
+        with gm.Mill(tmp_path, model_providers=[provider], model_configs=[model],
+                     run_config=gm.RunConfig(show_progress=False)) as mill:
+            mill.create(cfg, num_records=4, dataset_name="d")
+    stats = runner.invoke(app, ["cache", "stats", str(tmp_path / "d")])
+    assert stats.exit_code == 0, stats.output
+    assert "4 responses" in stats.output
+    cleared = runner.invoke(app, ["cache", "clear", str(tmp_path / "d"), "--yes"])
+    assert cleared.exit_code == 0 and "removed 4" in cleared.output
+    missing = runner.invoke(app, ["cache", "stats", str(tmp_path / "nowhere")])
+    assert missing.exit_code == 1 and "no response cache" in missing.output
