@@ -54,11 +54,10 @@ def run_command(
     """Plan and run a workflow file: unchanged stages are reused, changed ones rerun."""
     wf = _load(workflow)
     with wf.mill:
-        plan = wf.plan(resume=resume, targets=target, rerun_from=rerun_from,
-                       stage_output_overrides=_overrides(override))
-        print_plan(plan, title=f"plan of workflow {wf.name!r}")
+        # The plan printed is the one executed: run() makes it under the workflow lock.
         results = wf.run(resume=resume, targets=target, rerun_from=rerun_from,
-                         stage_output_overrides=_overrides(override))
+                         stage_output_overrides=_overrides(override),
+                         on_plan=lambda plan: print_plan(plan, title=f"plan of workflow {wf.name!r}"))
         console.print(f"[green]done[/]: {results.count_records()} rows from stage "
                       f"{results.final_stage!r} in [bold]{results.workflow_dir}[/]")
 

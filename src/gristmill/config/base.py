@@ -15,3 +15,14 @@ class ConfigModel(BaseModel):
     def fingerprint_payload(self) -> Any:
         """The data-relevant part of this model, as JSON-able data (see ``config.fingerprint``)."""
         return self.model_dump(mode="json", exclude_none=False)
+
+
+def import_reference(reference: str) -> Any:
+    """The object a 'module:qualname' reference names; ImportError/AttributeError if none."""
+    import importlib
+
+    module_name, _, qualname = reference.partition(":")
+    obj: Any = importlib.import_module(module_name)
+    for part in qualname.split("."):
+        obj = getattr(obj, part)
+    return obj

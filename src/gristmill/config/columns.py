@@ -16,7 +16,7 @@ from typing import Any, ClassVar, Literal, TypeVar
 from jinja2 import Environment, TemplateError, meta
 from pydantic import Field, field_serializer, field_validator
 
-from gristmill.config.base import ConfigModel
+from gristmill.config.base import ConfigModel, import_reference
 from gristmill.errors import ConfigError
 
 _COLUMN_TYPES: dict[str, type[ColumnConfig]] = {}
@@ -161,13 +161,8 @@ class CustomColumn(ColumnConfig):
         """The callable itself, importing it when given by name."""
         if callable(self.function):
             return self.function  # type: ignore[no-any-return]
-        import importlib
-
-        module_name, _, qualname = str(self.function).partition(":")
         try:
-            obj: Any = importlib.import_module(module_name)
-            for part in qualname.split("."):
-                obj = getattr(obj, part)
+            obj = import_reference(str(self.function))
         except (ImportError, AttributeError) as exc:
             raise ConfigError(f"column {self.name!r}: cannot import function {self.function!r}: {exc}") from exc
         return obj  # type: ignore[no-any-return]

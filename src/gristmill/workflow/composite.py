@@ -102,8 +102,11 @@ class CompositeWorkflow:
         return plan
 
     def run(self, *, resume: Any = "never", targets: Sequence[str] | None = None, rerun_from: str | None = None,
-            stage_output_overrides: Mapping[str, str | Path] | None = None, verify: bool = False) -> WorkflowResults:
+            stage_output_overrides: Mapping[str, str | Path] | None = None, verify: bool = False,
+            on_plan: Callable[[WorkflowPlan], None] | None = None) -> WorkflowResults:
         """Plan, check the plan, then execute it, holding the workflow directory lock throughout.
+
+        ``on_plan`` is called with the checked plan before any stage runs (the CLI prints it).
 
         ``targets``: materialise only up to these stages. ``rerun_from``: force that stage and
         every later one to run (needs resume other than never). ``stage_output_overrides``:
@@ -118,6 +121,8 @@ class CompositeWorkflow:
             plan, prior, overrides = self._make_plan(mode, targets, rerun_from, stage_output_overrides, verify,
                                                      workflow_dir)
             plan.check()
+            if on_plan is not None:
+                on_plan(plan)
             if mode == "if-possible" and prior.problem is not None:
                 warnings.warn(f"workflow {self.name!r}: not resuming ({prior.problem}); starting fresh in "
                               f"{workflow_dir}", stacklevel=2)

@@ -8,7 +8,6 @@ moment, so later edits to the caller's builder or config do not leak into the wo
 
 from __future__ import annotations
 
-import importlib
 import re
 import warnings
 from collections.abc import Callable, Sequence
@@ -18,6 +17,7 @@ from typing import Annotated, Any
 
 from pydantic import Field, TypeAdapter, ValidationError
 
+from gristmill.config.base import import_reference
 from gristmill.config.dataset import ConfigBuilder, DatasetConfig
 from gristmill.config.processors import Processor, SchemaTransformProcessor
 from gristmill.config.seeds import SamplingStrategy, SeedConfig, SelectionStrategy
@@ -142,11 +142,8 @@ def _resolve_callback(name: str, on_success: OnSuccess | str | None) -> OnSucces
     if on_success is None or callable(on_success):
         return on_success
     if isinstance(on_success, str) and ":" in on_success:
-        module_name, _, qualname = on_success.partition(":")
         try:
-            obj: Any = importlib.import_module(module_name)
-            for part in qualname.split("."):
-                obj = getattr(obj, part)
+            obj = import_reference(on_success)
         except (ImportError, AttributeError) as exc:
             raise WorkflowError(f"stage {name!r}: cannot import on_success {on_success!r}: {exc}") from None
         if callable(obj):
