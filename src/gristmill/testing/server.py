@@ -77,6 +77,7 @@ class ServerStats:
     duplicates: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    held_seconds: float = 0.0  # arrival to answer, summed over completions: the latency really delivered
     log: list[tuple[float, str, int]] = field(default_factory=list)  # (time, body hash, status)
     seen: set[str] = field(default_factory=set)
 
@@ -185,6 +186,7 @@ class _App:
                 s.in_flight -= 1
             if status == 200 and conn.transport is not None and not conn.transport.is_closing():
                 s.completions += 1
+                s.held_seconds += asyncio.get_running_loop().time() - arrived
             conn.respond(status, payload, extra, close)
 
         if held and self.behavior.latency > 0:
