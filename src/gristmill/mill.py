@@ -80,7 +80,7 @@ class Mill:
                          run_config=self.run_config, loop=self._loop, llm=self._llm_runtime(config),
                          progress=self._progress(), identity=identity)
         meta = run.execute(resume=target.resume)
-        results = DatasetResults(target.layout.root, meta)
+        results = DatasetResults(target.layout.root, meta, generated_rows=run.generated_rows)
         if self.run_config.analysis:
             results.load_analysis()
         return results

@@ -71,13 +71,29 @@ def load_config(path: Path) -> gm.DatasetConfig:
 
 
 def show_frame(frame: Any, *, title: str | None = None, max_width: int = 40) -> None:
-    """Print a DataFrame as a readable table, long cells shortened."""
+    """Print a DataFrame readably: a table when it is narrow, else one field/value block per row."""
+    if len(frame.columns) > 5:
+        show_records(frame, title=title)
+        return
     table = Table(title=title, show_lines=False)
     for name in frame.columns:
         table.add_column(str(name), overflow="fold", max_width=max_width)
     for _, row in frame.iterrows():
         table.add_row(*[_cell(v, max_width * 3) for v in row.tolist()])
     console.print(table)
+
+
+def show_records(frame: Any, *, title: str | None = None, limit: int = 300) -> None:
+    """Print each row as a two-column block (column, value): wide rows stay readable."""
+    if title:
+        console.print(f"[bold]{escape(title)}[/]")
+    for number, (_, row) in enumerate(frame.iterrows()):
+        table = Table(title=f"row {number}", title_justify="left", show_header=False, box=None, padding=(0, 1))
+        table.add_column(style="cyan", no_wrap=True)
+        table.add_column(overflow="fold")
+        for name, value in row.items():
+            table.add_row(str(name), escape(_cell(value, limit)))
+        console.print(table)
 
 
 def _cell(value: Any, limit: int) -> str:
@@ -106,7 +122,8 @@ def create(
         results = mill.create(cfg, num_records=num_records, dataset_name=name or config.stem, resume=resume)
         meta = results.metadata
         console.print(f"[green]done[/]: {meta.actual_rows} rows in {len(meta.completed_batches)} batch files at "
-                      f"[bold]{results.artifact_path}[/] ({meta.generation_seconds:.2f}s of generation)")
+                      f"[bold]{results.artifact_path}[/]; generated now: {results.generated_rows} rows "
+                      f"({meta.generation_seconds:.2f}s of generation in all runs)")
         _print_usage(meta.usage)
 
 

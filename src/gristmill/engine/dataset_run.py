@@ -113,6 +113,7 @@ class DatasetRun:
         self.progress = progress or NullProgress()
         self.run_seed = run_seed
         self.identity = identity or dataset_identity(config)
+        self.generated_rows = 0  # rows built by this execute() (0 when the dataset was complete)
 
     def execute(self, *, resume: bool) -> DatasetMetadata:
         """Generate every missing batch. ``resume``: continue the stored run (checked here again)."""
@@ -208,6 +209,7 @@ class DatasetRun:
         meta.generation_seconds = round(meta.generation_seconds + record.seconds, 6)
         _merge_usage(meta, self._usage_base, context)
         meta.save(self.layout.metadata_path)
+        self.generated_rows += rows
         self.progress.advance(rows)
 
     def _write_batch(self, index: int, batch: ProcessedBatch) -> BatchRecord:
