@@ -116,6 +116,9 @@ def test_example_config_with_a_custom_function_beside_it(tmp_path: Path) -> None
     (["preview", "configs/missing.yaml"], ["missing.yaml", "does not exist"]),
     (["create", "configs/items.yaml", "-n", "0"], ["num_records must be a positive integer"]),
     (["create", "configs/items.yaml", "-n", "5", "--resume", "always"], ["ResumeError", "no dataset to resume"]),
+    (["create", "configs/items.yaml", "-n", "5", "--batch-size", "0"], ["--batch-size", "greater than or equal to 1"]),
+    (["create", "configs/items.yaml", "-n", "5", "--artifact-path", "configs/items.yaml"],
+     ["ArtifactError", "cannot create", "writable artifact path"]),
 ])
 def test_user_errors_exit_1_with_one_line_and_no_traceback(project: Path, args: list[str],
                                                            words: list[str]) -> None:

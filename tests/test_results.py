@@ -113,3 +113,20 @@ def test_analysis_is_written_and_describes_columns(results: gm.DatasetResults) -
     assert stats["n"].mean == pytest.approx(frame["n"].mean())
     assert dict(stats["topic"].top_values or []) == frame["topic"].value_counts().to_dict()
     assert stats["text"].nulls == 0 and stats["when"].min.startswith("2025-01")
+
+
+def test_exports_keep_float_precision_and_nested_values(tmp_path: Path) -> None:
+    config = (gm.ConfigBuilder()
+              .add_column(name="tiny", column_type="sampler", sampler_type="gaussian",
+                          params={"mean": 0, "stddev": 1e-9})
+              .add_column(name="who", column_type="sampler", sampler_type="person", params={})
+              .build())
+    mill = gm.Mill(tmp_path / "art", run_config=gm.RunConfig(batch_size=10, seed=1, show_progress=False))
+    results = mill.create(config, num_records=20, dataset_name="ds")
+    frame = results.load_dataset()
+    lines = results.export(tmp_path / "d.jsonl").read_text().splitlines()
+    assert [json.loads(line)["tiny"] for line in lines] == frame["tiny"].tolist()  # exact, not rounded
+    assert json.loads(lines[0])["who"]["first_name"] == frame["who"][0]["first_name"]
+    csv = pd.read_csv(results.export(tmp_path / "d.csv"))
+    assert json.loads(csv["who"][0])["birth_date"] == frame["who"][0]["birth_date"].isoformat()
+    assert csv["tiny"].tolist() == pytest.approx(frame["tiny"].tolist(), rel=1e-12)

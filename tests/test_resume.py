@@ -139,15 +139,22 @@ def test_complete_dataset_resumes_as_noop_and_grows_on_larger_num_records(workdi
     again = mill.create(_config(workdir), num_records=50, dataset_name="ds", resume=gm.ResumeMode.ALWAYS)
     assert {p.name: p.stat().st_mtime_ns for p in again.batch_files()} == mtimes
 
+    before = first.load_dataset()
     grown = mill.create(_config(workdir), num_records=90, dataset_name="ds", resume=gm.ResumeMode.IF_POSSIBLE)
     assert grown.artifact_path == first.artifact_path
-    assert grown.count_records() == 90
-    # Full batches are untouched; the partial last one (rows 40-49) was rebuilt at full size.
+    assert grown.count_records() == 90 and grown.generated_rows == 40
+    # Every batch already written, the partial last one included, is untouched: growing only appends.
     after = {p.name: p.stat().st_mtime_ns for p in grown.batch_files()}
-    assert after["batch_00000.parquet"] == mtimes["batch_00000.parquet"]
-    assert after["batch_00001.parquet"] == mtimes["batch_00001.parquet"]
-    straight = _mill(workdir / "b").create(_config(workdir), num_records=90, dataset_name="ds")
-    assert _digests(grown) == _digests(straight)
+    assert {name: after[name] for name in mtimes} == mtimes
+    assert [b.rows for b in grown.metadata.completed_batches] == [20, 20, 10, 20, 20]
+    assert [b.row_offset for b in grown.metadata.completed_batches] == [0, 20, 40, 50, 70]
+    frame = grown.load_dataset()
+    assert frame.head(50).equals(before) and frame["id"].is_unique
+    # Growing in steps equals growing in the same steps again (deterministic), crash or not.
+    again = _mill(workdir / "b")
+    again.create(_config(workdir), num_records=50, dataset_name="ds")
+    regrown = again.create(_config(workdir), num_records=90, dataset_name="ds", resume=gm.ResumeMode.ALWAYS)
+    assert _digests(grown) == _digests(regrown)
 
 
 def test_never_does_not_overwrite(workdir: Path) -> None:
@@ -196,21 +203,35 @@ def test_drawn_seed_is_recorded_and_reused_on_resume(workdir: Path) -> None:
     assert _digests(grown) == _digests(reference)
 
 
-@pytest.mark.parametrize("mode", [gm.ResumeMode.IF_POSSIBLE, gm.ResumeMode.ALWAYS])
-def test_corrupt_metadata_raises_and_keeps_files(workdir: Path, mode: gm.ResumeMode) -> None:
+CORRUPTIONS = [
+    ('{"schema_version": 1, "fingerprint": ', r"metadata.json is corrupt"),
+    (json.dumps({"schema_version": 1, "dataset_name": "ds"}), r"not valid dataset metadata"),
+    (json.dumps({"schema_version": 99}), r"schema_version 99"),
+]
+
+
+@pytest.mark.parametrize(("text", "message"), CORRUPTIONS)
+def test_corrupt_metadata_raises_under_always_and_keeps_files(workdir: Path, text: str, message: str) -> None:
     mill = _mill(workdir / "a")
     first = mill.create(_config(workdir), num_records=40, dataset_name="ds")
-    metadata = first.artifact_path / "metadata.json"
-    metadata.write_text('{"schema_version": 1, "fingerprint": ')
-    with pytest.raises(gm.ArtifactError, match=r"metadata.json is corrupt"):
-        mill.create(_config(workdir), num_records=40, dataset_name="ds", resume=mode)
-    metadata.write_text(json.dumps({"schema_version": 1, "dataset_name": "ds"}))
-    with pytest.raises(gm.ArtifactError, match=r"not valid dataset metadata"):
-        mill.create(_config(workdir), num_records=40, dataset_name="ds", resume=mode)
-    metadata.write_text(json.dumps({"schema_version": 99}))
-    with pytest.raises(gm.ArtifactError, match=r"schema_version 99"):
-        mill.create(_config(workdir), num_records=40, dataset_name="ds", resume=mode)
-    assert len(first.batch_files()) == 2 and all(p.exists() for p in first.batch_files())
+    files = {p: p.read_bytes() for p in first.batch_files()}
+    (first.artifact_path / "metadata.json").write_text(text)
+    with pytest.raises(gm.ArtifactError, match=message):
+        mill.create(_config(workdir), num_records=40, dataset_name="ds", resume=gm.ResumeMode.ALWAYS)
+    assert {p: p.read_bytes() for p in files} == files
+
+
+@pytest.mark.parametrize(("text", "message"), CORRUPTIONS)
+def test_corrupt_metadata_under_if_possible_starts_fresh_elsewhere(workdir: Path, text: str, message: str) -> None:
+    mill = _mill(workdir / "a")
+    first = mill.create(_config(workdir), num_records=40, dataset_name="ds")
+    files = {p: p.read_bytes() for p in first.batch_files()}
+    (first.artifact_path / "metadata.json").write_text(text)
+    with pytest.warns(UserWarning, match=message + ".*starting fresh in"):
+        fresh = mill.create(_config(workdir), num_records=40, dataset_name="ds", resume=gm.ResumeMode.IF_POSSIBLE)
+    assert fresh.artifact_path != first.artifact_path and fresh.count_records() == 40
+    assert {p: p.read_bytes() for p in files} == files
+    assert (first.artifact_path / "metadata.json").read_text() == text
 
 
 def test_truncated_batch_file_raises_naming_it_and_is_not_touched(workdir: Path) -> None:
@@ -221,9 +242,23 @@ def test_truncated_batch_file_raises_naming_it_and_is_not_touched(workdir: Path)
     with pytest.raises(gm.ArtifactError, match=r"batch_00001.parquet is truncated or altered"):
         mill.create(_config(workdir), num_records=60, dataset_name="ds", resume=gm.ResumeMode.ALWAYS)
     assert victim.stat().st_size == 100
+    with pytest.warns(UserWarning, match=r"batch_00001.parquet is truncated or altered.*starting fresh in"):
+        fresh = mill.create(_config(workdir), num_records=60, dataset_name="ds", resume=gm.ResumeMode.IF_POSSIBLE)
+    assert fresh.artifact_path != first.artifact_path and victim.stat().st_size == 100
     victim.unlink()
     with pytest.raises(gm.ArtifactError, match=r"batch_00001.parquet is recorded as complete but missing"):
-        mill.create(_config(workdir), num_records=60, dataset_name="ds", resume=gm.ResumeMode.IF_POSSIBLE)
+        mill.create(_config(workdir), num_records=60, dataset_name="ds", resume=gm.ResumeMode.ALWAYS)
+
+
+def test_batch_file_altered_at_the_same_size_is_caught_by_its_footer(workdir: Path) -> None:
+    mill = _mill(workdir / "a")
+    first = mill.create(_config(workdir), num_records=40, dataset_name="ds")
+    victim = first.batch_files()[0]
+    data = bytearray(victim.read_bytes())
+    data[-12:-8] = b"\xff\xff\xff\x7f"  # the footer length field: same size, unreadable footer
+    victim.write_bytes(bytes(data))
+    with pytest.raises(gm.ArtifactError, match=r"batch_00000.parquet is corrupt"):
+        mill.create(_config(workdir), num_records=60, dataset_name="ds", resume=gm.ResumeMode.ALWAYS)
 
 
 def test_foreign_directory_is_never_overwritten(workdir: Path) -> None:
@@ -231,8 +266,19 @@ def test_foreign_directory_is_never_overwritten(workdir: Path) -> None:
     target.mkdir(parents=True)
     (target / "notes.txt").write_text("mine")
     with pytest.raises(gm.ArtifactError, match="has no metadata.json"):
-        _mill(workdir / "a").create(_config(workdir), num_records=10, dataset_name="ds", resume="if-possible")
-    assert (target / "notes.txt").read_text() == "mine"
+        _mill(workdir / "a").create(_config(workdir), num_records=10, dataset_name="ds", resume="always")
+    with pytest.warns(UserWarning, match="has no metadata.json.*starting fresh in"):
+        fresh = _mill(workdir / "a").create(_config(workdir), num_records=10, dataset_name="ds", resume="if-possible")
+    assert fresh.artifact_path != target
+    assert sorted(p.name for p in target.iterdir()) == ["notes.txt"] and (target / "notes.txt").read_text() == "mine"
+
+
+def test_bad_resume_mode_and_unwritable_artifact_path_are_clear_errors(workdir: Path) -> None:
+    with pytest.raises(gm.ConfigError, match="resume must be one of never, if-possible, always, got 'sometimes'"):
+        _mill(workdir / "a").create(_config(workdir), num_records=10, dataset_name="ds", resume="sometimes")
+    (workdir / "file").write_text("not a directory")
+    with pytest.raises(gm.ArtifactError, match="cannot create .*choose a writable artifact path"):
+        _mill(workdir / "file").create(_config(workdir), num_records=10, dataset_name="ds")
 
 
 @pytest.mark.parametrize("bad", [0, -5, 2.5, True])

@@ -14,7 +14,13 @@ import pandas as pd
 from gristmill.config.dataset import DatasetConfig
 from gristmill.config.models import ModelConfig, ModelProvider
 from gristmill.config.run import RunConfig
-from gristmill.engine.dataset_run import DatasetIdentity, DatasetRun, dataset_identity, resume_mismatches
+from gristmill.engine.dataset_run import (
+    DatasetIdentity,
+    DatasetRun,
+    dataset_identity,
+    resume_mismatches,
+    verify_batches,
+)
 from gristmill.engine.loop import BackgroundLoop
 from gristmill.engine.progress import ProgressReporter, default_progress
 from gristmill.errors import ArtifactError, ConfigError, ResumeError
@@ -43,6 +49,7 @@ class ResumeMode(StrEnum):
 class _Target:
     layout: DatasetLayout
     resume: bool
+    previous_cache: Path | None = None  # a fresh run starts from the responses an earlier run paid for
 
 
 class Mill:
@@ -70,7 +77,7 @@ class Mill:
         With ``resume``, continue a run that crashed or was stopped, or extend a dataset to a
         larger ``num_records``; a complete dataset resumes as a no-op.
         """
-        mode = ResumeMode(resume)
+        mode = _resume_mode(resume)
         _check_num_records(num_records)
         _check_dataset_name(dataset_name)
         self.validate(config)
@@ -78,9 +85,10 @@ class Mill:
         target = self._choose_target(dataset_name, mode, identity, num_records)
         run = DatasetRun(config, layout=target.layout, dataset_name=dataset_name, num_records=num_records,
                          run_config=self.run_config, loop=self._loop, llm=self._llm_runtime(config),
-                         progress=self._progress(), identity=identity)
+                         progress=self._progress(), identity=identity, import_cache_from=target.previous_cache)
         meta = run.execute(resume=target.resume)
-        results = DatasetResults(target.layout.root, meta, generated_rows=run.generated_rows)
+        results = DatasetResults(target.layout.root, meta, generated_rows=run.generated_rows,
+                                 run_usage=run.run_usage)
         if self.run_config.analysis:
             results.load_analysis()
         return results
@@ -121,7 +129,12 @@ class Mill:
             warnings.warn(f"{layout.root} already holds data; writing to {fresh.root} instead (pass "
                           "resume=IF_POSSIBLE to continue the existing dataset)", stacklevel=3)
             return _Target(fresh, resume=False)
-        reasons = self._resume_blockers(layout, identity, num_records)
+        try:
+            reasons = self._resume_blockers(layout, identity, num_records)
+        except ArtifactError as exc:
+            if mode is ResumeMode.ALWAYS:
+                raise
+            reasons = [str(exc)]  # unusable stored state: IF_POSSIBLE starts fresh elsewhere, deleting nothing
         if not reasons:
             return _Target(layout, resume=True)
         if mode is ResumeMode.ALWAYS:
@@ -129,7 +142,9 @@ class Mill:
         fresh = self._fresh_layout(name)
         warnings.warn(f"not resuming {layout.root} ({'; '.join(reasons)}); starting fresh in {fresh.root}",
                       stacklevel=3)
-        return _Target(fresh, resume=False)
+        # Unchanged LLM requests of the new run are served from the old run's responses.
+        cache = layout.response_cache_path
+        return _Target(fresh, resume=False, previous_cache=cache if cache.is_file() else None)
 
     def _resume_blockers(self, layout: DatasetLayout, identity: DatasetIdentity, num_records: int) -> list[str]:
         if not layout.metadata_path.exists():
@@ -139,6 +154,8 @@ class Mill:
         reasons = resume_mismatches(meta, identity, self.run_config)
         if meta.actual_rows > num_records:
             reasons.append(f"it holds {meta.actual_rows} rows, more than the {num_records} requested")
+        if not reasons:
+            verify_batches(meta, layout)
         return reasons
 
     def _fresh_layout(self, name: str) -> DatasetLayout:
@@ -173,7 +190,7 @@ class Mill:
         return self._llm
 
     def close(self) -> None:
-        """Release connection pools and the background loop (also done at interpreter exit)."""
+        """Release connection pools and the background loop (``with Mill(...) as mill:`` does it for you)."""
         if self._llm is not None:
             self._loop.run(self._llm.aclose())
             self._llm = None
@@ -201,6 +218,13 @@ def load_workflow(path: str | Path, *, mill: Mill | None = None) -> CompositeWor
                     model_providers=base / spec.model_providers if spec.model_providers else None,
                     model_configs=base / spec.model_configs if spec.model_configs else None)
     return build_workflow(spec, base_dir=base, mill=mill)
+
+
+def _resume_mode(value: Any) -> ResumeMode:
+    try:
+        return ResumeMode(value)
+    except ValueError:
+        raise ConfigError(f"resume must be one of {', '.join(m.value for m in ResumeMode)}, got {value!r}") from None
 
 
 def _check_num_records(num_records: Any) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -60,11 +61,6 @@ def load_config(path: Path) -> gm.DatasetConfig:
     if not path.exists():
         raise gm.ConfigError(f"config file {str(path)!r} does not exist")
     config = gm.DatasetConfig.from_json(path) if path.suffix.lower() == ".json" else gm.DatasetConfig.from_yaml(path)
-    seed = config.seed
-    if seed is not None and isinstance(seed.source, str) and not Path(seed.source).is_absolute():
-        candidate = path.parent / seed.source
-        if not Path(seed.source).exists() and (candidate.exists() or any(c in seed.source for c in "*?[")):
-            seed.source = str(candidate)
     if str(path.parent.resolve()) not in sys.path:  # custom columns may live next to the config
         sys.path.insert(0, str(path.parent.resolve()))
     return config
@@ -117,20 +113,31 @@ def create(
     """Generate a dataset into ARTIFACT_PATH/NAME, with a progress bar."""
     cfg = load_config(config)
     updates: dict[str, Any] = {k: v for k, v in {"batch_size": batch_size, "seed": seed}.items() if v is not None}
-    mill = gm.Mill(artifact_path, run_config=gm.RunConfig(**updates))
+    mill = gm.Mill(artifact_path, run_config=run_config(**updates))
     with mill:
         results = mill.create(cfg, num_records=num_records, dataset_name=name or config.stem, resume=resume)
         meta = results.metadata
         console.print(f"[green]done[/]: {meta.actual_rows} rows in {len(meta.completed_batches)} batch files at "
                       f"[bold]{results.artifact_path}[/]; generated now: {results.generated_rows} rows "
                       f"({meta.generation_seconds:.2f}s of generation in all runs)")
-        _print_usage(meta.usage)
+        print_usage(results.run_usage, label="this run")
 
 
-def _print_usage(usage: dict[str, dict[str, int]]) -> None:
+def print_usage(usage: dict[str, dict[str, int]], *, label: str) -> None:
+    """One line per model: requests, retries, 429s, tokens, cache hits."""
     for model, counters in sorted(usage.items()):
         parts = ", ".join(f"{k}={v}" for k, v in sorted(counters.items()))
-        console.print(f"  model [bold]{model}[/]: {parts}")
+        console.print(f"  model [bold]{escape(model)}[/] ({label}): {parts}", highlight=False)
+
+
+def run_config(**options: Any) -> gm.RunConfig:
+    """A RunConfig from command-line options; a bad value is a ConfigError naming the option."""
+    try:
+        return gm.RunConfig(**options)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        option = "--" + str(first["loc"][0]).replace("_", "-")
+        raise gm.ConfigError(f"{option}: {first['msg']}") from None
 
 
 @app.command()
@@ -143,7 +150,7 @@ def preview(
 ) -> None:
     """Generate a few rows in memory and print them; nothing is written."""
     cfg = load_config(config)
-    with gm.Mill(run_config=gm.RunConfig(seed=seed, show_progress=False)) as mill:
+    with gm.Mill(run_config=run_config(seed=seed, show_progress=False)) as mill:
         show_frame(mill.preview(cfg, num_records=num_records), title=f"preview of {config.name}")
 
 

@@ -8,9 +8,11 @@ from pydantic import BaseModel, ConfigDict
 
 
 class ConfigModel(BaseModel):
-    """Base of user-written configuration: unknown fields are errors, values are validated on assignment."""
+    """Base of user-written configuration: unknown fields are errors, values are validated on
+    assignment, and infinities and NaN are never valid numbers."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, arbitrary_types_allowed=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, arbitrary_types_allowed=True,
+                              allow_inf_nan=False)
 
     def fingerprint_payload(self) -> Any:
         """The data-relevant part of this model, as JSON-able data (see ``config.fingerprint``)."""

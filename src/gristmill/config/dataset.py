@@ -140,7 +140,7 @@ class DatasetConfig(ConfigModel):
             data = yaml.safe_load(text)
         except yaml.YAMLError as exc:
             raise ConfigError(f"{source} is not valid YAML: {exc}") from None
-        return cls.from_dict(data, source=source)
+        return _relative_to_file(cls.from_dict(data, source=source), path_or_text, source)
 
     @classmethod
     def from_json(cls, path_or_text: str | Path) -> DatasetConfig:
@@ -150,7 +150,7 @@ class DatasetConfig(ConfigModel):
             data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise ConfigError(f"{source} is not valid JSON: {exc}") from None
-        return cls.from_dict(data, source=source)
+        return _relative_to_file(cls.from_dict(data, source=source), path_or_text, source)
 
     def _refuse_dataframe_seed(self, fmt: str) -> None:
         if self.seed is not None and self.seed.is_dataframe:
@@ -163,6 +163,21 @@ class DatasetConfig(ConfigModel):
             if column.name == name:
                 return column
         raise ConfigError(f"no column named {name!r}; columns: {', '.join(c.name for c in self.columns)}")
+
+
+def _relative_to_file(config: DatasetConfig, path_or_text: str | Path, source: str) -> DatasetConfig:
+    """A relative seed path in a config file means relative to that file (as a user reading
+    the file would expect), unless it already names something from the working directory."""
+    seed = config.seed
+    if source == "config" or seed is None or seed.is_dataframe:
+        return config
+    relative = Path(seed.source)
+    if relative.is_absolute() or relative.exists():
+        return config
+    candidate = Path(path_or_text).parent / relative
+    if candidate.exists() or any(ch in seed.source for ch in "*?["):
+        seed.source = str(candidate)
+    return config
 
 
 def _read_text(path_or_text: str | Path) -> tuple[str, str]:

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from gristmill.config.columns import ColumnConfig
+from gristmill.config.columns import ColumnConfig, CustomColumn
 from gristmill.config.dataset import DatasetConfig
 from gristmill.config.samplers import SamplerColumn
 from gristmill.engine.generators import BatchFrame, ColumnGenerator, EngineContext, build_generator
@@ -19,18 +19,23 @@ from gristmill.engine.graph import generation_order
 from gristmill.engine.processors import ProcessedBatch, apply_processors, columns_to_drop
 from gristmill.engine.seeds import SeedReader
 from gristmill.errors import ConfigError, GenerationError
+from gristmill.sampling import validate_sampler_columns
 
 
 def check_columns(config: DatasetConfig, seed_columns: Sequence[str] = ()) -> list[ColumnConfig]:
     """Static checks of the column graph; returns the generation order. Raises ConfigError."""
     order = generation_order(config.columns, available=seed_columns)
-    samplers = {c.name for c in config.columns if isinstance(c, SamplerColumn)}
+    sampler_columns = [c for c in config.columns if isinstance(c, SamplerColumn)]
+    samplers = {c.name for c in sampler_columns}
+    for column in sampler_columns:
+        late = sorted(column.required_columns() - samplers - set(seed_columns))
+        if late:
+            raise ConfigError(f"sampler column {column.name!r} depends on {late}, which are not sampler or "
+                              "seed columns; samplers are drawn first and may only depend on each other")
+    validate_sampler_columns(sampler_columns, config.constraints, known_columns=seed_columns)
     for column in config.columns:
-        if isinstance(column, SamplerColumn):
-            late = sorted(column.required_columns() - samplers - set(seed_columns))
-            if late:
-                raise ConfigError(f"sampler column {column.name!r} depends on {late}, which are not sampler or "
-                                  "seed columns; samplers are drawn first and may only depend on each other")
+        if isinstance(column, CustomColumn):
+            column.resolve()  # an unimportable function is a config error now, not at batch 0
     output_names = list(seed_columns) + [o for c in config.columns for o in c.output_columns()]
     columns_to_drop(config.processors, output_names)  # a drop pattern matching nothing is an error
     for proc in config.processors:

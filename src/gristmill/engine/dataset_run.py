@@ -11,7 +11,11 @@ import secrets
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from gristmill.config.dataset import DatasetConfig
 from gristmill.config.fingerprint import FINGERPRINT_VERSION
@@ -82,17 +86,30 @@ def describe_changes(old: dict[str, Any], new: dict[str, Any]) -> str:
 
 
 def verify_batches(meta: DatasetMetadata, layout: DatasetLayout, *, check_hashes: bool = False) -> None:
-    """Raise ArtifactError naming the first recorded batch file that is missing or altered."""
+    """Raise ArtifactError naming the first recorded batch file that is missing or altered.
+
+    Sizes and parquet footers (row counts) are always checked, which is cheap; the sha256 of
+    every byte only with ``check_hashes``.
+    """
+    advice = "restore it, or rerun with resume=never to regenerate the dataset in a new directory"
     for record in meta.completed_batches:
         for rec in [record, *record.processor_files.values(), *([record.dropped_file] if record.dropped_file else [])]:
             path = layout.root / rec.file
             if not path.is_file():
-                raise ArtifactError(f"{path} is recorded as complete but missing; restore it, or rerun with "
-                                    "resume=never to regenerate the dataset in a new directory")
+                raise ArtifactError(f"{path} is recorded as complete but missing; {advice}")
             size = path.stat().st_size
             if size != rec.bytes or (check_hashes and sha256_file(path) != rec.sha256):
-                raise ArtifactError(f"{path} is truncated or altered ({size} bytes, {rec.bytes} recorded); restore "
-                                    "it, or rerun with resume=never to regenerate the dataset in a new directory")
+                raise ArtifactError(f"{path} is truncated or altered ({size} bytes, {rec.bytes} recorded); {advice}")
+            if _footer_rows(path) != rec.rows:
+                raise ArtifactError(f"{path} is corrupt (its parquet footer does not hold the {rec.rows} rows "
+                                    f"recorded); {advice}")
+
+
+def _footer_rows(path: Path) -> int | None:
+    try:
+        return int(pq.read_metadata(path).num_rows)
+    except (pa.ArrowException, OSError):
+        return None
 
 
 class DatasetRun:
@@ -101,7 +118,8 @@ class DatasetRun:
     def __init__(self, config: DatasetConfig, *, layout: DatasetLayout, dataset_name: str, num_records: int,
                  run_config: RunConfig, loop: BackgroundLoop, llm: Any = None, response_cache: Any = None,
                  progress: ProgressReporter | None = None, run_seed: int | None = None,
-                 identity: DatasetIdentity | None = None) -> None:
+                 identity: DatasetIdentity | None = None, cache_scope: str = "",
+                 import_cache_from: Path | None = None) -> None:
         self.config = config
         self.layout = layout
         self.dataset_name = dataset_name
@@ -113,7 +131,10 @@ class DatasetRun:
         self.progress = progress or NullProgress()
         self.run_seed = run_seed
         self.identity = identity or dataset_identity(config)
+        self.cache_scope = cache_scope
+        self.import_cache_from = import_cache_from  # an earlier run's cache that a fresh run starts from
         self.generated_rows = 0  # rows built by this execute() (0 when the dataset was complete)
+        self.run_usage: dict[str, dict[str, int]] = {}  # this execute()'s usage alone
 
     def execute(self, *, resume: bool) -> DatasetMetadata:
         """Generate every missing batch. ``resume``: continue the stored run (checked here again)."""
@@ -121,7 +142,7 @@ class DatasetRun:
             meta = self._load_for_resume() if resume else self._fresh_metadata()
             with self._cache() as cache:
                 context = EngineContext(config=self.config, run_config=self.run_config, dataset_dir=self.layout.root,
-                                        llm=self.llm, response_cache=cache)
+                                        llm=self.llm, response_cache=cache, cache_scope=self.cache_scope)
                 plan = self._prepare(context, meta.run_seed)  # config errors surface before anything is written
                 write_json_atomic(self.layout.config_path, self.config.to_dict())
                 return self._generate(meta, plan, context)
@@ -154,11 +175,8 @@ class DatasetRun:
         if meta.actual_rows > self.num_records:
             raise ResumeError(f"cannot resume {self.layout.root}: it already holds {meta.actual_rows} rows, more "
                               f"than the {self.num_records} requested; ask for at least {meta.actual_rows}")
-        # A partial last batch is rebuilt at full size when the target grows, exactly as an
-        # uninterrupted run of the larger size would have built it.
-        last = meta.completed_batches[-1] if meta.completed_batches else None
-        if last is not None and last.rows < meta.batch_size and self.num_records > meta.actual_rows:
-            meta.completed_batches.pop()
+        # Growing a dataset appends batches after the last one, even a partial one: rows already
+        # written (and paid for) never change.
         meta.target_rows = self.num_records
         return meta
 
@@ -171,6 +189,8 @@ class DatasetRun:
         from gristmill.llm.cache import ResponseCache
 
         cache = ResponseCache(self.layout.response_cache_path)
+        if self.import_cache_from is not None and self.import_cache_from.is_file():
+            cache.import_from(self.import_cache_from)
         try:
             yield cache
         finally:
@@ -183,8 +203,8 @@ class DatasetRun:
         meta.save(self.layout.metadata_path)
         self.progress.start(self.dataset_name, total=self.num_records, completed=meta.actual_rows)
         try:
-            for index in range(len(meta.completed_batches), meta.num_batches):
-                self._one_batch(plan, meta, context, index)
+            while meta.actual_rows < meta.target_rows:
+                self._one_batch(plan, meta, context, len(meta.completed_batches))
         except BaseException as exc:
             meta.status = DatasetStatus.FAILED
             meta.error = f"{type(exc).__name__}: {exc}" if isinstance(exc, GristmillError) else type(exc).__name__
@@ -194,16 +214,18 @@ class DatasetRun:
         finally:
             self.progress.finish()
         meta.status, meta.finished_at = DatasetStatus.COMPLETED, utc_now()
+        self.run_usage = {model: dict(counters) for model, counters in context.usage.items()}
         _merge_usage(meta, self._usage_base, context)
         meta.save(self.layout.metadata_path)
         return meta
 
     def _one_batch(self, plan: BatchPlan, meta: DatasetMetadata, context: EngineContext, index: int) -> None:
         started = time.perf_counter()
-        offset = index * meta.batch_size
+        offset = meta.actual_rows
         rows = min(meta.batch_size, meta.target_rows - offset)
         batch = self.loop.run(plan.build(batch_index=index, row_offset=offset, num_rows=rows, run_seed=meta.run_seed))
         record = self._write_batch(index, batch)
+        record.row_offset = offset
         record.seconds = round(time.perf_counter() - started, 6)
         meta.completed_batches.append(record)
         meta.generation_seconds = round(meta.generation_seconds + record.seconds, 6)
@@ -232,9 +254,8 @@ class DatasetRun:
 
 def _merge_usage(meta: DatasetMetadata, base: dict[str, dict[str, int]], context: EngineContext) -> None:
     """Usage of earlier runs of this dataset (``base``) plus this run's counters."""
-    merged = {model: dict(counters) for model, counters in base.items()}
+    meta.usage = {model: dict(c) for model, c in base.items()}
     for model, counters in context.usage.items():
-        stored = merged.setdefault(model, {})
+        stored = meta.usage.setdefault(model, {})
         for key, value in counters.items():
             stored[key] = stored.get(key, 0) + value
-    meta.usage = merged

@@ -40,14 +40,15 @@ def fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def _temp_name(path: Path) -> Path:
+def temp_path_for(path: Path) -> Path:
+    """A unique hidden temp name beside ``path`` (never shared by two writers)."""
     return path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
 
 
 def write_bytes_atomic(path: Path, data: bytes) -> WrittenFile:
     """Write ``data`` to ``path`` atomically and durably."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _temp_name(path)
+    tmp = temp_path_for(path)
     try:
         with open(tmp, "wb") as handle:
             handle.write(data)

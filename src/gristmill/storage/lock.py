@@ -17,7 +17,7 @@ from types import TracebackType
 
 from filelock import FileLock, Timeout
 
-from gristmill.errors import LockedError
+from gristmill.errors import ArtifactError, LockedError
 from gristmill.storage.atomic import write_json_atomic
 from gristmill.storage.layout import LOCK_FILE
 
@@ -31,7 +31,11 @@ class DirectoryLock:
         self._holder_path = directory / f"{LOCK_FILE}.json"
 
     def acquire(self) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ArtifactError(f"cannot create {self.directory}: {exc.strerror or exc}; choose a writable "
+                                "artifact path") from None
         try:
             self._lock.acquire()
         except Timeout:

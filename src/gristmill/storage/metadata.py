@@ -45,6 +45,7 @@ class BatchRecord(FileRecord):
     """A completed batch: its main parquet file plus processor and dropped-column files."""
 
     index: int
+    row_offset: int = Field(default=0, description="Dataset-wide index of the batch's first row.")
     processor_files: dict[str, FileRecord] = Field(default_factory=dict)
     dropped_file: FileRecord | None = None
     seconds: float = 0.0
@@ -81,7 +82,9 @@ class DatasetMetadata(BaseModel):
 
     @property
     def num_batches(self) -> int:
-        return -(-self.target_rows // self.batch_size)
+        """Batches the finished dataset will have: the completed ones plus full batches for the rest."""
+        remaining = max(self.target_rows - self.actual_rows, 0)
+        return len(self.completed_batches) + -(-remaining // self.batch_size)
 
     def save(self, path: Path) -> None:
         """Write atomically (temp file, fsync, replace, fsync directory)."""

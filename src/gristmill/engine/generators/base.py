@@ -81,6 +81,7 @@ class EngineContext:
     dataset_dir: Path | None = None  # None for preview (nothing is written)
     llm: Any = None  # gristmill.llm runtime (clients, throttles) shared by a Mill; None without LLM columns
     response_cache: Any = None  # gristmill.llm response cache owned by the dataset or the workflow
+    cache_scope: str = ""  # separates cache entries of same-named columns (a workflow's stage name)
     usage: dict[str, dict[str, int]] = field(default_factory=lambda: defaultdict(lambda: defaultdict(int)))
 
 
