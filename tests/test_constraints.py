@@ -94,6 +94,39 @@ def test_datetime_column_inequality() -> None:
     assert (out["end"] > out["start"]).all()
 
 
+def test_column_inequality_over_the_same_range_redraws_both_sides() -> None:
+    # Redrawing only 'e' cannot fix a row whose 's' is the last day of the range.
+    columns = [col("s", "datetime", start="2020-01-01", end="2020-12-31"),
+               col("e", "datetime", start="2020-01-01", end="2020-12-31")]
+    out = run(columns, [ColumnInequality(target_column="e", operator=">", rhs_column="s")], n=100_000)
+    assert (out["e"] > out["s"]).all()
+    assert len(out["s"]) == 100_000
+
+
+def test_redrawing_the_right_hand_side_keeps_satisfied_rows() -> None:
+    columns = [col("low", "uniform", low=0, high=10), col("high", "uniform", low=0, high=10),
+               col("tag", "category", values=["a", "b"])]
+    plain = run(columns, [])
+    out = run(columns, [ColumnInequality(target_column="high", operator=">", rhs_column="low")])
+    kept = plain["high"] > plain["low"]
+    assert 0.4 < kept.mean() < 0.6
+    for name in ("low", "high"):
+        np.testing.assert_array_equal(out[name][kept], plain[name][kept])
+    assert not np.array_equal(out["low"][~kept], plain["low"][~kept])  # the right-hand side moved too
+    np.testing.assert_array_equal(out["tag"], plain["tag"])  # columns outside the constraint are untouched
+    assert (out["high"] > out["low"]).all()
+
+
+def test_dependants_of_the_right_hand_side_are_redrawn() -> None:
+    columns = [col("start", "datetime", start="2020-01-01", end="2020-12-31"),
+               col("due", "timedelta", dt_min=1, dt_max=3, reference_column_name="start"),
+               col("end", "datetime", start="2020-01-01", end="2020-12-31")]
+    out = run(columns, [ColumnInequality(target_column="end", operator=">", rhs_column="start")])
+    assert (out["end"] > out["start"]).all()
+    days = (out["due"] - out["start"]).astype("timedelta64[D]").astype(np.int64)
+    assert days.min() >= 1 and days.max() <= 3
+
+
 def test_dependent_columns_are_redrawn_with_their_parent() -> None:
     columns = [col("level", "category", values=[1, 2, 3]),
                col("label", "subcategory", category="level",
@@ -142,11 +175,18 @@ def test_nearly_impossible_constraint_fails_with_count() -> None:
 @pytest.mark.parametrize(("columns", "constraint", "message"), [
     ([PRICE], ScalarInequality(target_column="cost", operator=">", rhs=1), "'cost' is not a sampler column"),
     ([PRICE], ColumnInequality(target_column="price", operator=">", rhs_column="cost"),
-     "rhs_column 'cost' is not a column"),
+     "rhs_column 'cost' is not a sampler or seed column"),
     ([col("p", "person")], ScalarInequality(target_column="p", operator=">", rhs=1),
      "person values have no order"),
     ([col("d", "datetime", start="2024-01-01", end="2024-02-01")],
-     ScalarInequality(target_column="d", operator=">", rhs=1), "cannot compare datetime64"),
+     ScalarInequality(target_column="d", operator=">", rhs=1), "'d' holds datetimes, which cannot be compared"),
+    ([col("c", "category", values=["a", "b"])], ScalarInequality(target_column="c", operator=">", rhs=1),
+     "'c' holds strings, which cannot be compared with a number"),
+    ([col("d", "datetime", start="2024-01-01", end="2024-02-01"), PRICE],
+     ColumnInequality(target_column="price", operator=">", rhs_column="d"),
+     "'price' holds numbers but 'd' holds datetimes"),
+    ([col("u", "uuid"), PRICE], ColumnInequality(target_column="price", operator=">", rhs_column="u"),
+     "rhs_column 'u' is a uuid column"),
 ])
 def test_bad_constraints_raise_config_error(columns: list[SamplerColumn], constraint: Any,
                                             message: str) -> None:

@@ -27,7 +27,7 @@ def base_dict() -> dict[str, Any]:
         "columns": [
             {"name": "x", "column_type": "sampler", "sampler_type": "uniform",
              "params": {"low": 0, "high": 10, "decimal_places": 2},
-             "conditional_params": {"cat == 'a'": {"low": 1}}},
+             "conditional_params": {"cat == 'a'": {"low": 1}, "cat in ['a', 'b']": {"low": 2}}},
             {"name": "cat", "column_type": "sampler", "sampler_type": "category",
              "params": {"values": ["a", "b"], "weights": [1, 3]}},
             {"name": "label", "column_type": "expression", "expr": "{{ cat }}-{{ x }}"},
@@ -70,6 +70,11 @@ def setter(path: str, value: Any) -> Edit:
     return edit
 
 
+def reorder_conditions(data: dict[str, Any]) -> None:
+    conditions = column(data, "x")["conditional_params"]
+    column(data, "x")["conditional_params"] = dict(reversed(list(conditions.items())))
+
+
 def to_gaussian(data: dict[str, Any]) -> None:
     column(data, "x").update(sampler_type="gaussian", params={"mean": 5, "stddev": 1}, conditional_params={})
 
@@ -100,6 +105,8 @@ CASES: list[tuple[str, Edit, bool, str]] = [
     ("category weights", setter("@cat.params.weights", [1, 1]), True, "params of column 'cat' changed"),
     ("conditional params", setter("@x.conditional_params", {"cat == 'b'": {"low": 1}}), True,
      "conditional_params of column 'x' changed"),
+    # The first matching condition wins, so their order decides the data.
+    ("conditional params order", reorder_conditions, True, "conditional_params of column 'x' changed"),
     ("sampler type", to_gaussian, True, "params, sampler_type of column 'x' changed"),
     ("drop flag", setter("@label.drop", True), True, "drop of column 'label' changed"),
     ("custom version", setter("@same.version", "2"), True, "version of column 'same' changed"),

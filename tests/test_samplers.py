@@ -160,6 +160,47 @@ def test_subcategory_membership() -> None:
     assert set(out["sub"]) == {v for vs in options.values() for v in vs}
 
 
+@pytest.mark.parametrize(("values", "options"), [
+    ([1.0, 2.0], {"1.0": ["low"], "2.0": ["high"]}),
+    ([1.0, 2.0], {1: ["low"], 2: ["high"]}),  # YAML ``1:`` keys for float parents
+    ([1, 2], {1: ["low"], 2.0: ["high"]}),
+    ([1, 2.5], {1: ["low"], 2.5: ["high"]}),  # ints and floats mix: the column is float
+    ([True, False], {True: ["low"], False: ["high"]}),  # YAML ``true:`` keys
+    ([True, False], {"true": ["low"], "FALSE": ["high"]}),
+])
+def test_subcategory_keys_match_parent_values(values: list[Any], options: dict[Any, list[str]]) -> None:
+    parent = col("level", "category", values=values)
+    child = col("label", "subcategory", category="level", values=options)
+    assert all(isinstance(key, str) for key in child.params.values)  # type: ignore[attr-defined]
+    validate_sampler_columns([parent, child])
+    out = run(parent, child, n=500)
+    np.testing.assert_array_equal(out["label"], np.where(out["level"] == values[0], "low", "high").astype(object))
+
+
+def test_subcategory_keys_from_yaml() -> None:
+    import gristmill as gm
+
+    config = gm.DatasetConfig.from_yaml("""
+columns:
+  - {name: level, column_type: sampler, sampler_type: category, params: {values: [1.0, 2.0]}}
+  - name: label
+    column_type: sampler
+    sampler_type: subcategory
+    params: {category: level, values: {1.0: [low], 2.0: [high]}}
+""")
+    columns = [c for c in config.columns if isinstance(c, SamplerColumn)]
+    assert list(columns[1].params.values) == ["1.0", "2.0"]  # type: ignore[attr-defined]
+    out = run(*columns, n=200)
+    assert set(out["label"]) == {"low", "high"}
+
+
+def test_subcategory_of_numbers_has_a_numeric_dtype() -> None:
+    out = run(CATEGORY, col("shelf", "subcategory", category="category",
+                            values={"books": [1, 2], "toys": [3], "food": [4.5]}), n=500)
+    assert out["shelf"].dtype == np.float64
+    assert set(np.unique(out["shelf"])) <= {1.0, 2.0, 3.0, 4.5}
+
+
 def test_subcategory_of_numeric_category() -> None:
     out = run(col("level", "category", values=[1, 2]),
               col("label", "subcategory", category="level", values={"1": ["low"], "2": ["high"]}), n=500)
@@ -203,6 +244,36 @@ def test_column_values_do_not_depend_on_other_columns() -> None:
     np.testing.assert_array_equal(alone, together)
 
 
+def test_adding_a_sampler_column_keeps_the_existing_ones() -> None:
+    # Each column draws from its own stream (run seed, batch, column name), so extending a config
+    # with a column, even one that reads existing columns, leaves their values as they were.
+    before = run(*ALL_TYPES, n=2000, batch=3)
+    extra = [col("aaa", "uniform", {"category == 'toys'": {"low": 5}}, low=0, high=10),
+             col("shelf", "subcategory", category="category", values={"books": ["a"], "toys": ["b"], "food": ["c"]}),
+             col("zz", "person", locale="ja_JP")]
+    after = run(*extra, *ALL_TYPES, n=2000, batch=3)
+    assert all(_equal(before[name], after[name]) for name in before)
+
+
+def test_adding_a_sampler_column_keeps_preview_values(tmp_path: Any) -> None:
+    import gristmill as gm
+
+    def config(extra: bool) -> gm.DatasetConfig:
+        builder = gm.ConfigBuilder()
+        for column in ALL_TYPES:
+            builder.add_column(column)
+        if extra:
+            builder.add_column(name="new", column_type="sampler", sampler_type="gaussian",
+                               params={"mean": 0, "stddev": 1})
+        return builder.build()
+
+    with gm.Mill(tmp_path, run_config=gm.RunConfig(seed=11, show_progress=False)) as mill:
+        before, after = mill.preview(config(False), 50), mill.preview(config(True), 50)
+    assert "new" in after.columns
+    for name in before.columns:
+        assert before[name].astype(str).tolist() == after[name].astype(str).tolist(), name
+
+
 # ------------------------------------------------------------------------------------------- bad params
 
 @pytest.mark.parametrize(("sampler_type", "params", "message"), [
@@ -231,10 +302,78 @@ def test_column_values_do_not_depend_on_other_columns() -> None:
     ("person", {"age_range": [30, 20]}, "age_range"),
     ("person", {"sex": "Other"}, "sex"),
     ("uuid", {"length": 8}, "length"),
+    # Non-finite and absurd params: config errors, not OverflowError/ValueError mid-run.
+    ("uniform", {"low": 0, "high": float("inf")}, "finite number"),
+    ("uniform", {"low": float("nan"), "high": 1}, "finite number"),
+    ("uniform", {"low": -1e308, "high": 1e308}, "too large for a float"),
+    ("uniform", {"low": 0, "high": 1e30, "integer": True}, "within int64"),
+    ("uniform", {"low": -1e30, "high": 0, "integer": True}, "within int64"),
+    ("uniform", {"low": 0, "high": 1, "decimal_places": 16}, "decimal_places"),
+    ("gaussian", {"mean": float("nan"), "stddev": 1}, "finite number"),
+    ("gaussian", {"mean": 0, "stddev": float("inf")}, "finite number"),
+    ("gaussian", {"mean": 0, "stddev": 1, "decimal_places": 400}, "decimal_places"),
+    ("bernoulli", {"p": float("nan")}, "finite number"),
+    ("binomial", {"n": 10**30, "p": 0.5}, "n"),
+    ("poisson", {"mean": 1e30}, "less than or equal to 1000000000000000000"),
+    ("poisson", {"mean": float("inf")}, "finite number"),
+    ("category", {"values": [1, 2], "weights": [1, float("nan")]}, "finite number"),
+    ("category", {"values": [1, 2], "weights": [1, float("inf")]}, "finite number"),
+    ("category", {"values": [1, 2], "weights": [1e308, 1e308]}, "positive, finite sum"),
+    ("category", {"values": [1, float("nan")]}, "finite number"),
+    ("category", {"values": [1, "1"]}, "values mix numbers and strs"),
+    ("category", {"values": [True, 1]}, "values mix bools and numbers"),
+    ("subcategory", {"category": "c", "values": {"a": [1, "x"]}}, "subcategory values mix"),
+    ("subcategory", {"category": "c", "values": {1: ["x"], "1": ["y"]}}, "the key '1' twice"),
+    ("scipy", {"dist_name": "norm", "dist_params": {"loc": float("inf")}}, "finite number"),
+    ("scipy", {"dist_name": "beta", "dist_params": {"a": 2, "b": 2}, "decimal_places": 16}, "decimal_places"),
+    ("bernoulli_mixture", {"p": 0.5, "dist_name": "normal", "dist_params": {"loc": float("nan")}},
+     "finite number"),
+    ("timedelta", {"dt_min": 0, "dt_max": 10**12, "reference_column_name": "d"}, "within 10,000 years"),
+    ("timedelta", {"dt_min": -(10**30), "dt_max": 0, "unit": "s", "reference_column_name": "d"},
+     "within 10,000 years"),
+    ("person", {"age_range": [0, 500]}, "max <= 120"),
+    ("person", {"reference_date": "yesterday"}, "reference_date must be an ISO 8601 date"),
+    ("person", {"reference_date": "2025-02-30"}, "reference_date must be an ISO 8601 date"),
+    ("person", {"reference_date": "0100-01-01"}, "too early"),
 ])
 def test_bad_params_fail_at_config_time(sampler_type: str, params: dict[str, Any], message: str) -> None:
     with pytest.raises(ValidationError, match=re.escape(message)):
         SamplerColumn(name="x", sampler_type=sampler_type, params=params)
+
+
+def test_absurd_params_are_config_errors_in_a_dataset_config() -> None:
+    import gristmill as gm
+
+    for params in [{"mean": 1e30}, {"mean": float("nan")}]:
+        with pytest.raises(ConfigError, match=r"columns\[0\]\.params\.mean"):
+            gm.ConfigBuilder().add_column(name="x", column_type="sampler", sampler_type="poisson",
+                                          params=params).build()
+
+
+@pytest.mark.parametrize(("sampler_type", "params"), [
+    ("uniform", {"low": -(2**62), "high": 2**62, "integer": True}),
+    ("binomial", {"n": 2**62, "p": 0.5}),
+    ("poisson", {"mean": 1e18}),
+    ("uniform", {"low": 0, "high": 1, "decimal_places": 15}),
+    ("person", {"age_range": [0, 120], "reference_date": "1900-06-30"}),
+    ("timedelta", {"dt_min": -(10**5), "dt_max": 10**5, "reference_column_name": "d"}),
+])
+def test_params_at_the_limits_draw(sampler_type: str, params: dict[str, Any]) -> None:
+    context = {"d": np.array(["2024-01-01"] * 100, dtype="datetime64[s]")}
+    values = run(col("x", sampler_type, **params), n=100, context=context)["x"]
+    assert len(values) == 100
+
+
+def test_person_reference_date_is_normalised() -> None:
+    column = col("p", "person", reference_date="20240229")
+    assert column.params.reference_date == "2024-02-29"  # type: ignore[attr-defined]
+    people = run(column, n=200)["p"]
+    assert max(people.field("birth_date").to_pylist()).isoformat() <= "2024-02-29"
+
+
+def test_mixed_kinds_across_conditions_are_config_errors() -> None:
+    with pytest.raises(ValidationError, match="gives str values but params gives number values"):
+        col("size", "category", {"category == 'books'": {"values": ["S"]}}, values=[1, 2])
 
 
 def test_unknown_sampler_type_lists_known_ones() -> None:
@@ -305,6 +444,20 @@ def test_required_columns() -> None:
     assert col("p", "uniform", {"tier == 'a'": {}}, low=0, high=1).required_columns() == {"tier"}
 
 
+def test_fingerprint_keeps_the_order_of_conditions() -> None:
+    # The first matching condition wins, so reordering conditions changes the data; the payload
+    # keeps them as an ordered list (canonical JSON would sort a mapping's keys).
+    conditions = {"category == 'books'": {"low": 10, "high": 20}, "category in ['books', 'toys']": {"low": 50}}
+    first = col("x", "uniform", conditions, low=0, high=100)
+    reordered = col("x", "uniform", dict(reversed(conditions.items())), low=0, high=100)
+    out_first, out_reordered = run(CATEGORY, first, n=500), run(CATEGORY, reordered, n=500)
+    assert not np.array_equal(out_first["x"], out_reordered["x"])
+    assert first.fingerprint_payload() != reordered.fingerprint_payload()
+    payload = first.fingerprint_payload()["conditional_params"]
+    assert [text for text, _ in payload] == list(conditions)
+    assert payload[0][1] == {"low": 10.0, "high": 20.0, "decimal_places": None, "integer": False}
+
+
 def test_config_round_trip() -> None:
     for column in ALL_TYPES:
         again = SamplerColumn.model_validate(column.model_dump(mode="json"))
@@ -326,6 +479,15 @@ def test_config_round_trip() -> None:
     ([col("u", "uuid"), col("t", "timedelta", dt_min=0, dt_max=1, reference_column_name="u")],
      "not a datetime one"),
     ([col("p", "person"), col("x", "uniform", {"p == 1": {}}, low=0, high=1)], "person column"),
+    ([col("level", "category", values=[1.0, 2.0]),
+      col("s", "subcategory", category="level", values={"1.0": ["x"], "3": ["y"]})],
+     "subcategory column 's': no subcategories for values ['2.0'] of 'level'"),
+    ([col("level", "category", {"category == 'toys'": {"values": [1, 2, 3]}}, values=[1, 2]), CATEGORY,
+      col("s", "subcategory", category="level", values={"1": ["x"], "2": ["y"]})], "values ['3'] of 'level'"),
+    ([CATEGORY, col("x", "uniform", {"category == 'book'": {"low": 5}}, low=0, high=10)],
+     "sampler column 'x': condition on 'category' compares with ['book']"),
+    ([CATEGORY, col("x", "uniform", {"category not in ['books', 'tyos']": {"low": 5}}, low=0, high=10)],
+     "compares with ['tyos']"),
 ])
 def test_validate_sampler_columns(columns: list[SamplerColumn], message: str) -> None:
     with pytest.raises(ConfigError, match=re.escape(message)):
@@ -335,6 +497,61 @@ def test_validate_sampler_columns(columns: list[SamplerColumn], message: str) ->
 def test_validate_accepts_known_columns() -> None:
     validate_sampler_columns([col("x", "uniform", {"seed_col == 'a'": {}}, low=0, high=1)],
                              known_columns={"seed_col"})
+
+
+def _engine_call(columns: list[SamplerColumn], constraints: list[Any]) -> None:
+    # As engine.batches.check_columns may call it: seed columns, and generated names too.
+    seed_columns = ["seed_a"]
+    generated = [c.name for c in columns] + ["label"]
+    validate_sampler_columns(columns, constraints, known_columns=set(seed_columns) | set(generated))
+
+
+def test_validate_with_the_engine_call() -> None:
+    from gristmill.config.samplers import ColumnInequality, ScalarInequality
+
+    price = col("price", "uniform", low=0, high=10)
+    _engine_call([CATEGORY, price], [ColumnInequality(target_column="price", operator="<", rhs_column="seed_a")])
+    with pytest.raises(ConfigError, match="target_column 'cost' is not a sampler column"):
+        _engine_call([price], [ScalarInequality(target_column="cost", operator=">", rhs=1)])
+    with pytest.raises(ConfigError, match="rhs_column 'budget' is not a sampler or seed column"):
+        _engine_call([price], [ColumnInequality(target_column="price", operator="<", rhs_column="budget")])
+    with pytest.raises(ConfigError, match=r"subcategory column 'sub': no subcategories for values \['food'\]"):
+        _engine_call([CATEGORY, col("sub", "subcategory", category="category",
+                                    values={"books": ["a"], "toys": ["b"]})], [])
+
+
+@pytest.mark.parametrize(("add", "message"), [
+    (lambda b: b.add_column(name="sub", column_type="sampler", sampler_type="subcategory",
+                            params={"category": "cat", "values": {"a": ["x"]}}),
+     "subcategory column 'sub': no subcategories for values ['b'] of 'cat'"),
+    (lambda b: b.add_constraint(constraint_type="scalar_inequality", target_column="zz", operator="<", rhs=1),
+     "target_column 'zz' is not a sampler column"),
+    (lambda b: b.add_constraint(constraint_type="column_inequality", target_column="x", operator="<",
+                                rhs_column="label"), "rhs_column 'label' is not a sampler or seed column"),
+    (lambda b: b.add_column(name="y", column_type="sampler", sampler_type="uniform", params={"low": 0, "high": 1},
+                            conditional_params={"cat == 'c'": {"low": 0.5}}), "compares with ['c']"),
+])
+def test_static_problems_fail_engine_checks(add: Any, message: str) -> None:
+    import gristmill as gm
+    from gristmill.engine.batches import check_columns
+
+    builder = (gm.ConfigBuilder()
+               .add_column(name="cat", column_type="sampler", sampler_type="category", params={"values": ["a", "b"]})
+               .add_column(name="x", column_type="sampler", sampler_type="uniform", params={"low": 0, "high": 1})
+               .add_column(name="label", column_type="expression", expr="{{ cat }}"))
+    config = add(builder).build()
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        check_columns(config, ["seed_a"])
+
+
+def test_validate_reports_a_missing_scipy(monkeypatch: pytest.MonkeyPatch) -> None:
+    column = col("x", "scipy", dist_name="beta", dist_params={"a": 2, "b": 2})
+    validate_sampler_columns([col("y", "bernoulli_mixture", p=0.5, dist_name="normal")])
+    monkeypatch.setitem(__import__("sys").modules, "scipy", None)
+    monkeypatch.setitem(__import__("sys").modules, "scipy.stats", None)
+    with pytest.raises(ConfigError, match=r"sampler column 'x': the scipy distribution 'beta' needs scipy"):
+        validate_sampler_columns([column])
+    validate_sampler_columns([col("y", "bernoulli_mixture", p=0.5, dist_name="normal")])  # numpy: fine
 
 
 # ------------------------------------------------------------------------------------------- uuid
@@ -379,6 +596,25 @@ def test_person_filters_and_locale() -> None:
     assert set(people.field("sex").to_pylist()) == {"Female"}
     assert set(people.field("city").to_pylist()) == {"Berlin", "Hamburg"}
     assert all(email.endswith(".de") or "@" in email for email in people.field("email_address").to_pylist())
+
+
+@pytest.mark.parametrize("locale", ["ja_JP", "zh_CN", "ar_AA", "hi_IN"])
+def test_person_emails_of_non_latin_locales_are_diverse(locale: str) -> None:
+    people = run(col("p", "person", locale=locale, sex="Female", age_range=[30, 30]), n=20_000)["p"]
+    emails = people.field("email_address").to_pylist()
+    assert len(set(emails)) / len(emails) > 0.99
+    assert all(re.fullmatch(r"[a-z][a-z0-9]{7}@[a-z0-9.-]+", email) for email in emails[:2000])
+
+
+def test_person_emails_of_latin_locales_come_from_names() -> None:
+    from gristmill.sampling.person import email_key, person_pools
+
+    for locale in ["en_US", "de_DE", "fr_FR"]:
+        pools = person_pools(locale)
+        assert not pools.first_key_missing.any() and not pools.last_key_missing.any()
+    people = run(col("p", "person", locale="de_DE"), n=2000)["p"].to_pylist()
+    for row in people:
+        assert row["email_address"].startswith(f"{email_key(row['first_name'])}.{email_key(row['last_name'])}")
 
 
 def test_person_is_a_struct_column_in_parquet(tmp_path: Any) -> None:

@@ -121,4 +121,4 @@ def test_sigkilled_stage_resumes_from_its_batches_and_second_run_is_refused(tmp_
     clean = build(make_mill(tmp_path / "clean")).run()
     for name in ("base", "slow", "after"):
         assert out.load_stage_output(name).equals(clean.load_stage_output(name))
-    assert out.count_records() == 20 and out.load_dataset()["n"].is_unique is not None
+    assert out.count_records() == 20 and out.load_dataset()["n"].is_unique

@@ -15,7 +15,7 @@ import pytest
 import gristmill as gm
 from gristmill.errors import ResumeError, WorkflowError
 from gristmill.workflow.fingerprint import StageInputs, output_identity, stage_components, stage_fingerprint
-from gristmill.workflow.metadata import StageRecord, StageStatus, WorkflowMetadata
+from gristmill.workflow.metadata import OutputFile, StageRecord, StageStatus, WorkflowMetadata
 from gristmill.workflow.observe import DatasetSnapshot, OverrideInput, PriorState, StageObservation
 from gristmill.workflow.plan import PlanOptions, StageAction, plan_stages
 from gristmill.workflow.stage import StageDefinition, define_stage
@@ -37,11 +37,13 @@ def _keep(stage_dir: Path) -> Path:
 
 
 def stages(*, b_expr: str = "{{ n }}", c_num: int | None = None, b_version: str | None = "v1",
-           extra: bool = False) -> list[StageDefinition]:
+           extra: bool = False, c_expr: str = "{{ n }}", b_sampling: str = "ordered", b_allow_empty: bool = True,
+           c_processors: list[dict[str, Any]] | None = None) -> list[StageDefinition]:
     defs = [define_stage(0, "a", _cfg(), existing=[], num_records=ROWS),
             define_stage(1, "b", _cfg(b_expr), existing=["a"], on_success=_keep, on_success_version=b_version,
-                         allow_empty=True),
-            define_stage(2, "c", _cfg(), existing=["a", "b"], num_records=c_num)]
+                         allow_empty=b_allow_empty, sampling_strategy=b_sampling),
+            define_stage(2, "c", _cfg(c_expr), existing=["a", "b"], num_records=c_num,
+                         output_processors=c_processors)]
     if extra:
         defs.append(define_stage(3, "d", _cfg(), existing=["a", "b", "c"]))
     return defs
@@ -58,7 +60,7 @@ def completed_prior(defs: list[StageDefinition], **edits: dict[str, Any]) -> Pri
                              status=StageStatus.COMPLETED, fingerprint=fingerprint, fingerprint_components=components,
                              requested_rows=num, output_rows=num, output_path=f"{stage.directory_name}/parquet-files")
         records.append(record.model_copy(update=edits.get(stage.name, {})))
-        identity, rows = fingerprint, num
+        identity, rows = output_identity(fingerprint, record.output_files, None), num
     observed = {r.index: StageObservation(directory_exists=True) for r in records}
     return PriorState(metadata=WorkflowMetadata(workflow_name="wf", gristmill_version="0", stages=records),
                       stages=observed)
@@ -72,8 +74,21 @@ def options(resume: str = "if-possible", **kwargs: Any) -> PlanOptions:
     return PlanOptions(resume=resume, batch_size=4, run_seeds=SEEDS, **kwargs)  # type: ignore[arg-type]
 
 
+OVERRIDE = OverrideInput(Path("/x.parquet"), "f00d", 5)
+OTHER_FILE = OutputFile(file="stage-1-b/parquet-files/batch_00000.parquet", rows=ROWS, bytes=1, sha256="beef")
+DROP_M = {"name": "rm", "processor_type": "drop_columns", "column_names": ["m"]}
 PARTIAL = StageObservation(directory_exists=True, dataset=DatasetSnapshot(batch_size=4, run_seed=2,
                                                                            completed_batches=3, total_batches=10))
+
+
+def partial_b(defs: list[StageDefinition]) -> PriorState:
+    return observe(completed_prior(stages(), b={"status": StageStatus.RUNNING}), 1, PARTIAL)
+
+
+def empty_b(defs: list[StageDefinition]) -> PriorState:
+    return completed_prior(stages(b_allow_empty=False), b={"status": StageStatus.COMPLETED_EMPTY, "output_rows": 0})
+
+
 Case = tuple[str, Callable[[], list[StageDefinition]], Callable[[list[StageDefinition]], PriorState | None],
              dict[str, Any], list[str], dict[str, str], bool]
 
@@ -115,8 +130,30 @@ CASES: list[Case] = [
     ("never", ok, completed_prior, {"resume": "never"}, ["run"] * 3, {"a": "resume=never"}, True),
     ("corrupt-metadata", ok, lambda d: PriorState(metadata=None, problem="x.json is corrupt (bad)"), {},
      ["run"] * 3, {"a": "starting fresh: x.json is corrupt (bad)"}, False),
-    ("override", ok, completed_prior, {"overrides": {"a": OverrideInput(Path("/x.parquet"), "f00d", 5)}},
-     ["reuse", "run", "run"], {"b": "output of upstream 'a' overridden"}, False),
+    # an override is an explicit request, like rerun_from: resume="always" accepts what it reruns
+    ("override", ok, completed_prior, {"overrides": {"a": OVERRIDE}},
+     ["reuse", "run", "run"], {"b": "output of upstream 'a' overridden", "c": "upstream 'b' reran"}, True),
+    ("override-and-own-change", lambda: stages(b_expr="{{ n * 7 }}"), completed_prior, {"overrides": {"a": OVERRIDE}},
+     ["reuse", "run", "run"], {"b": "output of upstream 'a' overridden; expr of column 'm' changed"}, False),
+    # a stage forced by a resuming upstream is still compared with its own record
+    ("forced-own-change", lambda: stages(c_expr="{{ n * 2 }}"), partial_b, {}, ["reuse", "resume", "run"],
+     {"c": "expr of column 'm' changed (and upstream 'b' resumed)"}, False),
+    ("forced-new-stage", lambda: stages(extra=True), partial_b, {}, ["reuse", "resume", "run", "run"],
+     {"c": "upstream 'b' resumed", "d": "new stage (no prior run) (and upstream 'b' resumed)"}, False),
+    ("forced-own-num-records", lambda: stages(c_num=12), partial_b, {}, ["reuse", "resume", "run"],
+     {"c": "num_records 10 -> 12 (and upstream 'b' resumed)"}, False),
+    # the upstream output was regenerated by an earlier (targeted or interrupted) run
+    ("upstream-output-changed", ok, lambda d: completed_prior(d, b={"output_files": [OTHER_FILE]}), {},
+     ["reuse", "reuse", "run"], {"c": "upstream 'b' output changed"}, True),
+    ("sampling-strategy-changed", lambda: stages(b_sampling="shuffle"), completed_prior, {},
+     ["reuse", "run", "run"], {"b": "sampling strategy changed ('ordered' -> 'shuffle')"}, False),
+    ("output-processor-added", lambda: stages(c_processors=[DROP_M]), completed_prior, {},
+     ["reuse", "reuse", "run"], {"c": "output processor 'rm' added"}, False),
+    # an empty output accepted only because an override replaced it
+    ("empty-overridden", lambda: stages(b_allow_empty=False), empty_b, {"overrides": {"b": OVERRIDE}},
+     ["reuse", "reuse", "run"], {"b": "unchanged (empty output)", "c": "output of upstream 'b' overridden"}, True),
+    ("empty-override-gone", lambda: stages(b_allow_empty=False), empty_b, {}, ["reuse", "run", "run"],
+     {"b": "accepted only while an override replaced it"}, False),
 ]
 
 
@@ -141,10 +178,10 @@ def test_override_repeated_with_same_content_is_reused() -> None:
     override = OverrideInput(Path("/x.parquet"), "f00d", 5)
     prior = completed_prior(defs)
     a_fp = prior.metadata.stages[0].fingerprint  # type: ignore[union-attr]
-    upstream = output_identity(a_fp, "f00d")  # type: ignore[arg-type]
+    upstream = output_identity(a_fp, [], "f00d")  # type: ignore[arg-type]
     b_components = stage_components(defs[1], StageInputs(5, upstream, None))
     b_fp = stage_fingerprint(b_components)
-    c_components = stage_components(defs[2], StageInputs(5, b_fp, None))
+    c_components = stage_components(defs[2], StageInputs(5, output_identity(b_fp, [], None), None))
     edits = {"b": {"fingerprint": b_fp, "fingerprint_components": b_components, "output_rows": 5},
              "c": {"fingerprint": stage_fingerprint(c_components), "fingerprint_components": c_components}}
     plan = plan_stages(defs, completed_prior(defs, **edits), options(overrides={"a": override}))
@@ -155,8 +192,11 @@ def test_always_check_names_stage_and_reason() -> None:
     plan = plan_stages(stages(b_expr="{{ n * 3 }}"), completed_prior(stages()), options("always"))
     with pytest.raises(ResumeError, match=r"stage 'b' would run: expr of column 'm' changed"):
         plan.check()
-    with pytest.raises(ResumeError, match="no usable workflow metadata"):
+    with pytest.raises(ResumeError, match="no prior run; run with resume=if-possible or never first"):
         plan_stages(stages(), None, options("always")).check()
+    with pytest.raises(ResumeError, match=r"no usable workflow metadata \(x is corrupt\); rerun with "
+                                          "resume=if-possible to start fresh"):
+        plan_stages(stages(), PriorState(metadata=None, problem="x is corrupt"), options("always")).check()
 
 
 def test_plan_rejects_bad_arguments() -> None:
@@ -166,6 +206,8 @@ def test_plan_rejects_bad_arguments() -> None:
         plan_stages(stages(), None, options(targets=("zz",)))
     with pytest.raises(WorkflowError, match="unknown stage 'zz'"):
         plan_stages(stages(), None, options(rerun_from="zz"))
+    with pytest.raises(WorkflowError, match="rerun_from 'c' comes after the last target 'a'"):
+        plan_stages(stages(), completed_prior(stages()), options(targets=("a",), rerun_from="c"))
 
 
 def test_targets_list_the_rest_as_not_targeted() -> None:
@@ -180,3 +222,11 @@ def test_seed_content_of_first_stage_is_fingerprinted() -> None:
     prior = replace(completed_prior(defs), first_seed_digest="other")
     plan = plan_stages(defs, prior, options())
     assert plan["a"].action is StageAction.RUN and "seed dataset content changed" in plan["a"].reason
+
+
+def test_reasons_name_the_change_once() -> None:
+    plan = plan_stages(stages(b_sampling="shuffle"), completed_prior(stages()), options())
+    assert plan["b"].reason == "sampling strategy changed ('ordered' -> 'shuffle')"
+    changed = [{**DROP_M, "column_names": ["n"]}]
+    plan = plan_stages(stages(c_processors=changed), completed_prior(stages(c_processors=[DROP_M])), options())
+    assert plan["c"].reason == "output processor 'rm' changed"

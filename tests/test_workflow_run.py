@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
+import uuid
 import warnings
 from pathlib import Path
 from typing import Any
@@ -383,11 +385,6 @@ def test_always_rejects_a_changed_stage_before_any_stage_runs(mill: gm.Mill) -> 
     assert (first.workflow_dir / "workflow-metadata.json").read_text() == meta_before
 
 
-def test_always_without_prior_run_raises(mill: gm.Mill) -> None:
-    with pytest.raises(ResumeError, match="no prior run"):
-        three_stages(mill).run(resume="always")
-
-
 def test_never_leaves_an_existing_run_alone(mill: gm.Mill) -> None:
     first = three_stages(mill).run()
     before = mtimes(first.workflow_dir)
@@ -403,3 +400,208 @@ def test_plan_reads_only(mill: gm.Mill) -> None:
     plan = wf.plan(resume="if-possible")
     assert [s.action for s in plan.stages] == [StageAction.RUN] * 3
     assert not mill.artifact_path.exists()
+
+
+# ------------------------------------------- resume="always" behind a resuming stage, staleness
+
+FAIL_AFTER: dict[str, int | None] = {"batches": None}
+
+
+def flaky_tag(frame: pd.DataFrame) -> list[str]:
+    """Batch custom column that fails once ``FAIL_AFTER['batches']`` batches went through."""
+    left = FAIL_AFTER["batches"]
+    if left is not None:
+        if left <= 0:
+            raise RuntimeError("injected failure")
+        FAIL_AFTER["batches"] = left - 1
+    return [f"tag{n}" for n in frame["n"]]
+
+
+def random_tag(frame: pd.DataFrame) -> list[str]:
+    """Not reproducible: a rerun with the same fingerprint produces other values."""
+    return [uuid.uuid4().hex[:8] for _ in range(len(frame))]
+
+
+def flaky_workflow(mill: gm.Mill, *, after_expr: str = "{{ tag }}!", extra: bool = False) -> Any:
+    wf = mill.compose_workflow("flaky").add_stage("base", people(), num_records=12)
+    wf.add_stage("slow", gm.ConfigBuilder().add_column(name="tag", column_type="custom", function=flaky_tag,
+                                                       mode="batch", reads=["n"], version="1"))
+    wf.add_stage("after", gm.ConfigBuilder().add_column(name="label", column_type="expression", expr=after_expr))
+    return wf.add_stage("brandnew", doubled()) if extra else wf
+
+
+def test_always_refuses_a_changed_or_new_stage_behind_a_resuming_one(mill: gm.Mill,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    flaky_workflow(mill).run()
+    monkeypatch.setitem(FAIL_AFTER, "batches", 1)
+    with pytest.raises(gm.GenerationError, match="injected failure"):
+        flaky_workflow(mill).run(resume="if-possible", rerun_from="slow")
+    monkeypatch.setitem(FAIL_AFTER, "batches", None)
+    workflow_dir = mill.artifact_path / "flaky"
+    before = mtimes(workflow_dir)
+
+    changed = flaky_workflow(mill, after_expr="{{ tag }}?", extra=True)
+    plan = changed.plan(resume="always")
+    assert [s.action.value for s in plan.stages] == ["reuse", "resume", "run", "run"]
+    assert plan["after"].reason == "expr of column 'label' changed (and upstream 'slow' resumed)"
+    assert plan["brandnew"].reason == "new stage (no prior run) (and upstream 'slow' resumed)"
+    with pytest.raises(ResumeError, match=r"stage 'after' would run: expr of column 'label' changed \(and "
+                                          r"upstream 'slow' resumed\); stage 'brandnew' would run: new stage"):
+        changed.run(resume="always")
+    assert mtimes(workflow_dir) == before
+
+    out = flaky_workflow(mill).run(resume="always")  # unchanged: only the resume's consequences run
+    assert actions(out) == ["reuse", "resume", "run"]
+    assert out.plan["after"].reason == "upstream 'slow' resumed"
+    assert list(out.load_dataset().label) == [f"tag{n}!" for n in out["base"].load_dataset().n]
+
+
+def random_workflow(mill: gm.Mill) -> Any:
+    wf = mill.compose_workflow("rand")
+    wf.add_stage("base", people().add_column(name="u", column_type="custom", function=random_tag, mode="batch",
+                                             reads=["n"], version="1"), num_records=6)
+    return wf.add_stage("copy", gm.ConfigBuilder().add_column(name="u2", column_type="expression", expr="{{ u }}"))
+
+
+def test_downstream_of_a_regenerated_upstream_is_not_reused(mill: gm.Mill) -> None:
+    random_workflow(mill).run()
+    regenerated = random_workflow(mill).run(resume="if-possible", rerun_from="base", targets=["base"])
+    assert actions(regenerated) == ["run"] and regenerated.plan.not_targeted == ("copy",)
+    plan = random_workflow(mill).plan(resume="always")
+    assert plan["copy"].reason == "upstream 'base' output changed"
+    assert plan.always_blockers() == []  # nothing of its own changed: resume="always" accepts it
+    out = random_workflow(mill).run(resume="if-possible")
+    assert actions(out) == ["reuse", "run"]
+    assert list(out.load_dataset().u2) == list(out.load_stage_output("base").u)
+    assert actions(random_workflow(mill).run(resume="always")) == ["reuse", "reuse"]
+
+
+# --------------------------------------------------------------- config errors before any work
+
+def test_config_errors_of_later_stages_surface_before_any_stage_runs(mill: gm.Mill) -> None:
+    def build(last: gm.ConfigBuilder) -> Any:
+        wf = mill.compose_workflow("bad").add_stage("base", people(), num_records=4)
+        return wf.add_stage("mid", doubled()).add_stage("last", last)
+
+    llm = gm.ConfigBuilder().add_column(name="x", column_type="llm_text", model_alias="nope", prompt="{{ n }}")
+    with pytest.raises(gm.ConfigError, match="stage 'last': unknown model alias 'nope'"):
+        build(llm).run()
+    missing = gm.ConfigBuilder().add_column(name="y", column_type="expression", expr="{{ missing_col }}")
+    with pytest.raises(gm.ConfigError, match="stage 'last': .*missing_col"):
+        build(missing).run()
+    dropped = gm.ConfigBuilder().add_column(name="y", column_type="expression", expr="{{ tmp }}{{ d }}")
+    assert not list((mill.artifact_path / "bad").glob("stage-*"))
+    assert build(dropped).run().count_records() == 4  # upstream columns (its seed + generated) are known
+
+    first = three_stages(mill).run()
+    before = mtimes(first.workflow_dir)
+    wf = mill.compose_workflow("wf").add_stage("base", people(), num_records=5)  # changed: base would RUN
+    wf.add_stage("double", doubled()).add_stage("label", missing)
+    with pytest.raises(gm.ConfigError, match="stage 'label'"):
+        wf.run(resume="if-possible")
+    assert mtimes(first.workflow_dir) == before
+
+
+def keep_without_n(stage_dir: Path) -> Path:
+    out = stage_dir / "no-n.parquet"
+    pd.read_parquet(stage_dir / "parquet-files").drop(columns=["n"]).to_parquet(out)
+    return out
+
+
+def test_a_stage_is_validated_with_its_real_handoff_before_its_directory_is_cleared(mill: gm.Mill) -> None:
+    def build(callback: Any, version: str) -> Any:
+        wf = mill.compose_workflow("cb").add_stage("base", people(), num_records=4, on_success=callback,
+                                                   on_success_version=version)
+        return wf.add_stage("use", labelled())  # reads n: unknowable behind a callback until it ran
+
+    first = build(keep_even, "1").run()
+    kept = mtimes(first.workflow_dir / "stage-1-use")
+    with pytest.raises(gm.ConfigError, match=r"stage 'use': .*\bn\b"):
+        build(keep_without_n, "2").run(resume="if-possible")
+    assert mtimes(first.workflow_dir / "stage-1-use") == kept
+    meta = json.loads((first.workflow_dir / "workflow-metadata.json").read_text())
+    assert [s["status"] for s in meta["stages"]] == ["completed", "completed"]
+
+
+# --------------------------------------------------------------- inconsistent metadata on disk
+
+@pytest.mark.parametrize(("stage", "field", "value", "message"), [
+    (0, "output_rows", None, "is completed but has no output_rows"),
+    (0, "output_rows", 0, "is completed with output_rows 0"),
+    (1, "output_path", None, "is completed but has no output_path"),
+    (2, "fingerprint", None, "is completed but has no fingerprint"),
+])
+def test_inconsistent_stage_records_are_not_valid_metadata(mill: gm.Mill, stage: int, field: str, value: Any,
+                                                           message: str) -> None:
+    three_stages(mill).run()
+    path = mill.artifact_path / "wf" / "workflow-metadata.json"
+    data = json.loads(path.read_text())
+    data["stages"][stage][field] = value
+    path.write_text(json.dumps(data))
+    with pytest.raises(ResumeError, match=f"no usable workflow metadata .*not valid workflow metadata .*{message}"):
+        three_stages(mill).run(resume="always")
+    with pytest.warns(UserWarning, match=message):
+        out = three_stages(mill).run(resume="if-possible")
+    assert actions(out) == ["run"] * 3
+
+
+# --------------------------------------------------------------------------------- overrides
+
+def test_override_is_allowed_under_always(mill: gm.Mill, tmp_path: Path) -> None:
+    first = three_stages(mill).run()
+    approved = tmp_path / "approved.parquet"
+    first.load_stage_output("double").iloc[:2].to_parquet(approved)
+    out = three_stages(mill).run(resume="always", stage_output_overrides={"double": approved})
+    assert actions(out) == ["reuse", "reuse", "run"] and out.count_records() == 2
+    changed = three_stages(mill, middle=doubled("{{ n * 9 }}"))
+    with pytest.raises(ResumeError, match="stage 'double' would run: expr of column 'd' changed"):
+        changed.run(resume="always", stage_output_overrides={"double": approved})
+
+
+def test_an_overridden_stage_may_come_out_empty(mill: gm.Mill, tmp_path: Path) -> None:
+    def build() -> Any:
+        wf = mill.compose_workflow("gate").add_stage("base", people(), num_records=4)
+        wf.add_stage("review", doubled(), on_success=keep_none, on_success_version="1")
+        return wf.add_stage("label", labelled())
+
+    approved = tmp_path / "approved.parquet"
+    pd.DataFrame({"n": [5, 6], "d": [10, 12]}).to_parquet(approved)
+    out = build().run(stage_output_overrides={"review": approved})
+    assert out.metadata.stages[1].status.value == "completed_empty"
+    assert list(out.load_dataset().label) == ["#5", "#6"]
+    again = build().run(resume="always", stage_output_overrides={"review": approved})
+    assert actions(again) == ["reuse"] * 3
+    plan = build().plan(resume="if-possible")  # without the override the empty output is an error again
+    assert plan["review"].action is StageAction.RUN and "accepted only while an override" in plan["review"].reason
+    with pytest.raises(WorkflowError, match="stage 'review' produced no rows"):
+        build().run(resume="if-possible")
+
+
+# ------------------------------------------------------------------------------------- nits
+
+def test_always_without_prior_run_leaves_no_directory(mill: gm.Mill) -> None:
+    wf = three_stages(mill)
+    expected = f"no prior run of workflow 'wf' at {wf.workflow_dir}; run with resume=if-possible or never first"
+    with pytest.raises(ResumeError, match=re.escape(expected)):
+        wf.run(resume="always")
+    assert not mill.artifact_path.exists()
+    assert "no prior run" in wf.plan(resume="always").always_blockers()[0]
+    assert not mill.artifact_path.exists()
+
+
+def test_callback_output_footers_are_read_once(mill: gm.Mill, monkeypatch: pytest.MonkeyPatch) -> None:
+    from gristmill.workflow import outputs
+
+    opened: list[str] = []
+    real = outputs.pq.ParquetFile
+
+    def counting(path: Any, *args: Any, **kwargs: Any) -> Any:
+        opened.append(Path(path).name)
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(outputs.pq, "ParquetFile", counting)
+    wf = mill.compose_workflow("cb").add_stage("base", people(), num_records=6, on_success=triple_outside,
+                                               on_success_version="1")
+    out = wf.run()
+    assert opened == ["tripled.parquet"]  # pyarrow.parquet is patched as a whole: every footer read counts
+    assert out.count_records() == 18

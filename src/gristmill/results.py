@@ -19,6 +19,7 @@ from gristmill.errors import ArtifactError, ConfigError
 from gristmill.storage.atomic import fsync_dir, temp_path_for, write_bytes_atomic
 from gristmill.storage.layout import ANALYSIS_FILE, DatasetLayout
 from gristmill.storage.metadata import DatasetMetadata
+from gristmill.storage.tables import drop_pandas_index, schema_without_pandas_index
 
 EXPORT_FORMATS = ("jsonl", "csv", "parquet")
 
@@ -26,7 +27,8 @@ EXPORT_FORMATS = ("jsonl", "csv", "parquet")
 def unified_schema(paths: Sequence[Path]) -> pa.Schema:
     """One schema for all files, from their footers: first-seen column order, null-typed
     columns promoted to the type other batches have."""
-    return pa.unify_schemas([pq.read_schema(p) for p in paths], promote_options="permissive")
+    schemas = [schema_without_pandas_index(pq.read_schema(p)) for p in paths]
+    return pa.unify_schemas(schemas, promote_options="permissive")
 
 
 def iter_parquet_tables(paths: Sequence[Path]) -> Iterator[pa.Table]:
@@ -36,7 +38,7 @@ def iter_parquet_tables(paths: Sequence[Path]) -> Iterator[pa.Table]:
         return
     schema = unified_schema(paths)
     for path in paths:
-        table = pq.read_table(path)
+        table = drop_pandas_index(pq.read_table(path))
         yield table.select(schema.names).cast(schema) if table.schema != schema else table
 
 
@@ -131,7 +133,8 @@ def _csv(table: pa.Table, *, header: bool) -> bytes:
         if pa.types.is_nested(field.type):
             frame[name] = [None if v is None else json.dumps(v, ensure_ascii=False, default=_json_default)
                            for v in table.column(name).to_pylist()]
-    return frame.to_csv(index=False, header=header).encode()
+    text: str = frame.to_csv(index=False, header=header)
+    return text.encode()
 
 
 class DatasetResults:

@@ -14,7 +14,15 @@ override leaves out keep their base value). A condition reads ``<column> == <lit
 ``<column> != <literal>``, ``<column> in [<literals>]`` or ``<column> not in [<literals>]``,
 where the literal is a Python literal (``'books'``, ``3``, ``True``). The column is usually
 another sampler column (a category), or a column the engine already knows (a seed column).
-When several conditions hold for a row, the first one in the mapping wins.
+When several conditions hold for a row, the first one in the mapping wins, so the order of
+``conditional_params`` is part of the fingerprint (:meth:`SamplerColumn.fingerprint_payload`).
+
+Category values are all strings, all booleans or all numbers (ints and floats may mix; the
+column is then float). A ``subcategory`` maps parent values to lists; its keys are strings
+(YAML ``1:`` or ``true:`` keys are turned into ``"1"`` and ``"True"``). A parent value selects
+the key equal to ``str(value)`` or, for a number, the key naming the same number (``"1"`` or
+``"1.0"`` for 1.0) or, for a boolean, ``"true"``/``"false"`` in any case. A parent value with no
+key is a config error when the columns are validated.
 
 Constraints (:class:`ScalarInequality`, :class:`ColumnInequality`) are enforced by
 rejection sampling: violating rows of the target column are redrawn a bounded number of times.
@@ -23,11 +31,14 @@ rejection sampling: violating rows of the target column are redrawn a bounded nu
 from __future__ import annotations
 
 import ast
+import datetime as dt
+import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SerializeAsAny, ValidationError, field_validator, model_validator
+from pydantic import ConfigDict, Field, SerializeAsAny, ValidationError, field_validator, model_validator
 
 from gristmill.config.base import ConfigModel
 from gristmill.config.columns import ColumnConfig, register_column_type
@@ -48,6 +59,56 @@ SCIPY_HINT = "install it with: pip install 'gristmill[scipy]'"
 
 Scalar = str | int | float | bool
 
+# Bounds that keep draws inside what numpy and the output types can hold, so absurd params fail
+# when the config is read instead of as an OverflowError in the middle of a run.
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+MAX_DECIMAL_PLACES = 15  # a float64 has 15-17 significant digits; np.round(x, 400) gives NaN
+MAX_POISSON_MEAN = 1e18  # numpy rejects lam above about 9.2e18
+MAX_AGE = 120
+MAX_TIMEDELTA_SECONDS = 10_000 * 366 * 86_400  # offsets of up to 10,000 years
+_UNIT_SECONDS = {"D": 86_400, "h": 3_600, "m": 60, "s": 1}
+
+DecimalPlaces = Annotated[int, Field(ge=0, le=MAX_DECIMAL_PLACES)]
+
+
+def value_kind(value: Any) -> str:
+    """'str', 'bool' or 'number': the kinds of value a category may not mix."""
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int | float):
+        return "number"
+    return "str"
+
+
+def _check_one_kind(values: Sequence[Any], what: str) -> None:
+    kinds = sorted({value_kind(v) for v in values})
+    if len(kinds) > 1:
+        raise ValueError(f"{what} mix {' and '.join(k + 's' for k in kinds)} ({list(values)[:6]}); give "
+                         "values of one type, e.g. quote every value to make them all strings")
+
+
+def subcategory_key(value: Any, keys: Sequence[str]) -> str | None:
+    """The key of a subcategory's ``values`` that a parent value selects, or None.
+
+    ``str(value)`` first; then, for a number, a key naming the same number ('1' or '1.0' for
+    1.0); for a boolean, 'true'/'false' in any case.
+    """
+    if hasattr(value, "item") and not isinstance(value, str):  # a numpy scalar
+        value = value.item()
+    text = str(value)
+    if text in keys:
+        return text
+    if isinstance(value, bool):
+        return next((key for key in keys if key.strip().lower() == text.lower()), None)
+    if isinstance(value, int | float):
+        for key in keys:
+            try:
+                if float(key) == value:
+                    return key
+            except ValueError:
+                continue
+    return None
+
 
 def register_sampler_params(name: str) -> Any:
     """Class decorator: register a params model under a ``sampler_type`` name."""
@@ -60,7 +121,9 @@ def register_sampler_params(name: str) -> Any:
 
 
 class SamplerParams(ConfigModel):
-    """Base of every sampler's params."""
+    """Base of every sampler's params. Infinities and NaN are never valid numbers here."""
+
+    model_config = ConfigDict(allow_inf_nan=False)
 
     def referenced_columns(self) -> set[str]:
         """Other columns this sampler reads (a subcategory's parent, a timedelta's reference)."""
@@ -93,9 +156,19 @@ class CategoryParams(SamplerParams):
         if len(self.weights) != len(self.values):
             raise ValueError(f"weights has {len(self.weights)} entries but values has {len(self.values)}; "
                              "give one weight per value")
-        if any(w < 0 for w in self.weights) or sum(self.weights) <= 0:
-            raise ValueError("weights must be non-negative with a positive sum")
+        if any(w < 0 for w in self.weights) or not 0 < sum(self.weights) < math.inf:
+            raise ValueError("weights must be non-negative with a positive, finite sum")
         return self
+
+    @field_validator("values")
+    @classmethod
+    def _check_kinds(cls, value: list[Scalar]) -> list[Scalar]:
+        _check_one_kind(value, "values")
+        return value
+
+    def value_kind(self) -> str:
+        """'str', 'bool' or 'number'."""
+        return value_kind(self.values[0])
 
 
 @register_sampler_params("subcategory")
@@ -104,7 +177,22 @@ class SubcategoryParams(SamplerParams):
 
     category: str = Field(description="Name of the parent category sampler column.")
     values: dict[str, list[Scalar]] = Field(description=(
-        "Parent value (as a string) -> the subcategories allowed under it."))
+        "Parent value (as a string: '1.0' or '1' for 1.0, 'True' for true) -> the subcategories "
+        "allowed under it."))
+
+    @field_validator("values", mode="before")
+    @classmethod
+    def _string_keys(cls, value: Any) -> Any:
+        # YAML reads ``1:``, ``1.5:`` and ``true:`` as non-string keys; keys are strings.
+        if not isinstance(value, dict):
+            return value
+        out: dict[str, Any] = {}
+        for key, options in value.items():
+            text = str(key)
+            if text in out:
+                raise ValueError(f"values has the key {text!r} twice (as {key!r} and as {text!r})")
+            out[text] = options
+        return out
 
     @field_validator("values")
     @classmethod
@@ -114,7 +202,12 @@ class SubcategoryParams(SamplerParams):
         empty = [k for k, v in value.items() if not v]
         if empty:
             raise ValueError(f"values has empty subcategory lists for parent values {empty}")
+        _check_one_kind([v for options in value.values() for v in options], "subcategory values")
         return value
+
+    def value_kind(self) -> str:
+        """'str', 'bool' or 'number'."""
+        return value_kind(next(iter(self.values.values()))[0])
 
     def referenced_columns(self) -> set[str]:
         return {self.category}
@@ -126,15 +219,22 @@ class UniformParams(SamplerParams):
 
     low: float = Field(description="Lower bound.")
     high: float = Field(description="Upper bound.")
-    decimal_places: int | None = Field(default=None, ge=0, description="Round floats to this many places.")
+    decimal_places: DecimalPlaces | None = Field(default=None, description=(
+        f"Round floats to this many places (0 to {MAX_DECIMAL_PLACES})."))
     integer: bool = Field(default=False, description="Draw int64 values in [low, high], both inclusive.")
 
     @model_validator(mode="after")
     def _check_bounds(self) -> UniformParams:
         if self.low > self.high:
             raise ValueError(f"low ({self.low}) must not exceed high ({self.high})")
-        if self.integer and _ceil(self.low) > _floor(self.high):
-            raise ValueError(f"no integer lies in [low, high] = [{self.low}, {self.high}]")
+        if self.integer:
+            if _ceil(self.low) > _floor(self.high):
+                raise ValueError(f"no integer lies in [low, high] = [{self.low}, {self.high}]")
+            if _ceil(self.low) < INT64_MIN or _floor(self.high) > INT64_MAX:
+                raise ValueError(f"integer bounds [{self.low}, {self.high}] must lie within int64 "
+                                 "(about -9.2e18 to 9.2e18)")
+        elif not math.isfinite(self.high - self.low):
+            raise ValueError(f"high - low ({self.high} - {self.low}) is too large for a float")
         return self
 
 
@@ -152,7 +252,8 @@ class GaussianParams(SamplerParams):
 
     mean: float = Field(description="Mean.")
     stddev: float = Field(gt=0, description="Standard deviation, > 0.")
-    decimal_places: int | None = Field(default=None, ge=0, description="Round to this many places.")
+    decimal_places: DecimalPlaces | None = Field(default=None, description=(
+        f"Round to this many places (0 to {MAX_DECIMAL_PLACES})."))
 
 
 @register_sampler_params("bernoulli")
@@ -183,7 +284,7 @@ class BernoulliMixtureParams(SamplerParams):
 class BinomialParams(SamplerParams):
     """Number of successes in ``n`` trials (int64)."""
 
-    n: int = Field(ge=0, description="Number of trials, >= 0.")
+    n: int = Field(ge=0, le=INT64_MAX, description="Number of trials, >= 0 (an int64).")
     p: float = Field(ge=0, le=1, description="Success probability, in [0, 1].")
 
 
@@ -191,7 +292,8 @@ class BinomialParams(SamplerParams):
 class PoissonParams(SamplerParams):
     """Poisson counts (int64)."""
 
-    mean: float = Field(ge=0, description="Expected count (lambda), >= 0.")
+    mean: float = Field(ge=0, le=MAX_POISSON_MEAN, description=(
+        f"Expected count (lambda), from 0 to {MAX_POISSON_MEAN:g}."))
 
 
 @register_sampler_params("scipy")
@@ -200,7 +302,8 @@ class ScipyParams(SamplerParams):
 
     dist_name: str = Field(description="Name in scipy.stats, e.g. 'beta', 'lognorm', 'poisson'.")
     dist_params: dict[str, float] = Field(default_factory=dict, description="Shape, loc and scale arguments.")
-    decimal_places: int | None = Field(default=None, ge=0, description="Round to this many places.")
+    decimal_places: DecimalPlaces | None = Field(default=None, description=(
+        f"Round to this many places (0 to {MAX_DECIMAL_PLACES})."))
 
     @model_validator(mode="after")
     def _check_dist(self) -> ScipyParams:
@@ -248,6 +351,10 @@ class TimedeltaParams(SamplerParams):
     def _check_range(self) -> TimedeltaParams:
         if self.dt_min > self.dt_max:
             raise ValueError(f"dt_min ({self.dt_min}) must not exceed dt_max ({self.dt_max})")
+        limit = MAX_TIMEDELTA_SECONDS // _UNIT_SECONDS[self.unit]
+        if max(abs(self.dt_min), abs(self.dt_max)) > limit:
+            raise ValueError(f"offsets must lie within 10,000 years (|dt_min|, |dt_max| <= {limit} "
+                             f"for unit {self.unit!r})")
         return self
 
     def referenced_columns(self) -> set[str]:
@@ -264,12 +371,14 @@ class PersonParams(SamplerParams):
 
     locale: str = Field(default="en_US", description="Faker locale of names and places.")
     sex: Literal["Male", "Female"] | None = Field(default=None, description="Only this sex; both if omitted.")
-    age_range: list[int] = Field(default_factory=lambda: [18, 114], description="[min, max] age, inclusive.")
+    age_range: list[int] = Field(default_factory=lambda: [18, 114], description=(
+        f"[min, max] age, inclusive, within 0 to {MAX_AGE}."))
     city: str | list[str] | None = Field(default=None, description=(
         "Only these cities (drawn uniformly). Faker's pools do not tie cities to states, so state and "
         "zipcode stay drawn from the locale's pool."))
     reference_date: str = Field(default="2025-01-01", description=(
-        "Date ages are counted at; birth dates derive from it (fixed, so data never depends on today)."))
+        "Date ages are counted at, ISO 8601 (YYYY-MM-DD); birth dates derive from it (fixed, so data "
+        "never depends on today)."))
 
     @field_validator("locale")
     @classmethod
@@ -283,9 +392,21 @@ class PersonParams(SamplerParams):
     @field_validator("age_range")
     @classmethod
     def _check_ages(cls, value: list[int]) -> list[int]:
-        if len(value) != 2 or not 0 <= value[0] <= value[1]:
-            raise ValueError(f"age_range must be [min, max] with 0 <= min <= max, got {value}")
+        if len(value) != 2 or not 0 <= value[0] <= value[1] <= MAX_AGE:
+            raise ValueError(f"age_range must be [min, max] with 0 <= min <= max <= {MAX_AGE}, got {value}")
         return value
+
+    @field_validator("reference_date")
+    @classmethod
+    def _check_reference_date(cls, value: str) -> str:
+        try:
+            date = dt.date.fromisoformat(value.strip())
+        except ValueError:
+            raise ValueError(f"reference_date must be an ISO 8601 date such as '2025-01-01', got {value!r}") from None
+        if date.year <= MAX_AGE + 1:
+            raise ValueError(f"reference_date {value!r} is too early: birth dates up to {MAX_AGE} years "
+                             "before it must exist")
+        return date.isoformat()
 
     @field_validator("city")
     @classmethod
@@ -427,11 +548,33 @@ class SamplerColumn(ColumnConfig):
         for text in self.conditional_params:
             if parse_condition(text).column == self.name:
                 raise ValueError(f"condition {text!r} of column {self.name!r} reads the column itself")
+        if isinstance(self.params, CategoryParams | SubcategoryParams):
+            # One column, one type: int values under one condition and strings under another
+            # would make an object column that parquet cannot store.
+            kinds = {text: params.value_kind() for text, params in self.conditional_params.items()  # type: ignore[attr-defined]
+                     if params.value_kind() != self.params.value_kind()}  # type: ignore[attr-defined]
+            if kinds:
+                text, kind = next(iter(kinds.items()))
+                raise ValueError(f"conditional_params[{text!r}] gives {kind} values but params gives "
+                                 f"{self.params.value_kind()} values; a column has one type")
         return self
 
     def conditions(self) -> list[tuple[Condition, SamplerParams]]:
         """The parsed conditions with their (merged) params, in priority order."""
         return [(parse_condition(text), params) for text, params in self.conditional_params.items()]
+
+    def all_params(self) -> list[SamplerParams]:
+        """The base params, then the (merged) params of every condition."""
+        return [self.params, *self.conditional_params.values()]
+
+    def fingerprint_payload(self) -> Any:
+        """Like every column's, but ``conditional_params`` is an ordered list of ``[condition, params]``
+        pairs: the first matching condition wins, so reordering them changes the data (and canonical
+        JSON sorts the keys of a mapping)."""
+        payload = super().fingerprint_payload()
+        payload["conditional_params"] = [[text, params.model_dump(mode="json")]
+                                         for text, params in self.conditional_params.items()]
+        return payload
 
     def required_columns(self) -> set[str]:
         needed = set(self.params.referenced_columns())

@@ -33,9 +33,9 @@ def check_columns(config: DatasetConfig, seed_columns: Sequence[str] = ()) -> li
             raise ConfigError(f"sampler column {column.name!r} depends on {late}, which are not sampler or "
                               "seed columns; samplers are drawn first and may only depend on each other")
     validate_sampler_columns(sampler_columns, config.constraints, known_columns=seed_columns)
-    for column in config.columns:
-        if isinstance(column, CustomColumn):
-            column.resolve()  # an unimportable function is a config error now, not at batch 0
+    for custom in config.columns:
+        if isinstance(custom, CustomColumn):
+            custom.resolve()  # an unimportable function is a config error now, not at batch 0
     output_names = list(seed_columns) + [o for c in config.columns for o in c.output_columns()]
     columns_to_drop(config.processors, output_names)  # a drop pattern matching nothing is an error
     for proc in config.processors:

@@ -16,6 +16,7 @@ from gristmill.config.dataset import dataframe_digest
 from gristmill.config.seeds import IndexRange, PartitionBlock, SamplingStrategy, SeedConfig
 from gristmill.errors import SeedDatasetError
 from gristmill.sampling.rng import stream_key
+from gristmill.storage.tables import drop_pandas_index
 
 _READERS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".json": "json", ".jsonl": "json",
             ".ndjson": "json"}
@@ -46,7 +47,7 @@ def _read_file(path: Path) -> pa.Table:
         raise SeedDatasetError(f"seed file {str(path)!r} has an unsupported extension; use parquet, csv, json or jsonl")
     try:
         if kind == "parquet":
-            return pq.read_table(path)
+            return drop_pandas_index(pq.read_table(path))
         if kind == "csv":
             return pacsv.read_csv(path)
         return _read_json(path)

@@ -16,30 +16,45 @@ import numpy as np
 import pyarrow as pa
 
 from gristmill.config.samplers import (
+    NUMPY_DISTRIBUTIONS,
+    SCIPY_HINT,
+    BernoulliMixtureParams,
+    CategoryParams,
+    ColumnInequality,
     Condition,
     ConstraintModel,
     SamplerColumn,
+    ScipyParams,
     SubcategoryParams,
     TimedeltaParams,
+    subcategory_key,
 )
 from gristmill.errors import ConfigError
 from gristmill.sampling.constraints import check_constraints, unsatisfied_error, violation_mask
 from gristmill.sampling.rng import column_rng
-from gristmill.sampling.samplers import draw
+from gristmill.sampling.samplers import draw, value_array
 
 MAX_REJECTION_ROUNDS = 20
 MAX_CANDIDATES_PER_ROW = 256
 MAX_CANDIDATES = 4_000_000  # candidates drawn in one rejection round, all rows together
 _DATETIME_SAMPLERS = frozenset({"datetime", "timedelta"})
+_NUMERIC_SAMPLERS = frozenset({"uniform", "gaussian", "bernoulli", "bernoulli_mixture", "binomial", "poisson",
+                               "scipy"})
 
 
 # ------------------------------------------------------------------------------------------- validation
 
 def validate_sampler_columns(columns: Sequence[SamplerColumn], constraints: Sequence[ConstraintModel] = (), *,
                              known_columns: Collection[str] = frozenset()) -> None:
-    """Raise ConfigError for static problems: unknown references, bad parents, cycles, bad constraints.
+    """Raise ConfigError naming the column for every problem a sampler would otherwise hit mid-run.
 
-    ``known_columns`` are the non-sampler columns available before the samplers run (seed columns).
+    Checked: duplicate names, references to missing columns, subcategory parents and parent values
+    without subcategories, timedelta references, condition literals a category never takes,
+    scipy distributions without scipy, constraints on missing or unordered columns or on values
+    that cannot be compared, and dependency cycles.
+
+    ``known_columns`` are the other columns of the config (seed columns, and the engine may pass
+    every generated output name too); sampler names among them are fine.
     """
     by_name: dict[str, SamplerColumn] = {}
     for column in columns:
@@ -49,8 +64,56 @@ def validate_sampler_columns(columns: Sequence[SamplerColumn], constraints: Sequ
     available = set(by_name) | set(known_columns)
     for column in columns:
         _check_references(column, by_name, available)
-    check_constraints(constraints, {name: c.sampler_type for name, c in by_name.items()}, available)
+        _check_condition_values(column, by_name)
+        _check_distributions(column)
+    check_constraints(constraints, {name: c.sampler_type for name, c in by_name.items()}, available,
+                      value_kinds={name: _value_kind(c) for name, c in by_name.items()})
     sampler_order(columns)
+
+
+def _value_kind(column: SamplerColumn) -> str:
+    """How a sampler column's values compare: 'number', 'datetime', 'str' or 'other'."""
+    if column.sampler_type in _DATETIME_SAMPLERS:
+        return "datetime"
+    if isinstance(column.params, CategoryParams | SubcategoryParams):
+        kind = column.params.value_kind()
+        return "number" if kind == "bool" else kind
+    if column.sampler_type in _NUMERIC_SAMPLERS:
+        return "number"
+    return "other"
+
+
+def _category_values(column: SamplerColumn) -> list[Any]:
+    """Every value a category column can take, as the Python values of its drawn array."""
+    values = [v for params in column.all_params() for v in params.values]  # type: ignore[attr-defined]
+    return list(value_array(values).tolist())
+
+
+def _check_condition_values(column: SamplerColumn, by_name: Mapping[str, SamplerColumn]) -> None:
+    # A literal a category never takes is a typo: the condition would silently never (or always) hold.
+    for condition, _ in column.conditions():
+        source = by_name.get(condition.column)
+        if source is None or source.sampler_type != "category":
+            continue
+        possible = _category_values(source)
+        literals = condition.value if condition.operator in ("in", "not in") else (condition.value,)
+        unknown = [literal for literal in literals if literal not in possible]
+        if unknown:
+            raise ConfigError(f"sampler column {column.name!r}: condition on {condition.column!r} compares "
+                              f"with {unknown}, which {condition.column!r} never takes (its values: "
+                              f"{sorted(set(map(str, possible)))}); quote strings and check the spelling")
+
+
+def _check_distributions(column: SamplerColumn) -> None:
+    for params in column.all_params():
+        # The scipy sampler always draws with scipy.stats; a mixture only for non-numpy names.
+        if isinstance(params, ScipyParams) or (isinstance(params, BernoulliMixtureParams)
+                                               and params.dist_name not in NUMPY_DISTRIBUTIONS):
+            try:
+                import scipy.stats  # noqa: F401
+            except ImportError:
+                raise ConfigError(f"sampler column {column.name!r}: the scipy distribution "
+                                  f"{params.dist_name!r} needs scipy; {SCIPY_HINT}") from None
 
 
 def _check_references(column: SamplerColumn, by_name: Mapping[str, SamplerColumn],
@@ -80,12 +143,12 @@ def _check_subcategory(name: str, params: SubcategoryParams, by_name: Mapping[st
     if parent is None or parent.sampler_type != "category":
         raise ConfigError(f"subcategory column {name!r}: parent {params.category!r} must be a category "
                           "sampler column of the same config")
-    parent_values = {str(v) for p in [parent.params, *(p for _, p in parent.conditions())]
-                     for v in p.values}  # type: ignore[attr-defined]
-    missing = sorted(parent_values - set(params.values))
+    keys = list(params.values)
+    missing = sorted({str(v) for v in _category_values(parent) if subcategory_key(v, keys) is None})
     if missing:
         raise ConfigError(f"subcategory column {name!r}: no subcategories for values {missing} of "
-                          f"{params.category!r}; add them to values")
+                          f"{params.category!r}; add them to values (keys are the values as strings, "
+                          f"e.g. {missing[0]!r})")
 
 
 def sampler_order(columns: Sequence[SamplerColumn]) -> list[SamplerColumn]:
@@ -210,8 +273,16 @@ def _violations(constraints: Sequence[ConstraintModel], values: Mapping[str, Any
 
 def _redrawn_columns(ordered: Sequence[SamplerColumn],
                      constraints: Sequence[ConstraintModel]) -> list[SamplerColumn]:
-    """Constraint targets plus every sampler column drawn from them, in drawing order."""
+    """Constraint targets, right-hand sampler columns, and every sampler column drawn from them, in
+    drawing order.
+
+    Redrawing only the target cannot fix a row whose right-hand value leaves no room (``end > start``
+    where ``start`` is the last day of the range), so a right-hand column that is a sampler is redrawn
+    together with the target in the violating rows.
+    """
+    samplers = {column.name for column in ordered}
     names = {constraint.target_column for constraint in constraints}
+    names |= {c.rhs_column for c in constraints if isinstance(c, ColumnInequality) and c.rhs_column in samplers}
     # A redrawn column invalidates the columns drawn from it (a category's subcategory, a timedelta
     # of a datetime); topological order makes this transitive.
     for column in ordered:

@@ -13,6 +13,7 @@ from gristmill.errors import ConfigError, ConstraintError
 _COMPARE = {"<": np.less, "<=": np.less_equal, ">": np.greater, ">=": np.greater_equal}
 # Columns whose values have no order, so an inequality on them is a config mistake.
 _UNORDERED_SAMPLERS = frozenset({"person", "uuid", "subcategory"})
+_KIND_NAMES = {"number": "numbers", "datetime": "datetimes", "str": "strings", "other": "values without order"}
 
 
 def violation_mask(constraint: ConstraintModel, values: Mapping[str, Any]) -> np.ndarray:
@@ -31,8 +32,10 @@ def violation_mask(constraint: ConstraintModel, values: Mapping[str, Any]) -> np
 
 
 def check_constraints(constraints: Sequence[ConstraintModel], sampler_types: Mapping[str, str],
-                      known_columns: Collection[str]) -> None:
-    """Static checks: targets are orderable sampler columns, right-hand columns exist."""
+                      known_columns: Collection[str], *, value_kinds: Mapping[str, str] | None = None) -> None:
+    """Static checks: targets are orderable sampler columns, right-hand columns exist, and (with
+    ``value_kinds``: sampler column -> 'number', 'datetime', 'str' or 'other') both sides compare."""
+    kinds = value_kinds or {}
     for constraint in constraints:
         where = f"constraint '{constraint.describe()}'"
         target_type = sampler_types.get(constraint.target_column)
@@ -42,10 +45,22 @@ def check_constraints(constraints: Sequence[ConstraintModel], sampler_types: Map
         if target_type in _UNORDERED_SAMPLERS:
             raise ConfigError(f"{where}: {target_type} values have no order; constrain a numeric or "
                               "datetime sampler column instead")
+        target_kind = kinds.get(constraint.target_column)
+        if isinstance(constraint, ScalarInequality) and target_kind not in (None, "number"):
+            raise ConfigError(f"{where}: {constraint.target_column!r} holds {_KIND_NAMES[target_kind]}, which "
+                              "cannot be compared with a number")
         if isinstance(constraint, ColumnInequality):
             rhs = constraint.rhs_column
             if rhs not in sampler_types and rhs not in known_columns:
-                raise ConfigError(f"{where}: rhs_column {rhs!r} is not a column of this config")
+                raise ConfigError(f"{where}: rhs_column {rhs!r} is not a sampler or seed column (constraints are "
+                                  "enforced while the samplers are drawn, before other columns exist)")
+            if sampler_types.get(rhs) in _UNORDERED_SAMPLERS:
+                raise ConfigError(f"{where}: rhs_column {rhs!r} is a {sampler_types[rhs]} column, whose values "
+                                  "have no order")
+            rhs_kind = kinds.get(rhs)
+            if target_kind is not None and rhs_kind is not None and target_kind != rhs_kind:
+                raise ConfigError(f"{where}: {constraint.target_column!r} holds {_KIND_NAMES[target_kind]} but "
+                                  f"{rhs!r} holds {_KIND_NAMES[rhs_kind]}; they cannot be compared")
 
 
 def unsatisfied_error(failures: Sequence[tuple[ConstraintModel, int]], *, num_rows: int,

@@ -5,6 +5,8 @@ pools built once per process with a fixed Faker seed (a few thousand first names
 last names, city/state/zipcode triples, email domains); a batch then only draws integer
 indices and gathers with ``pyarrow.Array.take``. Emails and (en_US) phone numbers are
 composed with ``pyarrow.compute`` from the chosen pieces, so no Python code runs per row.
+A name with no ASCII form (ja_JP, zh_CN, ar_AA, hi_IN...) gives no email local part, so those
+rows get a random lower-case alphanumeric one (``k3v9q2xa@example.org``), drawn in one call.
 
 The pools depend on the Faker version: upgrading Faker may change the names drawn.
 
@@ -46,10 +48,12 @@ class PersonPools:
     """Per-locale value pools; arrays of the same group are parallel (index i is one record)."""
 
     first_names: pa.StringArray  # male names, then female names
-    first_name_keys: pa.StringArray  # ASCII lower-case forms, for email addresses
+    first_name_keys: pa.StringArray  # ASCII lower-case forms, for email addresses ('' if none)
     num_male: int
     last_names: pa.StringArray
     last_name_keys: pa.StringArray
+    first_key_missing: np.ndarray  # bool per first name: no ASCII form, so no email local part
+    last_key_missing: np.ndarray
     cities: pa.StringArray
     states: pa.StringArray
     zipcodes: pa.StringArray
@@ -58,10 +62,9 @@ class PersonPools:
 
 
 def email_key(name: str) -> str:
-    """ASCII lower-case letters and digits of a name ('Zoë O'Neil' -> 'zoeoneil'); 'user' if none."""
+    """ASCII lower-case letters and digits of a name ('Zoë O'Neil' -> 'zoeoneil'); '' if none ('遠藤')."""
     ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
-    key = "".join(ch for ch in ascii_name.lower() if ch.isalnum())
-    return key or "user"
+    return "".join(ch for ch in ascii_name.lower() if ch.isalnum())
 
 
 def _repeat(make: Callable[[], str], count: int) -> list[str]:
@@ -103,9 +106,12 @@ def person_pools(locale: str) -> PersonPools:
     domains = sorted(set(_repeat(fake.free_email_domain, DOMAIN_POOL_SIZE)))
     phones = None if locale == "en_US" else pa.array(_repeat(fake.phone_number, PHONE_POOL_SIZE))
     first = male + female
+    first_keys, last_keys = [email_key(n) for n in first], [email_key(n) for n in last]
     return PersonPools(
-        first_names=pa.array(first), first_name_keys=pa.array([email_key(n) for n in first]),
-        num_male=len(male), last_names=pa.array(last), last_name_keys=pa.array([email_key(n) for n in last]),
+        first_names=pa.array(first), first_name_keys=pa.array(first_keys),
+        num_male=len(male), last_names=pa.array(last), last_name_keys=pa.array(last_keys),
+        first_key_missing=np.array([not key for key in first_keys]),
+        last_key_missing=np.array([not key for key in last_keys]),
         cities=pa.array(cities), states=pa.array(states), zipcodes=pa.array(zipcodes),
         email_domains=pa.array(domains), phones=phones,
     )
@@ -142,6 +148,27 @@ def _emails(first_keys: pa.Array, last_keys: pa.Array, domains: pa.Array,
     numbers = pc.cast(pa.array(rng.integers(1, 100, size=n)), pa.string())
     suffix = pc.if_else(pa.array(rng.random(n) < 0.5), numbers, "")
     return pc.binary_join_element_wise(first_keys, ".", last_keys, suffix, "@", domains, "")
+
+
+_LOCAL_PART_CHARS = np.frombuffer(b"abcdefghijklmnopqrstuvwxyz0123456789", dtype=np.uint8)
+LOCAL_PART_LENGTH = 8  # 36**8 = 2.8e12 local parts: about one repeat in 500 batches of 100k rows
+
+
+def _random_local_parts(n: int, rng: np.random.Generator) -> pa.Array:
+    """``n`` random local parts: a letter, then letters and digits (one draw, no per-row Python)."""
+    codes = rng.integers(0, len(_LOCAL_PART_CHARS), size=(n, LOCAL_PART_LENGTH), dtype=np.uint8)
+    codes[:, 0] %= 26  # start with a letter
+    text = np.ascontiguousarray(_LOCAL_PART_CHARS[codes]).view(f"S{LOCAL_PART_LENGTH}").ravel()
+    return pa.array(text.astype(f"U{LOCAL_PART_LENGTH}"))
+
+
+def _without_ascii_names(emails: pa.Array, no_key: np.ndarray, domains: pa.Array,
+                         rng: np.random.Generator) -> pa.Array:
+    """Emails of rows whose name has no ASCII form replaced by ``<random>@<domain>``."""
+    if not no_key.any():
+        return emails
+    local = _random_local_parts(len(emails), rng)
+    return pc.if_else(pa.array(no_key), pc.binary_join_element_wise(local, domains, "@"), emails)
 
 
 def _north_american_phones(n: int, rng: np.random.Generator) -> pa.Array:
@@ -193,4 +220,8 @@ def draw_person(params: PersonParams, n: int, rng: np.random.Generator,
         pa.array(_birth_dates(ages, params.reference_date, rng), type=pa.date32()),
         cities, pools.states.take(place), pools.zipcodes.take(place), emails, phones,
     ]
+    # Drawn last and only when a name lacks an ASCII form, so Latin-script locales draw exactly
+    # what they always did, and the other fields of every locale stay as they were.
+    no_key = pools.first_key_missing[first_index] | pools.last_key_missing[last.to_numpy()]
+    fields[8] = _without_ascii_names(emails, no_key, domains, rng)
     return pa.StructArray.from_arrays(fields, names=list(PERSON_FIELDS))

@@ -8,10 +8,11 @@ Output dtypes (the contract with the engine):
 ===================================  =================================================
 sampler                              array
 ===================================  =================================================
-uuid, subcategory                    numpy ``object`` array of ``str``
-category                             ``object`` of ``str`` when every value is a string;
-                                     ``int64`` / ``float64`` / ``bool`` when all values are;
-                                     ``object`` for mixed values
+uuid                                 numpy ``object`` array of ``str``
+category, subcategory                ``object`` of ``str`` when the values are strings;
+                                     ``bool`` for booleans; ``int64`` for ints,
+                                     ``float64`` when any number is a float (config
+                                     validation rejects other mixes)
 uniform                              ``float64`` (rounded to ``decimal_places``); ``int64`` if integer
 gaussian, bernoulli_mixture          ``float64``
 bernoulli                            ``bool``
@@ -45,6 +46,7 @@ from gristmill.config.samplers import (
     TimedeltaParams,
     UniformParams,
     UUIDParams,
+    subcategory_key,
 )
 from gristmill.errors import ConfigError
 from gristmill.sampling.person import draw_person
@@ -104,22 +106,29 @@ def draw_category(params: CategoryParams, n: int, rng: np.random.Generator,
 
 def draw_subcategory(params: SubcategoryParams, n: int, rng: np.random.Generator,
                      inputs: Mapping[str, Any]) -> np.ndarray:
-    """A value from the list of the row's parent category; one uniform draw, scattered per parent value."""
+    """A value from the list of the row's parent category: one uniform draw, one gather.
+
+    The lists are laid end to end in one pool; each distinct parent value is matched to its key
+    once (``config.samplers.subcategory_key``), then every row indexes the pool at its list's
+    offset plus ``floor(u * length)``.
+    """
     parents = np.asarray(inputs[params.category])
-    parent_keys = parents.astype(str)  # keys of ``values`` are strings (they come from JSON/YAML)
     choice = rng.random(n)
-    out = np.empty(n, dtype=object)
-    covered = np.zeros(n, dtype=bool)
-    for key, options in params.values.items():
-        mask = parent_keys == key
-        pool = np.array(options, dtype=object)
-        out[mask] = pool[(choice[mask] * len(pool)).astype(np.int64)]
-        covered |= mask
-    if not covered.all():
-        missing = sorted({str(v) for v in parents[~covered]})
+    keys = list(params.values)
+    lengths = np.array([len(options) for options in params.values.values()], dtype=np.int64)
+    offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+    pool = value_array([v for options in params.values.values() for v in options])
+    import pandas as pd  # factorize hashes: several times faster than np.unique's sort on strings
+
+    inverse, distinct = pd.factorize(parents)
+    matched = [subcategory_key(value, keys) for value in distinct]
+    missing = sorted(str(value) for value, key in zip(distinct, matched, strict=True) if key is None)
+    if missing:
         raise ConfigError(f"subcategory of {params.category!r}: no values given for parent values {missing}; "
                           "add them to the subcategory's values")
-    return out
+    positions = {key: i for i, key in enumerate(keys)}
+    key_index = np.array([positions.get(key or "", 0) for key in matched], dtype=np.int64)[inverse]
+    return np.asarray(pool[offsets[key_index] + (choice * lengths[key_index]).astype(np.int64)])
 
 
 def draw_uniform(params: UniformParams, n: int, rng: np.random.Generator,

@@ -1,6 +1,7 @@
 """Composite workflows: named stages chained on disk, resumed stage by stage.
 
-``stage`` (definitions, checked when added), ``fingerprint`` (stage identity),
+``stage`` (definitions, checked when added), ``fingerprint`` (stage identity), ``validate``
+(static checks of the stages a plan will run),
 ``observe`` (reads prior state), ``plan`` (the pure planner), ``runner`` (executes a plan),
 ``outputs`` (output processors, callbacks), ``results``, ``composite`` (the user-facing
 ``CompositeWorkflow``) and ``spec`` (YAML workflow files).

@@ -3,16 +3,19 @@
 The fingerprint is sha256 over the canonical JSON of its components (DESIGN.md "Resume
 semantics"). The components are stored in ``workflow-metadata.json`` so a plan can name
 what changed. The path of the upstream hand-off is never part of it (moving the workflow
-directory keeps every stage reusable); the upstream stage's output identity is.
+directory keeps every stage reusable); the upstream stage's output identity is: its
+fingerprint and the recorded sha256 of its output files (or of an approved override).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from gristmill.config.fingerprint import sha256_json, short_hash
 from gristmill.engine.dataset_run import describe_changes
+from gristmill.workflow.metadata import OutputFile
 from gristmill.workflow.stage import StageDefinition
 
 #: Bumped only when the same stage definition would produce different data (never with the
@@ -23,12 +26,17 @@ FORMAT_VERSION = 1
 HANDOFF_PLACEHOLDER = "<upstream output>"
 
 
+#: The identity of an upstream stage's selected output as the next stage sees it: the upstream
+#: fingerprint plus a digest of the output files' recorded sha256s, or of the approved override.
+UpstreamIdentity = dict[str, str]
+
+
 @dataclass(frozen=True)
 class StageInputs:
     """What a stage's fingerprint depends on beyond its definition."""
 
     num_records: int
-    upstream_identity: str | None = None
+    upstream_identity: UpstreamIdentity | None = None
     seed_content: str | None = None
 
 
@@ -48,7 +56,7 @@ def stage_components(stage: StageDefinition, inputs: StageInputs) -> dict[str, A
         "output_processors": [{"name": p.name, "digest": short_hash(p.fingerprint_payload())}
                               for p in stage.output_processors],
         "output": stage.output,
-        "upstream": inputs.upstream_identity,
+        "upstream": dict(inputs.upstream_identity) if inputs.upstream_identity is not None else None,
     }
 
 
@@ -57,38 +65,93 @@ def stage_fingerprint(components: dict[str, Any]) -> str:
     return sha256_json(components)
 
 
-def output_identity(fingerprint: str, override_sha256: str | None) -> str:
+def output_identity(fingerprint: str, output_files: Sequence[OutputFile],
+                    override_sha256: str | None) -> UpstreamIdentity:
     """Identity of a stage's selected output, as seen by the next stage.
 
-    Without an override it is the stage fingerprint; an approved override replaces the output,
-    so its content digest joins in and a different override reruns the descendants.
+    The stage fingerprint alone is not enough: a stage rerun with an unchanged fingerprint (a
+    targeted ``rerun_from``, an interrupted run) may produce different rows (LLM answers,
+    custom code), so the recorded sha256 of every output file joins in, and a downstream stage
+    built from the old output no longer matches. An approved override replaces the output:
+    its content digest stands in for the stage's own files, so the same override again keeps
+    the descendants reusable and a different one reruns them.
     """
-    if override_sha256 is None:
-        return fingerprint
-    return sha256_json({"fingerprint": fingerprint, "override": override_sha256})
+    if override_sha256 is not None:
+        return {"fingerprint": fingerprint, "override": override_sha256}
+    return {"fingerprint": fingerprint, "output": sha256_json([f.sha256 for f in output_files])}
+
+
+def own_changes(old: dict[str, Any], new: dict[str, Any], *, inherited_rows: bool) -> list[str]:
+    """The changes of the stage's own components (not ``upstream``; not ``num_records`` when it
+    is inherited from the upstream output): what ``resume="always"`` refuses."""
+    skip = {"upstream", "num_records"} if inherited_rows else {"upstream"}
+    return [text for key, text in stage_changes(old, new, upstream=None) if key not in skip]
 
 
 def describe_stage_changes(old: dict[str, Any], new: dict[str, Any], *, upstream: str | None) -> str:
     """Name what differs between two sets of stage components, e.g. "prompt of column 'answer' changed"."""
-    changes: list[str] = []
+    return "; ".join(text for _, text in stage_changes(old, new, upstream=upstream)) or "fingerprint differs"
+
+
+def stage_changes(old: dict[str, Any], new: dict[str, Any], *, upstream: str | None) -> list[tuple[str, str]]:
+    """(component, human description) of every component that differs."""
+    changes: list[tuple[str, str]] = []
     if old.get("upstream") != new.get("upstream"):
-        changes.append(f"output of upstream {upstream!r} changed" if upstream else "upstream changed")
+        changes.append(("upstream", _describe_upstream(old.get("upstream"), new.get("upstream"), upstream)))
     if old.get("format_version") != new.get("format_version"):
-        changes.append(f"data format {old.get('format_version')} -> {new.get('format_version')}")
-    if old.get("config") != new.get("config"):
-        changes.append(describe_changes(old.get("config") or {}, new.get("config") or {}))
+        changes.append(("format_version",
+                        f"data format {old.get('format_version')} -> {new.get('format_version')}"))
+    old_config, new_config = old.get("config") or {}, new.get("config") or {}
+    if new.get("sampling_strategy") is not None or old.get("sampling_strategy") is not None:
+        # A downstream stage's seed is the hand-off, described by the two strategies below.
+        old_config = {k: v for k, v in old_config.items() if k != "seed"}
+        new_config = {k: v for k, v in new_config.items() if k != "seed"}
+    if old_config != new_config:
+        changes.append(("config", describe_changes(old_config, new_config)))
     if old.get("seed_content") != new.get("seed_content"):
-        changes.append("seed dataset content changed")
+        changes.append(("seed_content", "seed dataset content changed"))
     if old.get("num_records") != new.get("num_records"):
-        changes.append(f"num_records {old.get('num_records')} -> {new.get('num_records')}")
-    for key in ("sampling_strategy", "selection_strategy", "allow_empty", "output_processors"):
+        changes.append(("num_records", f"num_records {old.get('num_records')} -> {new.get('num_records')}"))
+    for key in ("sampling_strategy", "selection_strategy", "allow_empty"):
         if old.get(key) != new.get(key):
-            changes.append(f"{key.replace('_', ' ')} changed")
+            changes.append((key, _describe_value(key, old.get(key), new.get(key))))
+    if old.get("output_processors") != new.get("output_processors"):
+        changes.append(("output_processors",
+                        _describe_processors(old.get("output_processors"), new.get("output_processors"))))
     if old.get("callback") != new.get("callback"):
-        changes.append(_describe_callback(old.get("callback"), new.get("callback")))
+        changes.append(("callback", _describe_callback(old.get("callback"), new.get("callback"))))
     if old.get("output") != new.get("output"):
-        changes.append(f"output {old.get('output')!r} -> {new.get('output')!r}")
-    return "; ".join(changes) or "fingerprint differs"
+        changes.append(("output", f"output {old.get('output')!r} -> {new.get('output')!r}"))
+    return changes
+
+
+def _describe_upstream(old: Any, new: Any, upstream: str | None) -> str:
+    name = f"upstream {upstream!r}" if upstream else "upstream"
+    old_override = old.get("override") if isinstance(old, dict) else None
+    new_override = new.get("override") if isinstance(new, dict) else None
+    if new_override is not None and new_override != old_override:
+        return f"output of {name} overridden"
+    if old_override is not None and new_override is None:
+        return f"override of {name} removed"
+    return f"{name} output changed"
+
+
+def _describe_value(key: str, old: Any, new: Any) -> str:
+    if key == "allow_empty":
+        return f"allow_empty {old} -> {new}"
+    label = f"{key.replace('_', ' ')} changed"
+    return f"{label} ({old!r} -> {new!r})" if isinstance(old, str) and isinstance(new, str) else label
+
+
+def _describe_processors(old: Any, new: Any) -> str:
+    old_map = {p["name"]: p.get("digest") for p in old or [] if isinstance(p, dict)}
+    new_map = {p["name"]: p.get("digest") for p in new or [] if isinstance(p, dict)}
+    parts = [f"output processor {n!r} added" for n in new_map if n not in old_map]
+    parts += [f"output processor {n!r} removed" for n in old_map if n not in new_map]
+    parts += [f"output processor {n!r} changed" for n in new_map if n in old_map and old_map[n] != new_map[n]]
+    if not parts:
+        parts.append(f"output processors reordered: {list(old_map)} -> {list(new_map)}")
+    return "; ".join(parts)
 
 
 def _describe_callback(old: Any, new: Any) -> str:

@@ -15,7 +15,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from gristmill.storage.atomic import write_json_atomic
 
@@ -78,6 +78,21 @@ class StageRecord(BaseModel):
     duration_seconds: float | None = Field(default=None, description="Wall time of the last run of the stage.")
     usage: dict[str, dict[str, int]] = Field(default_factory=dict, description="Model usage of the dataset.")
     error: str | None = Field(default=None, description="Why the stage failed.")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> StageRecord:
+        """A finished stage must say what it produced; otherwise the file is not trustworthy."""
+        if self.status in (StageStatus.COMPLETED, StageStatus.COMPLETED_EMPTY):
+            missing = [name for name in ("fingerprint", "output_path", "output_rows") if getattr(self, name) is None]
+            if missing:
+                raise ValueError(f"stage {self.name!r} is {self.status.value} but has no {', '.join(missing)}")
+            rows = self.output_rows or 0
+            if self.status is StageStatus.COMPLETED and rows < 1:
+                raise ValueError(f"stage {self.name!r} is completed with output_rows {rows} (an empty output is "
+                                 "completed_empty)")
+            if self.status is StageStatus.COMPLETED_EMPTY and rows != 0:
+                raise ValueError(f"stage {self.name!r} is completed_empty with output_rows {rows}")
+        return self
 
 
 class WorkflowMetadata(BaseModel):

@@ -39,7 +39,8 @@ CALLBACK_OUTPUTS_DIR = "callback-outputs"
 def clear_post_processing(stage_dir: Path) -> None:
     """Remove output-processor and callback results (they are rebuilt after every run or resume)."""
     for name in (OUTPUT_PROCESSORS_DIR, CALLBACK_OUTPUTS_DIR):
-        shutil.rmtree(stage_dir / name, ignore_errors=True)
+        if (stage_dir / name).exists():
+            shutil.rmtree(stage_dir / name)
 
 
 def run_output_processors(stage: StageDefinition, stage_dir: Path, batch_files: Sequence[Path]) -> None:
@@ -74,9 +75,11 @@ def own_output_path(stage: StageDefinition, stage_dir: Path) -> Path:
     return stage_dir / PARQUET_DIR
 
 
-def run_callback(stage: StageDefinition, stage_dir: Path) -> Path:
-    """Call ``on_success(stage_dir)`` and return its output, copied inside the stage directory."""
-    assert stage.on_success is not None
+def run_callback(stage: StageDefinition, stage_dir: Path) -> tuple[Path, list[tuple[Path, int]]]:
+    """Call ``on_success(stage_dir)``; its output (copied inside the stage directory) and its
+    parquet files with their row counts (each footer is read once, here)."""
+    if stage.on_success is None:
+        raise WorkflowError(f"internal error: stage {stage.name!r} has no on_success callback")
     try:
         returned = stage.on_success(stage_dir)
     except Exception as exc:  # user code: report it with the stage it belongs to
@@ -86,23 +89,22 @@ def run_callback(stage: StageDefinition, stage_dir: Path) -> Path:
         raise WorkflowError(f"stage {stage.name!r}: on_success must return the path of a parquet file or "
                             f"directory, got {returned!r}")
     path = Path(returned)
-    check_parquet_output(stage, path)
+    files = check_parquet_output(stage, path)
     if path.resolve().is_relative_to(stage_dir.resolve()):
-        return path
+        return path, files
     target = stage_dir / CALLBACK_OUTPUTS_DIR / path.name
-    if path.is_dir():
-        for source in parquet_output_files(path):
-            destination = target / source.relative_to(path)
-            destination.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, destination)
-    else:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(path, target)
-    return target
+    copied: list[tuple[Path, int]] = []
+    for source, rows in files:
+        destination = target / source.relative_to(path) if path.is_dir() else target
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source, destination)
+        copied.append((destination, rows))
+    return target, copied
 
 
-def check_parquet_output(stage: StageDefinition, path: Path) -> list[Path]:
-    """The parquet files of a callback output; ``WorkflowError`` naming stage and path if unusable."""
+def check_parquet_output(stage: StageDefinition, path: Path) -> list[tuple[Path, int]]:
+    """The parquet files of a callback output with their rows; ``WorkflowError`` naming stage and path
+    if unusable."""
     if not path.exists():
         raise WorkflowError(f"stage {stage.name!r}: on_success output {path} does not exist; the callback must "
                             "write it before returning its path")
@@ -110,16 +112,19 @@ def check_parquet_output(stage: StageDefinition, path: Path) -> list[Path]:
     if not files:
         raise WorkflowError(f"stage {stage.name!r}: on_success output {path} is not a parquet file or a "
                             "directory of parquet files")
+    counted: list[tuple[Path, int]] = []
     for file in files:
         try:
-            pq.ParquetFile(file)
+            counted.append((file, pq.ParquetFile(file).metadata.num_rows))
         except (pa.ArrowException, OSError) as exc:
             raise WorkflowError(f"stage {stage.name!r}: on_success output {file} is not readable parquet "
                                 f"({exc})") from None
-    return files
+    return counted
 
 
-def output_file_records(files: Sequence[Path], workflow_dir: Path) -> list[OutputFile]:
-    """Rows (from footers), size and sha256 of every output file, paths in stored form."""
-    return [OutputFile(file=stored_path(path, workflow_dir), rows=pq.ParquetFile(path).metadata.num_rows,
-                       bytes=path.stat().st_size, sha256=sha256_file(path)) for path in files]
+def output_file_records(files: Sequence[Path], workflow_dir: Path,
+                        rows: Sequence[int] | None = None) -> list[OutputFile]:
+    """Rows (from footers, unless already known), size and sha256 of every output file, paths in stored form."""
+    counts = list(rows) if rows is not None else [pq.ParquetFile(path).metadata.num_rows for path in files]
+    return [OutputFile(file=stored_path(path, workflow_dir), rows=count, bytes=path.stat().st_size,
+                       sha256=sha256_file(path)) for path, count in zip(files, counts, strict=True)]

@@ -23,7 +23,13 @@ from gristmill.results import DatasetResults
 from gristmill.storage.layout import RESPONSE_CACHE_FILE, DatasetLayout
 from gristmill.storage.metadata import DatasetMetadata
 from gristmill.version import __version__
-from gristmill.workflow.fingerprint import StageInputs, output_identity, stage_components, stage_fingerprint
+from gristmill.workflow.fingerprint import (
+    StageInputs,
+    UpstreamIdentity,
+    output_identity,
+    stage_components,
+    stage_fingerprint,
+)
 from gristmill.workflow.metadata import (
     WORKFLOW_METADATA_FILE,
     StageRecord,
@@ -44,6 +50,7 @@ from gristmill.workflow.outputs import (
 from gristmill.workflow.plan import StageAction, StagePlan, WorkflowPlan
 from gristmill.workflow.results import SkippedStageResult, StageResult, WorkflowResults
 from gristmill.workflow.stage import StageDefinition
+from gristmill.workflow.validate import stage_errors
 
 
 @dataclass(frozen=True)
@@ -53,7 +60,7 @@ class Handoff:
     stage: str
     path: Path | None
     rows: int
-    identity: str
+    identity: UpstreamIdentity | None
     empty_from: str | None = None  # the stage that came out empty, propagated through skips
 
 
@@ -115,18 +122,20 @@ class WorkflowRunner:
         self._save(StageRecord(index=stage.index, name=stage.name, directory=stage.directory_name,
                                depends_on=[handoff.stage] if handoff else [], last_action=StageAction.SKIP_EMPTY.value,
                                status=StageStatus.SKIPPED_EMPTY_UPSTREAM, upstream_stage=empty_from))
-        return (Handoff(stage.name, None, 0, "", empty_from=empty_from),
+        return (Handoff(stage.name, None, 0, None, empty_from=empty_from),
                 SkippedStageResult(stage=stage.name, upstream_stage=empty_from))
 
     def _reuse(self, stage: StageDefinition) -> tuple[Handoff, StageResult]:
-        assert self.prior.metadata is not None
-        prior = self.prior.metadata.stage(stage.index, stage.name)
-        assert prior is not None and prior.fingerprint is not None and prior.output_path is not None
+        prior = self.prior.metadata.stage(stage.index, stage.name) if self.prior.metadata else None
+        if prior is None or prior.fingerprint is None or prior.output_path is None or prior.output_rows is None:
+            # StageRecord's validator rejects such files on load; only a bug gets here.
+            raise WorkflowError(f"stage {stage.name!r} was planned REUSE but its record is incomplete; run with "
+                                "resume=if-possible again")
         record = prior.model_copy(deep=True)
         record.last_action = StageAction.REUSE.value
         empty = record.status is StageStatus.COMPLETED_EMPTY
-        handoff = Handoff(stage.name, resolve_stored(record.output_path or "", self.workflow_dir),
-                          record.output_rows or 0, record.fingerprint or "", stage.name if empty else None)
+        handoff = Handoff(stage.name, resolve_stored(prior.output_path, self.workflow_dir), prior.output_rows,
+                          output_identity(prior.fingerprint, prior.output_files, None), stage.name if empty else None)
         handoff = self._apply_override(stage, record, handoff)
         self._save(record)
         return handoff, DatasetResults(self.workflow_dir / stage.directory_name)
@@ -134,10 +143,12 @@ class WorkflowRunner:
     def _generate(self, stage: StageDefinition, step: StagePlan, handoff: Handoff | None,
                   cache: Any) -> tuple[Handoff, StageResult]:
         record = self._running_record(stage, step, handoff)
+        config = stage.with_handoff(str(handoff.path) if handoff and handoff.path else None)
+        with stage_errors(stage):
+            self.mill.validate(config)  # with the real hand-off; before anything of the stage is touched
         self._save(record)
         started = time.perf_counter()
         try:
-            config = stage.with_handoff(str(handoff.path) if handoff and handoff.path else None)
             dataset = self._run_dataset(stage, step, config, record, cache)
             result = self._finish(stage, record, dataset)
         except BaseException as exc:
@@ -170,10 +181,10 @@ class WorkflowRunner:
                      cache: Any) -> DatasetMetadata:
         stage_dir = self.workflow_dir / stage.directory_name
         if step.action is StageAction.RUN:
-            shutil.rmtree(stage_dir, ignore_errors=True)
+            if stage_dir.exists():
+                shutil.rmtree(stage_dir)  # an error removing it surfaces: never run over stale files
         else:
             clear_post_processing(stage_dir)
-        self.mill.validate(config)
         run_config = self.mill.run_config.model_copy(update={"seed": record.run_seed})
         run = DatasetRun(config, layout=DatasetLayout(stage_dir), dataset_name=stage.directory_name,
                          num_records=record.requested_rows or 0, run_config=run_config, loop=self.mill._loop,
@@ -188,19 +199,24 @@ class WorkflowRunner:
             run_output_processors(stage, stage_dir, [stage_dir / b.file for b in dataset.completed_batches])
         selected = own_output_path(stage, stage_dir)
         if stage.on_success is not None:
-            selected = run_callback(stage, stage_dir)
+            selected, counted = run_callback(stage, stage_dir)
             record.callback_path = stored_path(selected, self.workflow_dir)
-        files = parquet_output_files(selected)
-        record.output_files = output_file_records(files, self.workflow_dir)
+            record.output_files = output_file_records([f for f, _ in counted], self.workflow_dir,
+                                                      [n for _, n in counted])
+        else:
+            record.output_files = output_file_records(parquet_output_files(selected), self.workflow_dir)
         rows = sum(f.rows for f in record.output_files)
-        if rows == 0 and not stage.allow_empty:
+        # An override replaces the output for the descendants, so an empty own output is no error then.
+        if rows == 0 and not stage.allow_empty and stage.name not in self.overrides:
             raise WorkflowError(f"stage {stage.name!r} produced no rows ({selected}); pass allow_empty=True to let "
                                 "the workflow stop here, or loosen the filter")
         record.status = StageStatus.COMPLETED if rows else StageStatus.COMPLETED_EMPTY
         record.output_path, record.output_rows = stored_path(selected, self.workflow_dir), rows
         record.actual_rows, record.usage, record.finished_at = dataset.actual_rows, dataset.usage, utc_now()
-        assert record.fingerprint is not None
-        handoff = Handoff(stage.name, selected, rows, record.fingerprint, None if rows else stage.name)
+        if record.fingerprint is None:
+            raise WorkflowError(f"internal error: stage {stage.name!r} has no fingerprint")
+        handoff = Handoff(stage.name, selected, rows, output_identity(record.fingerprint, record.output_files, None),
+                          None if rows else stage.name)
         handoff = self._apply_override(stage, record, handoff)
         return handoff, DatasetResults(stage_dir, dataset)
 
@@ -208,10 +224,10 @@ class WorkflowRunner:
         override = self.overrides.get(stage.name)
         record.override_path = stored_path(override.path, self.workflow_dir) if override else None
         record.override_sha256 = override.sha256 if override else None
-        if override is None:
+        if override is None or record.fingerprint is None:
             return handoff
         return Handoff(stage.name, override.path, override.rows,
-                       output_identity(handoff.identity, override.sha256))
+                       output_identity(record.fingerprint, record.output_files, override.sha256))
 
     @contextlib.contextmanager
     def _response_cache(self) -> Iterator[Any]:
