@@ -189,7 +189,8 @@ class WorkflowRunner:
         run = DatasetRun(config, layout=DatasetLayout(stage_dir), dataset_name=stage.directory_name,
                          num_records=record.requested_rows or 0, run_config=run_config, loop=self.mill._loop,
                          llm=self.mill._llm_runtime(config), response_cache=cache, progress=self.mill._progress(),
-                         run_seed=record.run_seed, identity=dataset_identity(config, include_seed_source=False))
+                         run_seed=record.run_seed, identity=dataset_identity(config, include_seed_source=False),
+                         cache_scope=stage.name)  # same-named columns of two stages keep their own answers
         return run.execute(resume=step.action is StageAction.RESUME)
 
     def _finish(self, stage: StageDefinition, record: StageRecord,
