@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -71,7 +73,6 @@ def test_growing_num_records_pays_only_for_new_rows(server: LLMTestServer, tmp_p
     df = grown.load_dataset()
     assert len(df) == 250 and df["text"].notna().all()
     assert df["text"][:200].tolist() == first["text"].tolist()
-    assert grown.usage["default"]["cache_hits"] == 400
 
 
 def test_rerun_of_a_changed_stage_pays_only_for_changed_requests(server: LLMTestServer, tmp_path: Path) -> None:
@@ -97,6 +98,109 @@ def test_cache_false_opts_out(server: LLMTestServer, tmp_path: Path) -> None:
     with _mill(tmp_path, server.url, cache=False) as mill:
         mill.create(_config(), num_records=10, dataset_name="d")
     assert not (tmp_path / "artifacts" / "d" / "response-cache.sqlite").exists()
+
+    def run(summary_prompt: str) -> None:
+        cfg = (gm.ConfigBuilder()
+               .add_column(name="id", column_type="sampler", sampler_type="uuid", params={})
+               .add_column(name="text", column_type="llm_text", prompt="Describe item {{ id }}.")
+               .add_column(name="summary", column_type="llm_text", prompt=summary_prompt)
+               .build())
+        with _mill(tmp_path / "wf", server.url, cache=False) as mill:
+            wf = mill.compose_workflow("wf")
+            wf.add_stage("items", cfg, num_records=30)
+            wf.run(resume="if-possible")
+
+    # A rerun of a changed stage pays again for the unchanged 'text' column: nothing was cached.
+    server.reset_stats()
+    run("Summarise: {{ text }}")
+    assert server.stats()["requests"] == 60
+    run("Summarise in five words: {{ text }}")
+    assert server.stats()["requests"] == 60 + 60
+    assert not list((tmp_path / "wf").rglob("response-cache.sqlite"))
+
+
+def test_key_uses_the_dataset_wide_row_index(server: LLMTestServer, tmp_path: Path) -> None:
+    # A prompt without row variables: every row sends the same body, so only the row index
+    # tells row 10 (batch 2, row 0) from row 0 (batch 1, row 0).
+    cfg = gm.ConfigBuilder().add_column(name="t", column_type="llm_text", prompt="Say something.").build()
+    server.configure(latency=0.005)
+    provider, model = provider_and_model(server.url, max_parallel_requests=1, max_retries=0)
+    run_config = gm.RunConfig(batch_size=10, seed=3, show_progress=False, error_window=10, max_error_rate=0.3)
+
+    def stop_during_batch_2() -> None:
+        deadline = time.monotonic() + 10
+        while server.app.stats.completions < 14 and time.monotonic() < deadline:
+            time.sleep(0.0005)
+        server.configure(fail_status=503)
+
+    with gm.Mill(tmp_path, model_providers=[provider], model_configs=[model], run_config=run_config) as mill:
+        watcher = threading.Thread(target=stop_during_batch_2)
+        watcher.start()
+        try:
+            with pytest.raises(gm.ModelError):
+                mill.create(cfg, num_records=25, dataset_name="d")
+        finally:
+            watcher.join()
+        paid_in_batch_2 = server.stats()["completions"] - 10
+        assert paid_in_batch_2 >= 4
+        server.configure(fail_status=None)
+        resumed = mill.create(cfg, num_records=25, dataset_name="d", resume="if-possible")
+        # Batch 2's answers paid before the stop come from the cache; every row is paid once.
+        assert resumed.run_usage["default"]["cache_hits"] == paid_in_batch_2
+        assert server.stats()["completions"] == 25
+        grown = mill.create(cfg, num_records=35, dataset_name="d", resume="if-possible")
+    assert server.stats()["completions"] == 35  # growing pays only for the 10 new rows
+    assert grown.count_records() == 35 and grown.load_dataset()["t"].notna().all()
+
+
+def test_cache_scope_separates_same_named_columns(server: LLMTestServer, tmp_path: Path) -> None:
+    from gristmill.engine.generators.base import BatchFrame, EngineContext, build_generator
+    from gristmill.llm.registry import ModelRegistry
+    from gristmill.llm.runtime import LLMRuntime
+
+    provider, model = provider_and_model(server.url)
+    cfg = gm.ConfigBuilder().add_column(name="t", column_type="llm_text", prompt="Same prompt.").build()
+    runtime = LLMRuntime(ModelRegistry.load(providers=[provider], models=[model]))
+
+    def generate(cache: ResponseCache, scope: str) -> list[object]:
+        context = EngineContext(config=cfg, run_config=gm.RunConfig(show_progress=False), llm=runtime,
+                                response_cache=cache)
+        context.cache_scope = scope
+        generator = build_generator(cfg.columns[0], context)
+
+        async def main() -> list[object]:
+            try:
+                return list((await generator.generate(BatchFrame(0, 0, 3, 0)))["t"])
+            finally:
+                await runtime.aclose()
+
+        return asyncio.run(main())
+
+    with ResponseCache(tmp_path / "response-cache.sqlite") as cache:
+        generate(cache, "stage-a")
+        assert server.stats()["requests"] == 3
+        generate(cache, "stage-b")  # same column name and prompt, another stage: its own answers
+        assert server.stats()["requests"] == 6
+        generate(cache, "stage-a")
+        assert server.stats()["requests"] == 6
+        assert set(cache.stats()["columns"]) == {"stage-a/t", "stage-b/t"}
+
+
+def test_import_from_copies_missing_entries_and_leaves_the_source_alone(tmp_path: Path) -> None:
+    with ResponseCache(tmp_path / "old.sqlite") as old:
+        for i in range(5):
+            old.put(f"k{i}", {"v": i, "r": None}, column="c")
+    before = (tmp_path / "old.sqlite").read_bytes()
+    with ResponseCache(tmp_path / "new.sqlite") as new:
+        new.put("k0", {"v": "newer", "r": None}, column="c")
+        assert new.import_from(tmp_path / "old.sqlite") == 4
+        assert new.import_from(tmp_path / "old.sqlite") == 0
+        assert new.get("k0") == {"v": "newer", "r": None} and new.get("k4") == {"v": 4, "r": None}
+        assert new.stats()["entries"] == 5
+        (tmp_path / "foreign.sqlite").write_bytes(b"not a database at all" * 100)
+        with pytest.raises(gm.ArtifactError, match="not a SQLite file"):
+            new.import_from(tmp_path / "foreign.sqlite")
+    assert (tmp_path / "old.sqlite").read_bytes() == before
 
 
 def test_errors_are_not_cached(server: LLMTestServer, tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 from typer.testing import CliRunner
@@ -40,6 +41,24 @@ def test_models_check_reports_latency_or_the_exact_error(clean_environ: Path) ->
     assert "model 'test-model' does not exist" in failed.output
 
 
+def test_models_list_shows_a_model_with_an_unknown_provider_as_an_error_row(clean_environ: Path) -> None:
+    write_registry(clean_environ, "http://127.0.0.1:9/v1")
+    with (clean_environ / "models.yaml").open("a") as f:
+        f.write("- {alias: orphan, model: m, provider: nowhere}\n")
+    result = runner.invoke(app, ["models", "list"], terminal_width=300)
+    assert result.exit_code == 0, result.output
+    assert result.exception is None
+    assert "orphan" in result.output and "'nowhere'" in result.output and "default" in result.output
+
+
+def test_models_check_sends_max_tokens_only_when_configured(clean_environ: Path) -> None:
+    # Newer OpenAI models refuse 'max_tokens'; the check must not add it on its own.
+    with LLMTestServer(unsupported_params="max_tokens") as server:
+        write_registry(clean_environ, server.url)
+        result = runner.invoke(app, ["models", "check", "default"])
+    assert result.exit_code == 0, result.output
+
+
 def test_models_check_names_a_missing_key_variable(clean_environ: Path) -> None:
     write_registry(clean_environ, "http://127.0.0.1:9/v1", api_key="$GM_CLI_API_KEY")
     result = runner.invoke(app, ["models", "check", "default"])
@@ -60,3 +79,21 @@ def test_cache_stats_and_clear(tmp_path: Path) -> None:
     assert cleared.exit_code == 0 and "removed 4" in cleared.output
     missing = runner.invoke(app, ["cache", "stats", str(tmp_path / "nowhere")])
     assert missing.exit_code == 1 and "no response cache" in missing.output
+
+
+def test_cache_commands_refuse_foreign_files_with_one_line(tmp_path: Path) -> None:
+    text = tmp_path / "notes.sqlite"
+    text.write_text("just some text, not a database " * 50)
+    foreign = tmp_path / "other.sqlite"
+    with sqlite3.connect(foreign) as db:
+        db.execute("CREATE TABLE people (name TEXT)")
+    foreign_bytes = foreign.read_bytes()
+    for path, message in ((text, "not a SQLite file"), (foreign, "not a gristmill response cache")):
+        for args in (["cache", "stats", str(path)], ["cache", "clear", str(path), "--yes"]):
+            result = runner.invoke(app, args, terminal_width=300)
+            assert result.exit_code == 1, result.output
+            assert result.exception is None or isinstance(result.exception, SystemExit)
+            assert message in result.output and len(result.output.strip().splitlines()) == 1
+    assert foreign.read_bytes() == foreign_bytes  # no table was created in it
+    with sqlite3.connect(foreign) as db:
+        assert [r[0] for r in db.execute("SELECT name FROM sqlite_master")] == ["people"]

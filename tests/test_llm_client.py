@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from collections import defaultdict
 from collections.abc import Iterator
@@ -140,13 +141,20 @@ def test_unreachable_endpoint_fails_the_cell(tmp_path: Path) -> None:
 
 
 def test_401_stops_the_run_without_leaking_the_key(server: LLMTestServer, tmp_path: Path) -> None:
-    server.configure(api_key="right-key")
-    with make_mill(tmp_path, server.url, api_key="wrong-key-123") as mill:
+    # The server quotes the Authorization and X-* headers it got: the client must redact them.
+    server.configure(api_key="right-key", echo_headers=True)
+    provider, model = provider_and_model(server.url, retry_backoff=0.01)
+    provider = provider.model_copy(update={"api_key": "wrong-key-123",
+                                           "extra_headers": {"X-Org-Token": "org-secret-456"}})
+    with gm.Mill(tmp_path / "artifacts", run_config=gm.RunConfig(show_progress=False),
+                 model_providers=[provider], model_configs=[model]) as mill:
         with pytest.raises(gm.ModelAuthError) as info:
             mill.create(text_config(), num_records=5)
-    assert "401" in str(info.value) and "wrong-key-123" not in str(info.value)
-    config_json = next((tmp_path / "artifacts").glob("*/config.json")).read_text()
-    assert "wrong-key-123" not in config_json
+    message = str(info.value)
+    assert "401" in message and "Request headers: authorization: Bearer ***, x-org-token: ***" in message
+    assert "wrong-key-123" not in message and "org-secret-456" not in message
+    for path in (tmp_path / "artifacts").rglob("*.json"):
+        assert "wrong-key-123" not in path.read_text() and "org-secret-456" not in path.read_text()
 
 
 def test_api_key_from_env_is_sent(server: LLMTestServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -173,6 +181,50 @@ def test_other_4xx_fails_the_cell_with_the_endpoint_message(server: LLMTestServe
     assert usage["retries"] == 0
 
 
+def test_retry_after_pauses_every_new_request_of_the_model(server: LLMTestServer) -> None:
+    # The endpoint refuses everything for 1.5 s, asking for Retry-After: 1. Only requests already
+    # in flight may come back 429; the queue behind them waits out the pause instead of storming.
+    server.configure(latency=0.02, retry_after=1.0)
+    runtime, handle = handle_for(server.url, max_parallel_requests=16)
+    usage: dict[str, int] = defaultdict(int)
+
+    async def main() -> None:
+        async def outage() -> None:
+            await asyncio.sleep(0.2)
+            server.configure(max_concurrent=0)
+            await asyncio.sleep(1.5)
+            server.configure(max_concurrent=None)
+
+        bodies = [handle.build_body([{"role": "user", "content": f"row {i}"}]) for i in range(600)]
+        await asyncio.gather(outage(), *(handle.complete(b, usage) for b in bodies))
+        await runtime.aclose()
+
+    asyncio.run(main())
+    stats = server.stats()
+    assert stats["completions"] == 600
+    # The first wave is refused, the halved limit is refused too, then the model pauses: a few
+    # dozen 429s in all, where sending on would have drawn hundreds (1680 before pausing).
+    assert 0 < stats["rate_limited"] <= 3 * 16
+
+
+def test_aliases_of_one_model_share_a_throttle_capped_at_the_smallest(server: LLMTestServer) -> None:
+    server.configure(latency=0.02)
+    provider, wide = provider_and_model(server.url, alias="wide", max_parallel_requests=8)
+    narrow = wide.model_copy(update={"alias": "narrow", "max_parallel_requests": 2})
+    runtime = LLMRuntime(ModelRegistry.load(providers=[provider], models=[wide, narrow]))
+    handle = runtime.model("wide")
+    assert runtime.model("narrow").throttle is handle.throttle and handle.throttle.slots == 2
+    usage: dict[str, int] = defaultdict(int)
+
+    async def main() -> None:
+        bodies = [handle.build_body([{"role": "user", "content": f"row {i}"}]) for i in range(20)]
+        await asyncio.gather(*(handle.complete(b, usage) for b in bodies))
+        await runtime.aclose()
+
+    asyncio.run(main())
+    assert server.stats()["max_in_flight"] == 2
+
+
 def test_high_error_rate_stops_the_run_and_keeps_completed_batches(server: LLMTestServer, tmp_path: Path) -> None:
     with make_mill(tmp_path, server.url, batch_size=10, error_window=10, max_retries=0) as mill:
         mill.create(text_config(), num_records=20, dataset_name="d")
@@ -183,6 +235,36 @@ def test_high_error_rate_stops_the_run_and_keeps_completed_batches(server: LLMTe
     assert "'default'" in message and "upstream exploded" in message
     meta = DatasetMetadata.load(tmp_path / "artifacts" / "d" / "metadata.json")
     assert meta.actual_rows == 20
+
+
+def test_a_run_smaller_than_the_error_window_still_stops(server: LLMTestServer, tmp_path: Path) -> None:
+    # 20 good rows, then the endpoint dies: 20 more rows are far fewer than error_window=50 cells.
+    with make_mill(tmp_path, server.url, batch_size=10, error_window=50, max_retries=0) as mill:
+        mill.create(text_config(), num_records=20, dataset_name="d")
+        server.configure(fail_status=503, fail_message="upstream is down")
+        with pytest.raises(gm.ModelError) as info:
+            mill.create(text_config(), num_records=40, dataset_name="d", resume="if-possible")
+    assert "'default'" in str(info.value) and "upstream is down" in str(info.value)
+    assert DatasetMetadata.load(tmp_path / "artifacts" / "d" / "metadata.json").actual_rows == 20
+
+
+def test_a_dead_endpoint_fails_a_small_run(tmp_path: Path) -> None:
+    with make_mill(tmp_path, "http://127.0.0.1:9/v1", max_retries=1) as mill:
+        with pytest.raises(gm.ModelError) as info:
+            mill.create(text_config(), num_records=40, dataset_name="down")
+    assert "'default'" in str(info.value) and "cannot connect to 127.0.0.1:9" in str(info.value)
+
+
+def test_failed_cells_log_one_line_per_batch_with_the_endpoint_message(
+        server: LLMTestServer, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    server.configure(fail_status=400, fail_message="context length exceeded")
+    with make_mill(tmp_path, server.url, batch_size=5, max_error_rate=1.0) as mill:
+        with caplog.at_level(logging.WARNING, logger="gristmill"):
+            result = mill.create(text_config(), num_records=10)
+    lines = [r.getMessage() for r in caplog.records if "cells of column 'text'" in r.getMessage()]
+    assert len(lines) == 2  # one per batch
+    assert all("5 of 5 cells" in line and "context length exceeded" in line and "\n" not in line for line in lines)
+    assert result.usage["default"]["failures"] == 10
 
 
 def test_isolated_failures_leave_none_cells(server: LLMTestServer, tmp_path: Path) -> None:
@@ -257,3 +339,46 @@ def test_usage_is_stored_in_metadata(server: LLMTestServer, tmp_path: Path) -> N
     assert stored["input_tokens"] == server.stats()["prompt_tokens"]
     assert stored["output_tokens"] == server.stats()["completion_tokens"]
     assert result.usage["default"]["requests"] == 10
+
+
+def _column_config(column_type: str, **column: Any) -> gm.DatasetConfig:
+    return (gm.ConfigBuilder()
+            .add_column(name="id", column_type="sampler", sampler_type="uuid", params={})
+            .add_column(name="out", column_type=column_type, prompt="Write item {{ id }}.", **column)
+            .build())
+
+
+def _cache_entries(root: Path) -> int:
+    from gristmill.llm.cache import ResponseCache
+
+    with ResponseCache(next(root.rglob("response-cache.sqlite")), mode="readonly") as cache:
+        return int(cache.stats()["entries"])
+
+
+@pytest.mark.parametrize("behaviour", [{"empty_rate": 1.0}, {"reasoning": "unclosed"}])
+def test_empty_or_cut_off_answers_fail_the_cell_and_are_not_cached(
+        server: LLMTestServer, tmp_path: Path, behaviour: dict[str, Any]) -> None:
+    server.configure(**behaviour)
+    with make_mill(tmp_path, server.url, max_error_rate=1.0) as mill:
+        result = mill.create(_column_config("llm_text"), num_records=4)
+    assert result.load_dataset()["out"].isna().all()
+    assert result.usage["default"]["failures"] == 4
+    assert _cache_entries(tmp_path / "artifacts") == 0
+
+
+def test_code_answer_without_a_fence_is_corrected(server: LLMTestServer, tmp_path: Path) -> None:
+    server.configure(prose_rate=0.5)
+    with make_mill(tmp_path, server.url) as mill:
+        result = mill.create(_column_config("llm_code", code_lang="python", max_corrections=8), num_records=20)
+    df = result.load_dataset()
+    assert df["out"].str.startswith("# snippet").all()
+    assert result.usage["default"]["corrections"] > 0
+
+
+def test_code_answer_without_a_fence_and_no_corrections_fails_the_cell(server: LLMTestServer, tmp_path: Path) -> None:
+    server.configure(prose_rate=1.0)
+    with make_mill(tmp_path, server.url, max_error_rate=1.0) as mill:
+        result = mill.create(_column_config("llm_code", code_lang="python", max_corrections=0), num_records=4)
+    assert result.load_dataset()["out"].isna().all()
+    assert server.stats()["requests"] == 4
+    assert _cache_entries(tmp_path / "artifacts") == 0

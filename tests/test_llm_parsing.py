@@ -21,6 +21,10 @@ from gristmill.llm.schema import validate
     ("Paris", "from the API field", "Paris", "from the API field"),
     ("<think>tags</think>Paris", "field", "Paris", "field\n\ntags"),
     ("  spaced  ", "   ", "spaced", None),
+    ("<think>cut off by max_tokens, still", None, "", "cut off by max_tokens, still"),
+    ("<think>a</think> b <think>cut off", None, "b", "a\n\ncut off"),
+    ("<think>upper close</THINK> Paris", None, "Paris", "upper close"),
+    ("lost opening tag</Think> Paris", None, "Paris", "lost opening tag"),
 ])
 def test_split_reasoning(content: str, field: str | None, answer: str, reasoning: str | None) -> None:
     assert split_reasoning(content, field) == (answer, reasoning)
@@ -32,12 +36,17 @@ def test_split_reasoning(content: str, field: str | None, answer: str, reasoning
     ("```sql\nSELECT 1\n```\n```python\nprint(2)\n```", "python", "print(2)"),
     ("```\nno tag\n```", "python", "no tag"),
     ("```js\nfirst()\n```", "python", "first()"),
-    ("just code, no fence", "python", "just code, no fence"),
     ("```python\nunterminated = True\n", "python", "unterminated = True"),
     ("```Python title=x.py\nprint(3)\n```", "python", "print(3)"),
 ])
 def test_extract_code(text: str, lang: str, code: str) -> None:
     assert extract_code(text, lang) == code
+
+
+@pytest.mark.parametrize("text", ["just prose, no fence", "", "```python\n```", "```python\n\n\n```"])
+def test_extract_code_failures(text: str) -> None:
+    with pytest.raises(ParseError):
+        extract_code(text, "python")
 
 
 @pytest.mark.parametrize(("text", "value"), [

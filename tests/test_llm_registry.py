@@ -80,6 +80,27 @@ def test_invalid_yaml_entry_is_a_config_error(clean_environ: Path) -> None:
         ModelRegistry.load()
 
 
+@pytest.mark.parametrize("entry", [
+    "- {name: leaky, endpoint: 42, api_key: sk-literal-999, extra_headers: {X-Token: hdr-secret-777}}\n",
+    "- {endpoint: http://h/v1, api_key: sk-literal-999, extra_headers: {X-Token: hdr-secret-777}}\n",
+])
+def test_invalid_provider_entry_error_never_echoes_secrets(clean_environ: Path, entry: str) -> None:
+    (clean_environ / "providers.yaml").write_text(entry)
+    with pytest.raises(gm.ConfigError) as info:
+        ModelRegistry.load()
+    message = str(info.value)
+    assert "providers.yaml" in message and ("'leaky'" in message or "#1" in message)
+    assert "sk-literal-999" not in message and "hdr-secret-777" not in message
+    assert info.value.__cause__ is None  # pydantic's error (which quotes the input) is not chained
+
+
+def test_provider_repr_hides_the_key_and_headers() -> None:
+    provider = ModelProvider(name="p", endpoint="http://h/v1", api_key="sk-literal-999",
+                             extra_headers={"X-Token": "hdr-secret-777"})
+    for text in (repr(provider), str(provider)):
+        assert "sk-literal-999" not in text and "hdr-secret-777" not in text and "http://h/v1" in text
+
+
 def test_default_falls_back_to_the_local_model_with_one_warning(caplog: pytest.LogCaptureFixture) -> None:
     registry = ModelRegistry.load()
     with caplog.at_level(logging.WARNING, logger="gristmill"):

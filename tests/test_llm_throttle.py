@@ -98,3 +98,49 @@ def test_cancelled_waiter_does_not_leak_a_slot() -> None:
         return throttle.in_flight
 
     assert asyncio.run(main()) == 0
+
+
+def test_a_decrease_that_did_not_help_pauses_new_requests() -> None:
+    async def main() -> tuple[bool, bool, bool]:
+        throttle = AdaptiveThrottle(4)
+        epoch = await throttle.acquire()
+        throttle.on_rate_limited(epoch, pause=30)  # first 429: decrease only
+        throttle.release()
+        first = throttle.paused()
+        epoch = await throttle.acquire()  # sent at the reduced limit...
+        throttle.on_rate_limited(epoch, pause=30)  # ...and refused before any success: pause
+        throttle.release()
+        second = throttle.paused()
+        waiter = asyncio.ensure_future(throttle.acquire())
+        await asyncio.sleep(0.05)
+        blocked = not waiter.done()  # free slots, but paused
+        waiter.cancel()
+        return first, second, blocked
+
+    assert asyncio.run(main()) == (False, True, True)
+
+
+def test_a_429_after_successes_at_the_reduced_limit_does_not_pause() -> None:
+    throttle = AdaptiveThrottle(16)
+    throttle.on_rate_limited(throttle.epoch, pause=30)
+    throttle.on_success(throttle.epoch)
+    throttle.on_rate_limited(throttle.epoch, pause=30)  # a probe above the cap: decrease, no pause
+    assert not throttle.paused() and throttle.slots < 16
+
+
+def test_a_partly_refused_burst_locates_the_cap_without_pausing() -> None:
+    throttle = AdaptiveThrottle(16)
+    epoch = throttle.epoch
+    for _ in range(8):  # 16 sent, 8 refused (with Retry-After), 8 accepted
+        throttle.on_rate_limited(epoch, pause=0.5)
+    for _ in range(8):
+        throttle.on_success(epoch)
+    assert throttle.slots == 8 and throttle.plateau == 9 and not throttle.paused()
+
+
+def test_an_outage_does_not_delay_recovery() -> None:
+    throttle = AdaptiveThrottle(16)
+    for _ in range(4):  # every request refused, epoch after epoch
+        throttle.on_rate_limited(throttle.epoch, pause=0.5)
+    succeed(throttle, 5000)
+    assert throttle.slots == 16

@@ -130,3 +130,27 @@ def test_subprocess_mode_with_stats_and_control() -> None:
         assert stats["requests"] == 2 and stats["completions"] == 1 and stats["errors"] == 1
         server.reset_stats()
         assert server.stats()["requests"] == 0
+
+
+def test_echo_headers_empty_prose_unclosed_and_unsupported_params() -> None:
+    with LLMTestServer(api_key="k", echo_headers=True) as server:
+        status, _, body = chat(server, "x")
+        assert status == 401 and "Request headers: " in body["error"]["message"]
+        status, _, body = post(server.url + "/chat/completions", {"messages": []},
+                               {"Authorization": "Bearer nope", "X-Org": "o-1"})
+        assert "authorization: Bearer nope, x-org: o-1" in body["error"]["message"]
+        server.configure(api_key=None, echo_headers=False, unsupported_params="max_tokens, seed")
+        status, _, body = chat(server, "x", max_tokens=5)
+        assert status == 400 and "'max_tokens'" in body["error"]["message"]
+        server.configure(unsupported_params="", empty_rate=1.0)
+        assert chat(server, "x")[2]["choices"][0]["message"]["content"] == ""
+        server.configure(empty_rate=0.0, prose_rate=1.0, reasoning="unclosed")
+        content = chat(server, "Answer with the code in a single ```sql fenced code block.")[2][
+            "choices"][0]["message"]["content"]
+    assert content.startswith("<think>") and "</think>" not in content and "```" not in content
+
+
+def test_subprocess_mode_parses_boolean_flags() -> None:
+    with ServerProcess(api_key="k", echo_headers=True) as server:
+        status, _, body = post(server.url + "/chat/completions", {"messages": []}, {"Authorization": "Bearer z"})
+    assert status == 401 and "Bearer z" in body["error"]["message"]

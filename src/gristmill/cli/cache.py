@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from gristmill.errors import ArtifactError
 from gristmill.llm.cache import ResponseCache
 
 CACHE_FILE = "response-cache.sqlite"
@@ -32,10 +33,19 @@ def _cache_file(path: Path) -> Path:
     return candidate
 
 
+def _open(file: Path, mode: str) -> ResponseCache:
+    """The cache, or one clean error line (a non-SQLite or foreign SQLite file is never written to)."""
+    try:
+        return ResponseCache(file, mode=mode)
+    except ArtifactError as exc:
+        console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+
+
 @app.command("stats")
 def stats(path: PathArg) -> None:
     """Entries (per column) and size on disk."""
-    with ResponseCache(_cache_file(path)) as cache:
+    with _open(_cache_file(path), "readonly") as cache:
         info = cache.stats()
     console.print(f"{escape(info['path'])}: {info['entries']} responses, {info['bytes'] / 1e6:.2f} MB")
     for column, count in info["columns"].items():
@@ -46,8 +56,9 @@ def stats(path: PathArg) -> None:
 def clear(path: PathArg, yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False) -> None:
     """Delete every cached response (the next run pays for them again)."""
     file = _cache_file(path)
+    _open(file, "readonly").close()  # refuse foreign files before asking
     if not yes:
         typer.confirm(f"Delete every cached response in {file}?", abort=True)
-    with ResponseCache(file) as cache:
+    with _open(file, "existing") as cache:
         removed = cache.clear()
     console.print(f"removed {removed} cached responses from {escape(str(file))}")

@@ -45,7 +45,13 @@ def list_models(providers: ProvidersOption = None, models: ModelsOption = None) 
     registry = _registry(providers, models)
     table = Table("alias", "provider", "model", "endpoint", "parameters", "max parallel")
     for alias in registry.aliases():
-        resolved = registry.resolve(alias)
+        try:
+            resolved = registry.resolve(alias)
+        except GristmillError as exc:  # e.g. a model naming an unknown provider: show it, go on
+            model = registry.models.get(alias)
+            table.add_row(escape(alias), escape(model.provider) if model else "-",
+                          escape(model.model) if model else "-", f"[red]error: {escape(str(exc))}[/]", "-", "-")
+            continue
         params = resolved.model.inference_parameters.model_dump(exclude_none=True, exclude_defaults=True)
         table.add_row(alias, resolved.provider.name, resolved.model.model,
                       resolved.provider.endpoint or f"({resolved.provider.provider_type})",
@@ -60,8 +66,9 @@ async def _check_one(runtime: LLMRuntime, alias: str) -> tuple[bool, str]:
         runtime.check_aliases({alias})
         # One attempt, no retries: the point is to see the endpoint's own answer.
         handle = runtime.model(alias).without_retries()
+        # The model's own parameters only: newer OpenAI models refuse 'max_tokens', so the check
+        # sends it only when the model config does (the prompt keeps the answer tiny anyway).
         body = handle.build_body(list(CHECK_PROMPT))
-        body["max_tokens"] = 5
         started = time.perf_counter()
         completion = await handle.complete(body, defaultdict(int))
     except GristmillError as exc:

@@ -56,10 +56,13 @@ class LLMTextColumn(LLMColumnBase):
 
 @register_column_type
 class LLMCodeColumn(LLMColumnBase):
-    """Code from a model: the fenced block in ``code_lang`` is extracted from the answer."""
+    """Code from a model: the fenced block in ``code_lang`` is extracted from the answer. An answer
+    without a fenced block is sent back with a correction, at most ``max_corrections`` times."""
 
     column_type: Literal["llm_code"] = "llm_code"
     code_lang: str = Field(default="python", description="Language of the code block, e.g. 'python', 'sql'.")
+    max_corrections: int = Field(default=2, ge=0, le=10,
+                                 description="Follow-up requests when the answer has no code block, per cell.")
 
 
 @register_column_type

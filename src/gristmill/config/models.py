@@ -19,8 +19,11 @@ class ModelProvider(ConfigModel):
     name: str = Field(description="Provider name that model configs refer to.")
     endpoint: str = Field(default="", description="Base URL, e.g. 'https://api.openai.com/v1'; unused for local.")
     provider_type: Literal["openai", "local"] = Field(default="openai", description="Protocol of the endpoint.")
-    api_key: str | None = Field(default=None, description="'$ENV_VAR' (resolved at request time) or a literal key.")
-    extra_headers: dict[str, str] = Field(default_factory=dict, description="Headers added to every request.")
+    # repr=False: a literal key or an auth header must not show up in reprs, logs or tracebacks.
+    api_key: str | None = Field(default=None, repr=False,
+                                description="'$ENV_VAR' (resolved at request time) or a literal key.")
+    extra_headers: dict[str, str] = Field(default_factory=dict, repr=False,
+                                          description="Headers added to every request.")
     extra_body: dict[str, Any] = Field(default_factory=dict, description="Fields merged into every request body.")
     structured_output: Literal["json_schema", "json_object", "prompt"] = Field(
         default="json_schema",

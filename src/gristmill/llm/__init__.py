@@ -5,7 +5,7 @@ module                 role
 =====================  ==============================================================
 ``registry``           aliases -> (model, provider), from YAML in the gristmill home or arguments
 ``runtime``            ``LLMRuntime`` (one per Mill) and ``ModelHandle.complete``: throttle + retries
-``throttle``           ``AdaptiveThrottle``: AIMD concurrency per (provider, model)
+``throttle``           ``AdaptiveThrottle``: AIMD concurrency and Retry-After pauses per (provider, model)
 ``http``               the asyncio HTTP/1.1 keep-alive client (chosen by ``bench/bench_http.py``)
 ``openai``             OpenAI-compatible chat completions over ``http``
 ``local``              the embedded SmolLM2 model on llama-cpp-python

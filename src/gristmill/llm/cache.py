@@ -17,10 +17,28 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
+
+from gristmill.errors import ArtifactError
 
 _SCHEMA = ("CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, column_name TEXT NOT NULL, "
            "value TEXT NOT NULL, created REAL NOT NULL)")
 _CHUNK = 500  # keys per SELECT ... IN (...)
+_COLUMNS = {"key", "column_name", "value", "created"}
+
+
+def _uri(path: Path, mode: str) -> str:
+    return f"file:{quote(str(path.absolute()))}?mode={mode}"
+
+
+def _check_responses_table(db: sqlite3.Connection, schema: str, path: Path) -> None:
+    """ArtifactError unless ``schema`` (main/attached name) of ``db`` is a gristmill response cache."""
+    try:
+        columns = {row[1] for row in db.execute(f"PRAGMA {schema}.table_info(responses)")}
+    except sqlite3.DatabaseError as exc:
+        raise ArtifactError(f"{path} is not a SQLite file ({exc})") from None
+    if not _COLUMNS <= columns:
+        raise ArtifactError(f"{path} is not a gristmill response cache (no 'responses' table)")
 
 
 class ResponseCache:
@@ -31,17 +49,36 @@ class ResponseCache:
     {'value': 'Paris'}
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, mode: str = "create") -> None:
+        """``mode``: ``"create"`` (the file and table are made if missing), ``"existing"`` (read-write,
+        but only an existing response cache) or ``"readonly"``. The last two raise ArtifactError
+        for a missing file, a non-SQLite file or a SQLite file without a ``responses`` table, and
+        never write to such a file."""
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if mode == "create":
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        elif not self.path.is_file():
+            raise ArtifactError(f"no response cache at {self.path}")
         # Autocommit (isolation_level=None): each put is its own transaction, durable against a
         # process crash once it returns (WAL + synchronous=NORMAL; an OS crash may lose the last few).
-        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
+        uri_mode = {"create": "rwc", "existing": "rw", "readonly": "ro"}[mode]
+        try:
+            self._db = sqlite3.connect(_uri(self.path, uri_mode), uri=True, isolation_level=None,
+                                       check_same_thread=False, timeout=30)
+        except sqlite3.Error as exc:
+            raise ArtifactError(f"cannot open the response cache {self.path}: {exc}") from None
         self._lock = threading.Lock()
-        with self._lock:
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute(_SCHEMA)
+        try:
+            if mode != "create":
+                _check_responses_table(self._db, "main", self.path)
+            if mode != "readonly":
+                with self._lock:
+                    self._db.execute("PRAGMA journal_mode=WAL")
+                    self._db.execute("PRAGMA synchronous=NORMAL")
+                    self._db.execute(_SCHEMA)
+        except BaseException:
+            self._db.close()
+            raise
 
     @staticmethod
     def key(*, identity: str, body: dict[str, Any], column: str, row: int) -> str:
@@ -72,6 +109,26 @@ class ResponseCache:
         row = (key, column, json.dumps(value, ensure_ascii=False, separators=(",", ":")), time.time())
         with self._lock:
             self._db.execute("INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?)", row)
+
+    def import_from(self, path: str | Path) -> int:
+        """Copy every entry of another response-cache file (opened read-only) that this one lacks;
+        returns how many were copied. ArtifactError when ``path`` is not a response cache."""
+        source = Path(path)
+        if not source.is_file():
+            raise ArtifactError(f"no response cache at {source}")
+        with self._lock:
+            try:
+                self._db.execute("ATTACH DATABASE ? AS source", (_uri(source, "ro"),))
+            except sqlite3.Error as exc:
+                raise ArtifactError(f"{source} is not a SQLite file ({exc})") from None
+            try:
+                _check_responses_table(self._db, "source", source)
+                cursor = self._db.execute(
+                    "INSERT OR IGNORE INTO main.responses (key, column_name, value, created) "
+                    "SELECT key, column_name, value, created FROM source.responses")
+                return max(cursor.rowcount, 0)
+            finally:
+                self._db.execute("DETACH DATABASE source")
 
     def stats(self) -> dict[str, Any]:
         """Entries in total and per column, and the size on disk."""

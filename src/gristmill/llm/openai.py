@@ -107,7 +107,7 @@ class OpenAIClient:
         except HTTPTransportError as exc:
             return Attempt(Outcome.TRANSIENT, message=f"connection error: {exc}")
         if response.status != 200:
-            message = _redact(_error_message(response.body), key)
+            message = _redact(_error_message(response.body), [key, *self.provider.extra_headers.values()])
             return Attempt(classify_status(response.status), status=response.status,
                            message=f"HTTP {response.status}: {message}",
                            retry_after=parse_retry_after(response.headers.get("retry-after")))
@@ -134,5 +134,8 @@ def parse_completion(raw: bytes | dict[str, Any]) -> Attempt:
     return Attempt(Outcome.OK, completion=completion, status=200)
 
 
-def _redact(message: str, key: str | None) -> str:
-    return message.replace(key, "***") if key and len(key) >= 4 else message
+def _redact(message: str, secrets: list[str | None]) -> str:
+    """``message`` with the API key and every extra header value replaced by ``***``."""
+    for secret in sorted((s for s in secrets if s and len(s) >= 4), key=len, reverse=True):
+        message = message.replace(secret, "***")
+    return message

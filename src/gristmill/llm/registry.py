@@ -95,15 +95,32 @@ def _load_items(source: Any, cls: type[Any], key: str, default_path: Path) -> li
     else:
         where = f"{key} argument"
     items = []
-    for item in source:
+    for index, item in enumerate(source):
         if isinstance(item, cls):
             items.append(item)
             continue
         try:
             items.append(cls.model_validate(item))
         except ValidationError as exc:
-            raise ConfigError(f"{where}: invalid entry {item!r}: {exc}") from exc
+            # Never echo the entry or pydantic's input values: they may hold a literal API key.
+            raise ConfigError(f"{where}: invalid entry {_entry_name(item, index, key)}: "
+                              f"{_validation_summary(exc)}") from None
     return items
+
+
+def _entry_name(item: Any, index: int, key: str) -> str:
+    """``'openai'`` (by name or alias), else ``#2`` (position in the list)."""
+    if isinstance(item, dict):
+        for field in ("name", "alias"):
+            if isinstance(item.get(field), str):
+                return repr(item[field])
+    return f"#{index + 1} of the {key}"
+
+
+def _validation_summary(exc: ValidationError) -> str:
+    """'field: message; ...' without the input values."""
+    return "; ".join(f"{'.'.join(str(p) for p in err['loc']) or 'entry'}: {err['msg']}"
+                     for err in exc.errors(include_input=False, include_url=False))
 
 
 class ModelRegistry:

@@ -1,15 +1,15 @@
 """The LLM runtime one ``Mill`` owns: clients per provider, throttles per (provider, model).
 
 Generators get a :class:`ModelHandle` per column and call :meth:`ModelHandle.complete`, which
-waits for a throttle slot, sends, and retries: 429s shrink the throttle and wait out
-``Retry-After`` without holding a slot; 5xx, timeouts and connection errors back off
+waits for a throttle slot, sends, and retries: 429s shrink the throttle and pause it for
+``Retry-After`` (no new request of that model starts meanwhile; the rejected one waits it out
+without holding a slot); 5xx, timeouts and connection errors back off
 exponentially with jitter; 401/403 raise ``ModelAuthError`` at once; other 4xx fail the cell.
 """
 
 from __future__ import annotations
 
 import asyncio
-import gc
 import os
 import random
 import time
@@ -65,7 +65,7 @@ class ModelHandle:
         rate_limit_deadline = time.monotonic() + config.max_rate_limit_wait
         retry = False
         while True:
-            attempt = await self._attempt(body, usage, first=retry)
+            attempt, pause = await self._attempt(body, usage, first=retry, rate_limited=rate_limited)
             retry = True
             if attempt.outcome is Outcome.OK:
                 assert attempt.completion is not None
@@ -74,17 +74,17 @@ class ModelHandle:
                 return attempt.completion
             where = f"model {self.alias!r} ({self.resolved.provider.name}/{config.model})"
             if attempt.outcome is Outcome.AUTH:
-                raise ModelAuthError(f"{where} refused the credentials: {attempt.message}. Check the "
+                raise ModelAuthError(f"{where} refused the credentials: {attempt.message.rstrip('.')}. Check the "
                                      f"api_key of provider {self.resolved.provider.name!r}.")
             if attempt.outcome is Outcome.REJECTED:
                 raise ModelError(f"{where} rejected the request: {attempt.message}")
             if attempt.outcome is Outcome.RATE_LIMITED:
                 usage["rate_limited"] += 1
                 rate_limited += 1
-                # Retry-After is honoured in full (never shortened), with jitter on top so the
-                # requests it sent away do not all come back at the same instant.
-                delay = (attempt.retry_after if attempt.retry_after is not None
-                         else _backoff(config.retry_backoff, rate_limited)) * random.uniform(1.0, 1.2)
+                # Retry-After is honoured in full (never shortened): the throttle is paused for
+                # it, and this request waits it out with jitter on top so the requests it sent
+                # away do not all come back at the same instant.
+                delay = pause * random.uniform(1.0, 1.2)
                 if time.monotonic() + delay > rate_limit_deadline:
                     raise ModelRateLimitError(f"{where} kept answering 429 for {config.max_rate_limit_wait:g} s: "
                                               f"{attempt.message}. Lower max_parallel_requests or retry later.")
@@ -96,46 +96,35 @@ class ModelHandle:
             usage["retries"] += 1
             await asyncio.sleep(delay)
 
-    async def _attempt(self, body: RequestBody, usage: Usage, *, first: bool) -> Attempt:
+    async def _attempt(self, body: RequestBody, usage: Usage, *, first: bool,
+                       rate_limited: int) -> tuple[Attempt, float]:
+        """Send once; returns the attempt and, for a 429, the pause it imposed (Retry-After, else
+        the backoff after ``rate_limited`` earlier 429s of this request)."""
         throttle = self.throttle
         epoch = await throttle.acquire(first=first)
+        pause = 0.0
         try:
             usage["requests"] += 1
             attempt = await self.client.send(body, timeout=self.resolved.model.timeout)
-            # Adapt the limit before the slot is handed on, so the next request sees it.
+            # Adapt the limit (and pause on a 429) before the slot is handed on, so the next
+            # request sees it.
             if attempt.outcome is Outcome.OK:
                 throttle.on_success(epoch)
             elif attempt.outcome is Outcome.RATE_LIMITED:
-                throttle.on_rate_limited(epoch)
+                pause = (attempt.retry_after if attempt.retry_after is not None
+                         else _backoff(self.resolved.model.retry_backoff, rate_limited + 1))
+                throttle.on_rate_limited(epoch, pause=pause)
         finally:
             throttle.release()
         # No await between here and the caller storing the answer in the response cache: the
         # request that takes over the freed slot runs only after that, so at any moment at most
         # max_parallel_requests answers are unstored (what a crash can cost).
-        return attempt
+        return attempt, pause
 
 
 def _backoff(base: float, failures: int) -> float:
     """Exponential backoff with jitter: between half and all of base * 2**(failures-1), capped."""
     return random.uniform(0.5, 1.0) * min(MAX_BACKOFF, base * 2.0 ** (failures - 1))
-
-
-_frozen = False
-
-
-def _freeze_long_lived_objects() -> None:
-    """Move the objects alive now (modules, configs) out of the cyclic GC's sight, once per process.
-
-    A full collection over a pandas/pyarrow/pydantic heap takes ~35 ms on these machines, and
-    the thousands of requests of a batch trigger one early in the run: every in-flight response
-    waits for it. Frozen objects are still freed by reference counting; only cycles among them
-    would outlive their use, which is why we collect first.
-    """
-    global _frozen
-    if not _frozen:
-        _frozen = True
-        gc.collect()
-        gc.freeze()
 
 
 class LLMRuntime:
@@ -146,7 +135,6 @@ class LLMRuntime:
     """
 
     def __init__(self, registry: ModelRegistry) -> None:
-        _freeze_long_lived_objects()
         self.registry = registry
         self._clients: dict[str, ChatClient] = {}
         self._throttles: dict[tuple[str, str], AdaptiveThrottle] = {}
@@ -159,10 +147,14 @@ class LLMRuntime:
         if client is None:
             client = LocalClient(provider) if provider.provider_type == "local" else OpenAIClient(provider)
             self._clients[provider.name] = client
+        # One throttle per (provider, model): aliases of the same model with different
+        # max_parallel_requests share it, capped at the smallest of them.
         throttle = self._throttles.get(resolved.throttle_key)
         if throttle is None:
             throttle = AdaptiveThrottle(resolved.model.max_parallel_requests)
             self._throttles[resolved.throttle_key] = throttle
+        else:
+            throttle.lower_ceiling(resolved.model.max_parallel_requests)
         return ModelHandle(resolved, client, throttle)
 
     def check_aliases(self, aliases: set[str], extra_models: Iterable[ModelConfig] = ()) -> None:

@@ -2,12 +2,14 @@
 
 It serves ``POST /v1/chat/completions`` and ``GET /v1/models`` with injectable trouble:
 a fixed latency, a cap on concurrent requests beyond which it answers 429 with
-``Retry-After``, a 5xx rate, a malformed-JSON rate, a schema-invalid rate, a fixed error
-status, and an API key it insists on. Content is deterministic, derived from the messages:
-plain text echoes the prompt, JSON is asked for through ``response_format`` (or an
-instruction with an embedded schema) gets an instance of the schema, and a request for a
-fenced code block gets one. ``GET /stats`` returns the request counters, ``POST /control``
-changes the behaviour, ``POST /reset`` zeroes the counters.
+``Retry-After``, a 5xx rate, a malformed-JSON rate, a schema-invalid rate, empty answers,
+code answers without a fenced block, unclosed ``<think>`` reasoning, parameters refused
+with 400, a fixed error status, an API key it insists on, and error messages that quote
+the request's credentials (``echo_headers``, to prove clients redact them). Content is
+deterministic, derived from the messages: plain text echoes the prompt, JSON asked for
+through ``response_format`` (or an instruction with an embedded schema) gets an instance of
+the schema, and a request for a fenced code block gets one. ``GET /stats`` returns the
+request counters, ``POST /control`` changes the behaviour, ``POST /reset`` zeroes them.
 
 Responses go out in a single ``write`` on a socket with ``TCP_NODELAY``: otherwise Nagle's
 algorithm and delayed ACKs add ~40 ms to every keep-alive response.
@@ -35,6 +37,7 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -59,7 +62,12 @@ class ServerBehavior:
     fail_status: int | None = None  # answer every completion with this status
     fail_message: str = "injected failure"
     api_key: str | None = None  # require 'Authorization: Bearer <api_key>'
+    echo_headers: bool = False  # error messages quote the Authorization and X-* request headers (leak tests)
     reasoning: str = "none"  # "none" | "tags" (<think> in content) | "field" (reasoning_content)
+    #                          | "unclosed" (a <think> never closed: cut off by max_tokens)
+    empty_rate: float = 0.0  # share of answers with empty content
+    prose_rate: float = 0.0  # share of code answers given as prose, without a fenced block
+    unsupported_params: str = ""  # comma-separated body fields answered 400 'Unsupported parameter'
     seed: int = 0
 
 
@@ -197,13 +205,21 @@ class _App:
     def _answer(self, headers: dict[str, str], body: bytes) -> tuple[int, Any, str, bool]:
         """(status, payload, extra headers, whether it holds a concurrency slot until sent)."""
         b, s = self.behavior, self.stats
+        echo = ""
+        if b.echo_headers:
+            sent = {k: v for k, v in headers.items() if k == "authorization" or k.startswith("x-")}
+            echo = " Request headers: " + ", ".join(f"{k}: {v}" for k, v in sorted(sent.items()))
         if b.api_key is not None and headers.get("authorization") != f"Bearer {b.api_key}":
             s.unauthorized += 1
-            return 401, _error("Incorrect API key provided.", "invalid_api_key"), "", False
+            return 401, _error("Incorrect API key provided." + echo, "invalid_api_key"), "", False
         try:
             request = json.loads(body)
         except ValueError as exc:
             return 400, _error(f"request body is not JSON: {exc}", "invalid_request_error"), "", False
+        for name in filter(None, (p.strip() for p in b.unsupported_params.split(","))):
+            if name in request:
+                return 400, _error(f"Unsupported parameter: '{name}' is not supported with this model.",
+                                   "unsupported_parameter"), "", False
         if b.max_concurrent is not None and s.in_flight >= b.max_concurrent:
             s.rate_limited += 1
             return 429, _error("Rate limit reached; slow down.", "rate_limit_exceeded"), \
@@ -212,7 +228,7 @@ class _App:
         s.max_in_flight = max(s.max_in_flight, s.in_flight)
         if b.fail_status is not None:
             s.errors += 1
-            return b.fail_status, _error(b.fail_message, "injected"), "", True
+            return b.fail_status, _error(b.fail_message + echo, "injected"), "", True
         if b.error_rate and self.rng.random() < b.error_rate:
             s.errors += 1
             return 503, _error("The server is overloaded, try again.", "server_error"), "", True
@@ -224,8 +240,12 @@ class _App:
         h = int(hashlib.sha256(seed_text.encode()).hexdigest()[:12], 16)
         content = self.content(request, messages, h)
         message: dict[str, Any] = {"role": "assistant", "content": content}
+        if self.behavior.empty_rate and self.rng.random() < self.behavior.empty_rate:
+            content = message["content"] = ""
         if self.behavior.reasoning == "tags":
             message["content"] = f"<think>Considering request {h % 1000}.</think>\n{content}"
+        elif self.behavior.reasoning == "unclosed":
+            message["content"] = f"<think>Considering request {h % 1000}. {content}"
         elif self.behavior.reasoning == "field":
             message["reasoning_content"] = f"Considering request {h % 1000}."
         prompt_tokens = len(seed_text.split())
@@ -245,6 +265,8 @@ class _App:
         if schema is not None:
             return self.json_content(schema, h, fenced)
         code = _CODE_RE.search(text)
+        if code and self.behavior.prose_rate and self.rng.random() < self.behavior.prose_rate:
+            return f"You could print the number {h % 1000}, for example."
         if code:
             return f"Here you go:\n```{code.group(1)}\n# snippet {h % 997}\nprint({h % 1000})\n```\nDone."
         return f"Echo: {last[:200]} [{_WORDS[h % len(_WORDS)]}-{h % 10000}]"
@@ -384,13 +406,18 @@ class LLMTestServer:
         return list(self.app.stats.log)
 
 
+def _flag(value: str) -> bool:
+    return value.strip().lower() in ("1", "true", "yes", "on")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m gristmill.testing.server", description=__doc__.split("\n")[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--model", action="append", default=None, help="model id to list (repeatable)")
     for f in fields(ServerBehavior):
-        kind = {"float": float, "int": int}.get(str(f.type).split(" |")[0], str)
+        kinds: dict[str, Callable[[str], Any]] = {"float": float, "int": int, "bool": _flag}
+        kind = kinds.get(str(f.type).split(" |")[0], str)
         parser.add_argument(f"--{f.name.replace('_', '-')}", type=kind, default=f.default)
     args = vars(parser.parse_args(argv))
     host, port, models = args.pop("host"), args.pop("port"), tuple(args.pop("model") or ("test-model",))

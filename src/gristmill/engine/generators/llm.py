@@ -2,15 +2,22 @@
 (bounded by the model's shared throttle), answers served from and written to the response cache.
 
 A cell that fails (after the runtime's retries, or after ``max_corrections`` for structured
-output) is None. When the share of failed cells in the last ``error_window`` cells exceeds
-``max_error_rate``, ``generate`` raises ``ModelError`` naming the model and the last error, so
-the run stops and keeps its completed batches. 401/403 stop the run at once.
+output and code; an empty answer is a failure too) is None and never cached; each batch logs
+one warning per column with the number of failed cells and the first failure's message. When
+the share of failed cells in the last ``error_window`` cells exceeds ``max_error_rate`` (checked
+as cells finish, and at the end of each batch over the cells seen so far, so a run smaller than
+the window also stops), ``generate`` raises ``ModelError`` naming the model and the last error,
+so the run stops and keeps its completed batches. 401/403 stop the run at once.
+
+Cache keys hold the column name prefixed by ``EngineContext.cache_scope`` (the workflow stage),
+so two stages with the same column name and prompt do not share answers.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,8 +32,12 @@ from gristmill.llm.parsing import ParseError, extract_code, extract_json, split_
 from gristmill.llm.schema import validate
 from gristmill.llm.types import Message
 
+logger = logging.getLogger("gristmill")
+
 JSON_INSTRUCTION = "Respond with a JSON object matching this JSON schema:\n```json\n{schema}\n```"
 CORRECTION = "That answer could not be used: {error}. Reply again with only the corrected JSON."
+CODE_CORRECTION = "That answer could not be used: {error}. Reply again with the code in a ```{lang} fenced block."
+TEXT_CORRECTION = "That answer could not be used: {error}. Reply again."
 
 
 @dataclass(frozen=True)
@@ -36,6 +47,7 @@ class OutputFormat:
     instruction: Callable[[Any], str]  # appended to the user message
     json_schema: Callable[[Any], dict[str, Any] | None]
     parse: Callable[[Any, str], Any]  # raises ParseError; the message goes back to the model
+    correction: Callable[[Any, str], str] = lambda c, error: CORRECTION.format(error=error)
 
 
 def _no_schema(column: Any) -> None:
@@ -86,10 +98,12 @@ def _parse_judge(column: LLMJudgeColumn, text: str) -> Any:
 
 
 FORMATS: dict[str, OutputFormat] = {
-    "llm_text": OutputFormat(lambda c: "", _no_schema, lambda c, text: text),
+    "llm_text": OutputFormat(lambda c: "", _no_schema, lambda c, text: text,
+                             lambda c, error: TEXT_CORRECTION.format(error=error)),
     "llm_code": OutputFormat(
         lambda c: f"Answer with the code in a single ```{c.code_lang} fenced code block.", _no_schema,
-        lambda c, text: extract_code(text, c.code_lang)),
+        lambda c, text: extract_code(text, c.code_lang),
+        lambda c, error: CODE_CORRECTION.format(error=error, lang=c.code_lang)),
     "llm_structured": OutputFormat(
         lambda c: JSON_INSTRUCTION.format(schema=json.dumps(c.output_format)), lambda c: c.output_format,
         lambda c, text: _json_value(c.output_format, text)),
@@ -104,14 +118,30 @@ class ErrorWindow:
         self.max_rate = max_rate
         self.outcomes: deque[bool] = deque(maxlen=size)
         self.failures = 0
+        self.last_error = ""
 
-    def record(self, ok: bool) -> bool:
-        """Record a cell; True when the run should stop."""
+    def record(self, ok: bool, error: str = "") -> bool:
+        """Record a cell; True when the window is full and its failed share is too high."""
         if len(self.outcomes) == self.outcomes.maxlen and not self.outcomes[0]:
             self.failures -= 1
         self.outcomes.append(ok)
         self.failures += not ok
-        return len(self.outcomes) == self.outcomes.maxlen and self.failures > self.max_rate * len(self.outcomes)
+        if not ok:
+            self.last_error = error
+        return len(self.outcomes) == self.outcomes.maxlen and self.tripped()
+
+    def tripped(self) -> bool:
+        """The failed share of the cells seen (at most ``size``) exceeds ``max_rate``: checked when
+        a batch ends, so a run smaller than the window stops too."""
+        return bool(self.outcomes) and self.failures > self.max_rate * len(self.outcomes)
+
+
+@dataclass
+class _BatchFailures:
+    """The failed cells of one batch of one column: logged once when the batch ends."""
+
+    count: int = 0
+    first: str = ""
 
 
 class LLMColumnGenerator:
@@ -124,6 +154,8 @@ class LLMColumnGenerator:
         self.format = FORMATS[column.column_type]
         self.handle = context.llm.model(column.model_alias, getattr(context.config, "models", ()))
         self.cache: ResponseCache | None = context.response_cache if context.run_config.cache else None
+        scope = getattr(context, "cache_scope", "") or ""
+        self.cache_column = f"{scope}/{column.name}" if scope else column.name
         self.usage = context.usage[column.model_alias]
         self.errors = ErrorWindow(context.run_config.max_error_rate, context.run_config.error_window)
         self.max_corrections = getattr(column, "max_corrections", 0)
@@ -151,7 +183,7 @@ class LLMColumnGenerator:
         keys: list[str] = []
         cached: dict[str, Any] = {}
         if self.cache is not None:
-            keys = [ResponseCache.key(identity=self.handle.identity, body=b, column=self.column.name,
+            keys = [ResponseCache.key(identity=self.handle.identity, body=b, column=self.cache_column,
                                       row=frame.row_offset + i) for i, b in enumerate(bodies)]
             cached = self.cache.get_many(keys)
             self.usage["cache_hits"] += len(cached)
@@ -159,7 +191,8 @@ class LLMColumnGenerator:
         for i, key in enumerate(keys):
             results[i] = cached.get(key)
         pending = [i for i in range(n) if results[i] is None]
-        tasks = [asyncio.ensure_future(self._cell(bodies[i], keys[i] if keys else None)) for i in pending]
+        failed = _BatchFailures()
+        tasks = [asyncio.ensure_future(self._cell(bodies[i], keys[i] if keys else None, failed)) for i in pending]
         try:
             for i, value in zip(pending, await asyncio.gather(*tasks), strict=True):
                 results[i] = value
@@ -168,29 +201,40 @@ class LLMColumnGenerator:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             raise
+        finally:
+            if failed.count:
+                logger.warning("gristmill: %d of %d cells of column %r (batch %d, model %r) failed; first error: %s",
+                               failed.count, len(pending), self.column.name, frame.batch_index,
+                               self.handle.alias, " ".join(failed.first.split()))
+        if pending and self.errors.tripped():
+            raise self._stop_error()
         out: dict[str, ColumnValues] = {self.column.name: [r["v"] if r else None for r in results]}
         if self.column.keep_reasoning:
             out[self.column.name + REASONING_SUFFIX] = [r["r"] if r else None for r in results]
         return out
 
-    async def _cell(self, body: dict[str, Any], key: str | None) -> dict[str, Any] | None:
+    def _stop_error(self) -> ModelError:
+        return ModelError(
+            f"stopping: {self.errors.failures} of the last {len(self.errors.outcomes)} cells of column "
+            f"{self.column.name!r} failed on model {self.handle.alias!r}; last error: {self.errors.last_error}. "
+            "Completed batches are kept; fix the endpoint and resume.")
+
+    async def _cell(self, body: dict[str, Any], key: str | None, failed: _BatchFailures) -> dict[str, Any] | None:
         try:
             value, reasoning = await self._ask(body)
         except ModelAuthError:
             raise
         except ModelError as exc:
             self.usage["failures"] += 1
-            if self.errors.record(False):
-                window = self.errors.outcomes
-                raise ModelError(
-                    f"stopping: {self.errors.failures} of the last {len(window)} cells of column "
-                    f"{self.column.name!r} failed on model {self.handle.alias!r}; last error: {exc}. "
-                    "Completed batches are kept; fix the endpoint and resume.") from exc
+            failed.count += 1
+            failed.first = failed.first or str(exc)
+            if self.errors.record(False, str(exc)):
+                raise self._stop_error() from exc
             return None
         self.errors.record(True)
         stored = {"v": value, "r": reasoning}
         if key is not None and self.cache is not None:
-            self.cache.put(key, stored, column=self.column.name)
+            self.cache.put(key, stored, column=self.cache_column)
         return stored
 
     async def _ask(self, body: dict[str, Any]) -> tuple[Any, str | None]:
@@ -200,6 +244,8 @@ class LLMColumnGenerator:
             completion = await self.handle.complete(body, self.usage)
             content, reasoning = split_reasoning(completion.content, completion.reasoning)
             try:
+                if not content:
+                    raise ParseError("the answer is empty")
                 return self.format.parse(self.column, content), reasoning
             except ParseError as exc:
                 if correction == self.max_corrections:
@@ -207,7 +253,7 @@ class LLMColumnGenerator:
                                              f"{self.column.name!r} after {correction} corrections: {exc}") from exc
                 self.usage["corrections"] += 1
                 messages += [{"role": "assistant", "content": content},
-                             {"role": "user", "content": CORRECTION.format(error=exc)}]
+                             {"role": "user", "content": self.format.correction(self.column, str(exc))}]
                 body = self.handle.build_body(messages, self.schema)
         raise AssertionError("unreachable")
 
