@@ -6,9 +6,8 @@
   process) at a fixed latency: achieved requests/s / (concurrency / latency) for
   max_parallel_requests 4, 16, 64. Targets 0.95, 0.95, 0.90.
 - ``rate_limited``: the server answers 429 (``Retry-After: 1``) beyond 8 concurrent requests, the
-  model allows 16: achieved requests/s / (8 / latency). Target 0.85. The first burst's 429s pause
-  the model for the full second the server asks for, about 1 s of a ~6.3 s ideal run, so this
-  lands near 0.83; it was 0.91 when only the refused requests waited.
+  model allows 16: achieved requests/s / (8 / latency). Target 0.85. The first burst's 429s
+  halve the limit to the cap; the refused requests wait out their Retry-After.
 - ``crash``: a subprocess generating N rows (batch size 1000) is SIGKILLed after ~100
   responses; the resume's requests whose body the server had already seen are re-paid.
   Target: re-paid <= requests in flight at the kill.
