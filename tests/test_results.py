@@ -103,9 +103,13 @@ def test_validate_is_static(tmp_path: Path) -> None:
     assert not (tmp_path / "art").exists()
 
 
-def test_analysis_is_written_and_describes_columns(results: gm.DatasetResults) -> None:
-    assert (results.artifact_path / "analysis.json").exists()
+def test_analysis_is_computed_on_request_or_at_create(results: gm.DatasetResults, tmp_path: Path) -> None:
+    assert not (results.artifact_path / "analysis.json").exists()  # off by default: create stays fast
+    eager = gm.Mill(tmp_path / "eager", run_config=gm.RunConfig(batch_size=40, seed=3, show_progress=False,
+                                                                 analysis=True))
+    assert (eager.create(_config(), num_records=10, dataset_name="ds").artifact_path / "analysis.json").exists()
     analysis = results.load_analysis()
+    assert (results.artifact_path / "analysis.json").exists()
     stats = {c.name: c for c in analysis.columns}
     frame = results.load_dataset()
     assert analysis.rows == 100

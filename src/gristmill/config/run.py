@@ -14,7 +14,9 @@ class RunConfig(ConfigModel):
     batch_size: int = Field(default=1000, ge=1, description="Rows per parquet batch file (the checkpoint unit).")
     seed: int | None = Field(default=None, description="Run seed; drawn once and recorded when None.")
     cache: bool = Field(default=True, description="Keep LLM responses in the response cache.")
-    analysis: bool = Field(default=True, description="Compute column statistics (analysis.json) after a run.")
+    analysis: bool = Field(default=False, description=(
+        "Compute column statistics (analysis.json) at the end of create(); otherwise the first "
+        "load_analysis() computes and stores them."))
     show_progress: bool = Field(default=True, description="Show a progress bar on a terminal.")
     max_error_rate: float = Field(default=0.5, ge=0, le=1,
                                   description="Stop early when this share of LLM cells in a window fails.")
