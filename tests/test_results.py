@@ -134,3 +134,15 @@ def test_exports_keep_float_precision_and_nested_values(tmp_path: Path) -> None:
     csv = pd.read_csv(results.export(tmp_path / "d.csv"))
     assert json.loads(csv["who"][0])["birth_date"] == frame["who"][0]["birth_date"].isoformat()
     assert csv["tiny"].tolist() == pytest.approx(frame["tiny"].tolist(), rel=1e-12)
+
+
+def test_a_named_pandas_index_in_a_callback_like_file_survives_load_and_export(tmp_path: Path) -> None:
+    from gristmill.results import iter_parquet_tables, read_parquet_files
+
+    frame = pd.DataFrame({"topic": ["a", "b", "c"], "n": [1, 2, 3]})
+    frame.set_index("topic").to_parquet(tmp_path / "grouped.parquet")  # string index: a stored column
+    pd.DataFrame({"n": [4, 5]}, index=pd.RangeIndex(3, 5, name="row")).to_parquet(tmp_path / "ranged.parquet")
+    grouped = read_parquet_files([tmp_path / "grouped.parquet"])
+    assert sorted(grouped.columns) == ["n", "topic"]
+    ranged = list(iter_parquet_tables([tmp_path / "ranged.parquet"]))[0]
+    assert ranged.column_names == ["row", "n"] and ranged.column("row").to_pylist() == [3, 4]

@@ -231,3 +231,13 @@ def test_dataframe_seed_with_a_mixed_type_column_is_a_seed_error(mill: gm.Mill) 
         name="x", column_type="expression", expr="{{ v }}").build()
     with pytest.raises(gm.SeedDatasetError, match="in-memory DataFrame cannot be stored as parquet.*column v"):
         mill.validate(cfg)
+
+
+def test_pandas_index_columns_unnamed_are_dropped_named_are_kept(tmp_path: Path) -> None:
+    frame = pd.DataFrame({"user_id": [7, 8, 9], "name": ["a", "b", "c"]})
+    frame[frame.user_id > 7].to_parquet(tmp_path / "filtered.parquet")  # unnamed index 1, 2
+    frame.set_index("user_id").to_parquet(tmp_path / "named.parquet")
+    filtered = load_seed_table(gm.SeedConfig(source=str(tmp_path / "filtered.parquet")))
+    named = load_seed_table(gm.SeedConfig(source=str(tmp_path / "named.parquet")))
+    assert filtered.column_names == ["user_id", "name"]
+    assert sorted(named.column_names) == ["name", "user_id"] and named.column("user_id").to_pylist() == [7, 8, 9]

@@ -122,3 +122,26 @@ def test_sigkilled_stage_resumes_from_its_batches_and_second_run_is_refused(tmp_
     for name in ("base", "slow", "after"):
         assert out.load_stage_output(name).equals(clean.load_stage_output(name))
     assert out.count_records() == 20 and out.load_dataset()["n"].is_unique
+
+
+def test_always_resumes_a_first_run_killed_before_its_last_stage(tmp_path: Path) -> None:
+    root = tmp_path / "artifacts"
+    proc = _start_and_wait(root)  # the very first run: 'after' has never been reached
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    proc.stderr.close()  # type: ignore[union-attr]
+    workflow_meta = json.loads((root / "crash" / "workflow-metadata.json").read_text())
+    assert [s["name"] for s in workflow_meta["stages"]] == ["base", "slow"]
+    assert workflow_meta["planned_stages"] == ["base", "slow", "after"]
+
+    plan = build(make_mill(root)).plan(resume="always")
+    assert [s.action.value for s in plan.stages] == ["reuse", "resume", "run"]
+    assert plan["after"].reason == "upstream 'slow' resumed" and plan.always_blockers() == []
+    out = build(make_mill(root)).run(resume="always")
+    clean = build(make_mill(tmp_path / "clean")).run()
+    assert out.load_dataset().equals(clean.load_dataset())
+
+    # A stage added since the last run is still a change of its own.
+    wf = build(make_mill(root))
+    wf.add_stage("extra", gm.ConfigBuilder().add_column(name="more", column_type="expression", expr="{{ label }}?"))
+    assert wf.plan(resume="always").always_blockers() == ["stage 'extra' would run: new stage (no prior run)"]

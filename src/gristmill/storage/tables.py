@@ -2,28 +2,43 @@
 
 from __future__ import annotations
 
+import re
+
 import pyarrow as pa
+
+_UNNAMED = re.compile(r"__index_level_\d+__")
 
 
 def pandas_index_columns(schema: pa.Schema) -> list[str]:
-    """Columns pandas wrote for a non-default index (``__index_level_0__``): bookkeeping, not data.
+    """Columns pandas wrote for an unnamed non-default index (``__index_level_0__``): bookkeeping.
 
     A user's callback or seed file written with ``DataFrame.to_parquet`` after filtering keeps
-    its old index that way; it must not become a column of ours.
+    its old row numbers that way; they must not become a column of ours. A *named* index
+    (``set_index("user_id")``, ``groupby("topic").first()``) is data and stays a column.
     """
     metadata = schema.pandas_metadata or {}
-    return [n for n in metadata.get("index_columns", []) if isinstance(n, str) and n in schema.names]
+    return [n for n in metadata.get("index_columns", [])
+            if isinstance(n, str) and _UNNAMED.fullmatch(n) and n in schema.names]
 
 
 def drop_pandas_index(table: pa.Table) -> pa.Table:
-    """``table`` without pandas index columns (see ``pandas_index_columns``)."""
+    """``table`` as the data a user meant: unnamed pandas index columns dropped (see
+    ``pandas_index_columns``), and a *named* RangeIndex, which pandas stores as metadata only,
+    turned back into its column, first, as ``pandas.read_parquet`` would show it."""
     stored = pandas_index_columns(table.schema)
-    return table.drop_columns(stored).replace_schema_metadata(None) if stored else table
+    ranges = [entry for entry in (table.schema.pandas_metadata or {}).get("index_columns", [])
+              if isinstance(entry, dict) and entry.get("kind") == "range" and entry.get("name")
+              and entry["name"] not in table.column_names]
+    if table.schema.pandas_metadata is None:
+        return table
+    table = table.drop_columns(stored)
+    for entry in reversed(ranges):
+        values = pa.array(range(entry["start"], entry["stop"], entry["step"]) if table.num_rows else [], pa.int64())
+        if len(values) == table.num_rows:  # an empty table stands for a schema
+            table = table.add_column(0, str(entry["name"]), values)
+    return table.replace_schema_metadata(None)
 
 
 def schema_without_pandas_index(schema: pa.Schema) -> pa.Schema:
-    """``schema`` without pandas index columns."""
-    stored = set(pandas_index_columns(schema))
-    if not stored:
-        return schema
-    return pa.schema([field for field in schema if field.name not in stored])
+    """The schema ``drop_pandas_index`` gives a table of ``schema``."""
+    return drop_pandas_index(schema.empty_table()).schema

@@ -106,6 +106,9 @@ class WorkflowMetadata(BaseModel):
     created_at: datetime = Field(default_factory=utc_now)
     updated_at: datetime = Field(default_factory=utc_now)
     stages: list[StageRecord] = Field(default_factory=list)
+    # Every stage of the last run's plan, reached or not: a stage without a record that is
+    # listed here was cut off by a crash, not added since (resume="always" tells them apart).
+    planned_stages: list[str] = Field(default_factory=list)
 
     def stage(self, index: int, name: str) -> StageRecord | None:
         """The record of the stage at ``index``, if it has the same name."""

@@ -261,6 +261,9 @@ class _Walker:
     def _forced(self, stage: StageDefinition, record: StageRecord | None, forced: str) -> _Decision:
         """RUN because an upstream stage reruns or resumes; its own changes still count as its own."""
         if record is None:
+            planned = self.prior.metadata.planned_stages if self.prior and self.prior.metadata else []
+            if stage.name in planned:  # the interrupted run never reached it: nothing of its own changed
+                return _Decision(StageAction.RUN, forced)
             return _Decision(StageAction.RUN, f"new stage (no prior run) (and {forced})", own=True)
         if not record.fingerprint_components:
             return _Decision(StageAction.RUN, forced)  # never generated (e.g. skipped): nothing to compare

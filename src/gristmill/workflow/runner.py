@@ -100,7 +100,8 @@ class WorkflowRunner:
 
     # -- metadata -----------------------------------------------------------------------------
     def _start_metadata(self, name: str, stages: Sequence[StageDefinition]) -> WorkflowMetadata:
-        meta = WorkflowMetadata(workflow_name=name, gristmill_version=__version__)
+        meta = WorkflowMetadata(workflow_name=name, gristmill_version=__version__,
+                                planned_stages=[stage.name for stage in stages])
         prior = self.prior.metadata
         if prior is not None and self.plan.fresh_reason is None:
             meta.created_at = prior.created_at
