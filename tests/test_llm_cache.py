@@ -254,3 +254,28 @@ def test_sigkill_mid_batch_repays_at_most_the_requests_in_flight(tmp_path: Path)
     repaid = after["duplicates"] - at_kill["duplicates"]  # bodies the server had seen before the kill
     assert repaid <= in_flight_at_kill <= parallel
     assert after["requests"] - at_kill["requests"] <= n - at_kill["completions"] + parallel
+
+
+def test_a_changed_dataset_starts_fresh_with_the_old_answers(tmp_path: Path, server: LLMTestServer) -> None:
+    two = (gm.ConfigBuilder()
+           .add_column(name="id", column_type="sampler", sampler_type="uuid", params={})
+           .add_column(name="a", column_type="llm_text", prompt="Describe {{ id }}.")
+           .add_column(name="b", column_type="llm_text", prompt="Name {{ id }}."))
+    mill = _mill(tmp_path, server.url)
+    first = mill.create(two.build(), num_records=20, dataset_name="d")
+    sent = server.stats()["requests"]
+    changed = gm.ConfigBuilder.from_config(two.build()).build()
+    changed.columns[2] = gm.LLMTextColumn(name="b", prompt="Rename {{ id }}.")
+    with pytest.warns(UserWarning, match="starting fresh in"):
+        fresh = mill.create(changed, num_records=20, dataset_name="d", resume="if-possible")
+    assert fresh.artifact_path != first.artifact_path
+    assert server.stats()["requests"] - sent == 20  # only column b's changed prompts were paid
+
+    # An unreadable old cache only means paying again: the fresh run still happens.
+    (first.artifact_path / "response-cache.sqlite").write_bytes(b"garbage")
+    (fresh.artifact_path / "response-cache.sqlite").write_bytes(b"garbage")
+    third = gm.ConfigBuilder.from_config(changed).build()
+    third.columns[1] = gm.LLMTextColumn(name="a", prompt="Depict {{ id }}.")
+    with pytest.warns(UserWarning, match="not reusing answers from"):
+        again = mill.create(third, num_records=20, dataset_name="d", resume="if-possible")
+    assert again.count_records() == 20

@@ -100,32 +100,29 @@ def test_cancelled_waiter_does_not_leak_a_slot() -> None:
     assert asyncio.run(main()) == 0
 
 
-def test_a_decrease_that_did_not_help_pauses_new_requests() -> None:
-    async def main() -> tuple[bool, bool, bool]:
+def test_only_a_429_at_the_lowest_limit_pauses_new_requests() -> None:
+    async def main() -> tuple[list[bool], bool]:
         throttle = AdaptiveThrottle(4)
-        epoch = await throttle.acquire()
-        throttle.on_rate_limited(epoch, pause=30)  # first 429: decrease only
-        throttle.release()
-        first = throttle.paused()
-        epoch = await throttle.acquire()  # sent at the reduced limit...
-        throttle.on_rate_limited(epoch, pause=30)  # ...and refused before any success: pause
-        throttle.release()
-        second = throttle.paused()
+        paused = []
+        for _ in range(3):  # 4 -> 2 -> 1: each refusal halves; halving is what a capped server needs
+            epoch = await throttle.acquire()
+            throttle.on_rate_limited(epoch, pause=30)
+            throttle.release()
+            paused.append(throttle.paused())
         waiter = asyncio.ensure_future(throttle.acquire())
         await asyncio.sleep(0.05)
-        blocked = not waiter.done()  # free slots, but paused
+        blocked = not waiter.done()  # a free slot, but paused
         waiter.cancel()
-        return first, second, blocked
+        return paused, blocked
 
-    assert asyncio.run(main()) == (False, True, True)
+    assert asyncio.run(main()) == ([False, False, True], True)
 
 
-def test_a_429_after_successes_at_the_reduced_limit_does_not_pause() -> None:
+def test_a_429_above_the_lowest_limit_does_not_pause() -> None:
     throttle = AdaptiveThrottle(16)
     throttle.on_rate_limited(throttle.epoch, pause=30)
-    throttle.on_success(throttle.epoch)
-    throttle.on_rate_limited(throttle.epoch, pause=30)  # a probe above the cap: decrease, no pause
-    assert not throttle.paused() and throttle.slots < 16
+    throttle.on_rate_limited(throttle.epoch, pause=30)  # refused again at 8: halve to 4, no pause
+    assert not throttle.paused() and throttle.slots == 4
 
 
 def test_a_partly_refused_burst_locates_the_cap_without_pausing() -> None:

@@ -146,3 +146,18 @@ def test_a_named_pandas_index_in_a_callback_like_file_survives_load_and_export(t
     assert sorted(grouped.columns) == ["n", "topic"]
     ranged = list(iter_parquet_tables([tmp_path / "ranged.parquet"]))[0]
     assert ranged.column_names == ["row", "n"] and ranged.column("row").to_pylist() == [3, 4]
+
+
+def test_jsonl_export_writes_durations_as_seconds(tmp_path: Path) -> None:
+    import datetime as dt
+
+    config = (gm.ConfigBuilder()
+              .add_column(name="n", column_type="sampler", sampler_type="uniform",
+                          params={"low": 1, "high": 9, "integer": True})
+              .add_column(name="wait", column_type="custom", reads=["n"], version="1",
+                          function=lambda row: dt.timedelta(minutes=row["n"]))
+              .build())
+    mill = gm.Mill(tmp_path / "art", run_config=gm.RunConfig(batch_size=10, seed=1, show_progress=False))
+    results = mill.create(config, num_records=5, dataset_name="ds")
+    rows = [json.loads(line) for line in results.export(tmp_path / "d.jsonl").read_text().splitlines()]
+    assert [r["wait"] for r in rows] == [r["n"] * 60.0 for r in rows]

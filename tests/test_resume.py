@@ -309,3 +309,17 @@ def test_failed_run_is_marked_failed_and_resumable(workdir: Path, monkeypatch: p
     assert len(meta["completed_batches"]) == 2
     done = mill.create(config, num_records=60, dataset_name="ds", resume=gm.ResumeMode.ALWAYS)
     assert done.count_records() == 60
+
+
+def test_if_possible_continues_the_matching_earlier_fresh_start(workdir: Path) -> None:
+    mill = _mill(workdir / "a")
+    first = mill.create(_config(workdir), num_records=30, dataset_name="ds")
+    changed = _config(workdir)
+    changed.columns[3] = gm.ExpressionColumn(name="label", expr="{{ category }}/{{ price }}")
+    with pytest.warns(UserWarning, match="starting fresh in"):
+        fresh = mill.create(changed, num_records=30, dataset_name="ds", resume=gm.ResumeMode.IF_POSSIBLE)
+    with pytest.warns(UserWarning, match=f"continuing the matching earlier run in {fresh.artifact_path}"):
+        again = mill.create(changed, num_records=50, dataset_name="ds", resume=gm.ResumeMode.IF_POSSIBLE)
+    assert again.artifact_path == fresh.artifact_path and again.generated_rows == 20
+    back = mill.create(_config(workdir), num_records=30, dataset_name="ds", resume=gm.ResumeMode.IF_POSSIBLE)
+    assert back.artifact_path == first.artifact_path and back.generated_rows == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import warnings
 from dataclasses import dataclass
 from datetime import datetime
@@ -49,7 +50,7 @@ class ResumeMode(StrEnum):
 class _Target:
     layout: DatasetLayout
     resume: bool
-    previous_cache: Path | None = None  # a fresh run starts from the responses an earlier run paid for
+    previous_caches: tuple[Path, ...] = ()  # a fresh run starts from the responses earlier runs paid for
 
 
 class Mill:
@@ -85,7 +86,7 @@ class Mill:
         target = self._choose_target(dataset_name, mode, identity, num_records)
         run = DatasetRun(config, layout=target.layout, dataset_name=dataset_name, num_records=num_records,
                          run_config=self.run_config, loop=self._loop, llm=self._llm_runtime(config),
-                         progress=self._progress(), identity=identity, import_cache_from=target.previous_cache)
+                         progress=self._progress(), identity=identity, import_caches=target.previous_caches)
         meta = run.execute(resume=target.resume)
         results = DatasetResults(target.layout.root, meta, generated_rows=run.generated_rows,
                                  run_usage=run.run_usage)
@@ -129,22 +130,45 @@ class Mill:
             warnings.warn(f"{layout.root} already holds data; writing to {fresh.root} instead (pass "
                           "resume=IF_POSSIBLE to continue the existing dataset)", stacklevel=3)
             return _Target(fresh, resume=False)
-        try:
-            reasons = self._resume_blockers(layout, identity, num_records)
-        except ArtifactError as exc:
-            if mode is ResumeMode.ALWAYS:
-                raise
-            reasons = [str(exc)]  # unusable stored state: IF_POSSIBLE starts fresh elsewhere, deleting nothing
-        if not reasons:
-            return _Target(layout, resume=True)
         if mode is ResumeMode.ALWAYS:
-            raise ResumeError(f"cannot resume {layout.root}: " + "; ".join(reasons))
+            reasons = self._resume_blockers(layout, identity, num_records)  # ArtifactError propagates
+            if reasons:
+                raise ResumeError(f"cannot resume {layout.root}: " + "; ".join(reasons))
+            return _Target(layout, resume=True)
+        return self._if_possible(name, layout, identity, num_records)
+
+    def _if_possible(self, name: str, layout: DatasetLayout, identity: DatasetIdentity,
+                     num_records: int) -> _Target:
+        """Continue the newest run under ``name`` (or an earlier fresh start, ``name_<timestamp>``)
+        that matches; else start fresh, seeded with their paid responses, saying why."""
+        candidates = [layout, *self._earlier_fresh_starts(name)]
+        reasons: list[str] = []
+        for candidate in candidates:
+            try:
+                blockers = self._resume_blockers(candidate, identity, num_records)
+            except ArtifactError as exc:  # unusable stored state: start fresh elsewhere, deleting nothing
+                blockers = [str(exc)]
+            if not blockers:
+                if candidate is not layout:
+                    warnings.warn(f"{layout.root} does not match ({'; '.join(reasons)}); continuing the matching "
+                                  f"earlier run in {candidate.root}", stacklevel=4)
+                return _Target(candidate, resume=True)
+            if candidate is layout:
+                reasons = blockers
         fresh = self._fresh_layout(name)
         warnings.warn(f"not resuming {layout.root} ({'; '.join(reasons)}); starting fresh in {fresh.root}",
-                      stacklevel=3)
-        # Unchanged LLM requests of the new run are served from the old run's responses.
-        cache = layout.response_cache_path
-        return _Target(fresh, resume=False, previous_cache=cache if cache.is_file() else None)
+                      stacklevel=4)
+        # Unchanged LLM requests of the new run are served from the earlier runs' responses.
+        caches = tuple(c.response_cache_path for c in candidates if c.response_cache_path.is_file())
+        return _Target(fresh, resume=False, previous_caches=caches)
+
+    def _earlier_fresh_starts(self, name: str, *, limit: int = 5) -> list[DatasetLayout]:
+        """``<name>_<timestamp>`` directories made by earlier fresh starts, newest first."""
+        pattern = re.compile(rf"{re.escape(name)}_(\d{{8}}-\d{{6}})(?:-(\d+))?")
+        stamped = [(match[1], int(match[2] or 1), path) for path in self.artifact_path.glob(f"{name}_*")
+                   if path.is_dir() and (match := pattern.fullmatch(path.name))]
+        found = [path for _, _, path in sorted(stamped, reverse=True)]
+        return [DatasetLayout(p) for p in found[:limit]]
 
     def _resume_blockers(self, layout: DatasetLayout, identity: DatasetIdentity, num_records: int) -> list[str]:
         if not layout.metadata_path.exists():

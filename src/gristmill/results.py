@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterator, Sequence
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -94,13 +95,16 @@ def export_tables(tables: Iterator[pa.Table], path: str | Path, fmt: str | None 
 
 
 def _json_default(value: Any) -> Any:
+    """Dates and times as ISO 8601, durations as seconds, decimals as exact text."""
     if hasattr(value, "isoformat"):
         return value.isoformat()
+    if isinstance(value, timedelta):
+        return value.total_seconds()
     if isinstance(value, bytes):
         return value.decode("utf-8", "replace")
     if isinstance(value, Decimal):
-        return float(value)
-    raise TypeError(f"cannot write {type(value).__name__} to JSON")
+        return str(value)
+    raise ConfigError(f"cannot export a value of type {type(value).__name__} to JSON; export to parquet instead")
 
 
 def _finite(value: Any) -> Any:

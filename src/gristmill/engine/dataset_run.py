@@ -9,7 +9,8 @@ from __future__ import annotations
 import contextlib
 import secrets
 import time
-from collections.abc import Iterator
+import warnings
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -119,7 +120,7 @@ class DatasetRun:
                  run_config: RunConfig, loop: BackgroundLoop, llm: Any = None, response_cache: Any = None,
                  progress: ProgressReporter | None = None, run_seed: int | None = None,
                  identity: DatasetIdentity | None = None, cache_scope: str = "",
-                 import_cache_from: Path | None = None) -> None:
+                 import_caches: Sequence[Path] = ()) -> None:
         self.config = config
         self.layout = layout
         self.dataset_name = dataset_name
@@ -132,7 +133,7 @@ class DatasetRun:
         self.run_seed = run_seed
         self.identity = identity or dataset_identity(config)
         self.cache_scope = cache_scope
-        self.import_cache_from = import_cache_from  # an earlier run's cache that a fresh run starts from
+        self.import_caches = tuple(import_caches)  # earlier runs' caches that a fresh run starts from
         self.generated_rows = 0  # rows built by this execute() (0 when the dataset was complete)
         self.run_usage: dict[str, dict[str, int]] = {}  # this execute()'s usage alone
 
@@ -189,8 +190,11 @@ class DatasetRun:
         from gristmill.llm.cache import ResponseCache
 
         cache = ResponseCache(self.layout.response_cache_path)
-        if self.import_cache_from is not None and self.import_cache_from.is_file():
-            cache.import_from(self.import_cache_from)
+        for earlier in self.import_caches:
+            try:
+                cache.import_from(earlier)
+            except ArtifactError as exc:  # an unreadable old cache only means paying again
+                warnings.warn(f"not reusing answers from {earlier}: {exc}", stacklevel=2)
         try:
             yield cache
         finally:

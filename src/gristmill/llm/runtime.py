@@ -111,8 +111,10 @@ class ModelHandle:
             if attempt.outcome is Outcome.OK:
                 throttle.on_success(epoch)
             elif attempt.outcome is Outcome.RATE_LIMITED:
-                pause = (attempt.retry_after if attempt.retry_after is not None
-                         else _backoff(self.resolved.model.retry_backoff, rate_limited + 1))
+                # "Retry-After: 0" (or a date already past) would retry at once, forever: the
+                # backoff is the floor.
+                backoff = _backoff(self.resolved.model.retry_backoff, rate_limited + 1)
+                pause = max(attempt.retry_after or 0.0, backoff)
                 throttle.on_rate_limited(epoch, pause=pause)
         finally:
             throttle.release()

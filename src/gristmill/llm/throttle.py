@@ -16,11 +16,11 @@ model) with different ``max_parallel_requests`` share one throttle capped at the
 
 - *Pause*: a refused request always waits its ``Retry-After`` (else the retry backoff)
   before it is sent again. The whole (provider, model) pauses for that long, no new request
-  starting, only when decreasing did not help: a request sent at the already reduced limit
-  is refused before anything succeeded since the decrease (or the limit is at 1). That is a
-  server refusing everything (a rate limit, an outage), where the queue would otherwise
-  storm it; a server capping concurrency just gets the decrease, and probes above its cap
-  cost one 429, not a pause.
+  starting, only when halving cannot help any more: a request is refused while the limit is
+  already 1. A server capping concurrency is met by the halvings alone (16 -> 8 -> 4 settles
+  on a cap of 4 without a pause, as answers in flight come back); a server refusing
+  everything draws one 429 per halving, about ``2 * max_parallel_requests`` in all, and then
+  one request per pause.
 
 So the throttle spends its time just under the server's cap instead of oscillating far
 below it, and probes less and less.
@@ -52,7 +52,6 @@ class AdaptiveThrottle:
         self._streak = 0  # successes since the last 429 or limit change
         self._waiters: deque[asyncio.Future[int]] = deque()
         self.paused_until = 0.0  # time.monotonic() before which no new request starts
-        self._since_decrease: int | None = None  # successes since the last decrease (None: none yet)
         self._burst: tuple[float, int] | None = None  # (limit, 429s) of the epoch just decreased
         self._timer: asyncio.TimerHandle | None = None
         self._timer_loop: asyncio.AbstractEventLoop | None = None
@@ -152,8 +151,6 @@ class AdaptiveThrottle:
             self._burst = None
             if self.plateau is not None and refused < old_limit:
                 self.plateau = max(self.limit + 1, min(self.plateau, old_limit - refused + 1))
-        if self._since_decrease is not None:
-            self._since_decrease += 1
         self._streak += 1
         if self._streak >= self.slots and (self.good is None or self.slots > self.good):
             self.good = self.slots
@@ -171,9 +168,8 @@ class AdaptiveThrottle:
 
     def on_rate_limited(self, epoch: int, *, pause: float = 0.0) -> None:
         """Multiplicative decrease, once per epoch, floored once at the last good level; and a
-        pause of ``pause`` seconds for every new request when decreasing did not help."""
-        refused_after_decrease = epoch == self.epoch and self._since_decrease == 0
-        if refused_after_decrease or (epoch == self.epoch and self.slots <= 1):
+        pause of ``pause`` seconds for every new request when the limit is already 1."""
+        if epoch == self.epoch and self.slots <= 1:
             self.pause(pause)
         self._streak = 0
         if epoch == self.epoch - 1 and self._burst is not None:
@@ -190,5 +186,4 @@ class AdaptiveThrottle:
         self.good = None
         self.limit = max(1.0, float(floor), self.limit * self.DECREASE)
         self._credit = 0.0
-        self._since_decrease = 0
         self.epoch += 1

@@ -18,6 +18,8 @@ from gristmill.errors import ArtifactError
 from gristmill.storage.atomic import write_bytes_atomic
 
 DATASET_SCHEMA_VERSION = 1
+# Said where a run refuses unusable metadata (resume=always); resume=if-possible acts on it itself.
+_ADVICE = "restore or move the directory away (resume=if-possible starts fresh in a new directory, keeping it)"
 
 
 def utc_now() -> datetime:
@@ -100,8 +102,7 @@ class DatasetMetadata(BaseModel):
         except FileNotFoundError:
             raise ArtifactError(f"{path} does not exist: the directory holds no gristmill dataset") from None
         except (OSError, ValueError) as exc:
-            raise ArtifactError(f"{path} is corrupt ({exc}); move the directory away or create with "
-                                "resume=IF_POSSIBLE to start fresh in a new directory") from None
+            raise ArtifactError(f"{path} is corrupt ({exc}); {_ADVICE}") from None
         if isinstance(raw, dict) and raw.get("schema_version") not in (None, DATASET_SCHEMA_VERSION):
             raise ArtifactError(f"{path} has schema_version {raw.get('schema_version')!r}, this gristmill reads "
                                 f"{DATASET_SCHEMA_VERSION}; upgrade gristmill or start fresh")
@@ -110,5 +111,4 @@ class DatasetMetadata(BaseModel):
         except ValidationError as exc:
             first = exc.errors(include_url=False)[0]
             where = ".".join(str(p) for p in first["loc"]) or "<root>"
-            raise ArtifactError(f"{path} is not valid dataset metadata ({where}: {first['msg']}); move the "
-                                "directory away or create with resume=IF_POSSIBLE to start fresh") from None
+            raise ArtifactError(f"{path} is not valid dataset metadata ({where}: {first['msg']}); {_ADVICE}") from None
