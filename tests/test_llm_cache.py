@@ -276,6 +276,6 @@ def test_a_changed_dataset_starts_fresh_with_the_old_answers(tmp_path: Path, ser
     (fresh.artifact_path / "response-cache.sqlite").write_bytes(b"garbage")
     third = gm.ConfigBuilder.from_config(changed).build()
     third.columns[1] = gm.LLMTextColumn(name="a", prompt="Depict {{ id }}.")
-    with pytest.warns(UserWarning, match="not reusing answers from"):
+    with pytest.warns(UserWarning, match="starting fresh in"), pytest.warns(UserWarning, match="not reusing answers"):
         again = mill.create(third, num_records=20, dataset_name="d", resume="if-possible")
     assert again.count_records() == 20
