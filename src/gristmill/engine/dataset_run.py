@@ -202,8 +202,12 @@ class DatasetRun:
 
     def _generate(self, meta: DatasetMetadata, plan: BatchPlan, context: EngineContext) -> DatasetMetadata:
         self._usage_base = {model: dict(c) for model, c in meta.usage.items()}
+        column_names = [n for n in plan.output_names if n not in plan.drop]
+        if meta.status is DatasetStatus.COMPLETED and meta.actual_rows >= meta.target_rows \
+                and meta.column_names == column_names:
+            return meta  # a complete dataset resumes as a no-op: nothing to write
         meta.status, meta.error, meta.finished_at = DatasetStatus.RUNNING, None, None
-        meta.column_names = [n for n in plan.output_names if n not in plan.drop]
+        meta.column_names = column_names
         meta.save(self.layout.metadata_path)
         self.progress.start(self.dataset_name, total=self.num_records, completed=meta.actual_rows)
         try:
@@ -217,10 +221,11 @@ class DatasetRun:
             raise
         finally:
             self.progress.finish()
-        meta.status, meta.finished_at = DatasetStatus.COMPLETED, utc_now()
         self.run_usage = {model: dict(counters) for model, counters in context.usage.items()}
-        _merge_usage(meta, self._usage_base, context)
-        meta.save(self.layout.metadata_path)
+        if meta.status is not DatasetStatus.COMPLETED:  # no batch was missing (the last one marks it)
+            meta.status, meta.finished_at = DatasetStatus.COMPLETED, utc_now()
+            _merge_usage(meta, self._usage_base, context)
+            meta.save(self.layout.metadata_path)
         return meta
 
     def _one_batch(self, plan: BatchPlan, meta: DatasetMetadata, context: EngineContext, index: int) -> None:
@@ -233,6 +238,8 @@ class DatasetRun:
         record.seconds = round(time.perf_counter() - started, 6)
         meta.completed_batches.append(record)
         meta.generation_seconds = round(meta.generation_seconds + record.seconds, 6)
+        if meta.actual_rows >= meta.target_rows:  # the last batch commits the completion with it
+            meta.status, meta.finished_at = DatasetStatus.COMPLETED, utc_now()
         _merge_usage(meta, self._usage_base, context)
         meta.save(self.layout.metadata_path)
         self.generated_rows += rows

@@ -179,21 +179,20 @@ class LLMColumnGenerator:
 
     async def generate(self, frame: BatchFrame) -> dict[str, ColumnValues]:
         n = frame.num_rows
-        bodies = [self.handle.build_body(m, self.schema) for m in self.messages(frame)]
-        keys: list[str] = []
-        cached: dict[str, Any] = {}
-        if self.cache is not None:
-            keys = [ResponseCache.key(identity=self.handle.identity, body=b, column=self.cache_column,
-                                      row=frame.row_offset + i) for i, b in enumerate(bodies)]
-            cached = self.cache.get_many(keys)
-            self.usage["cache_hits"] += len(cached)
+        messages = self.messages(frame)
         results: list[Any] = [None] * n
-        for i, key in enumerate(keys):
-            results[i] = cached.get(key)
-        pending = [i for i in range(n) if results[i] is None]
+        pending: list[int] = []
+        tasks: list[asyncio.Future[Any]] = []
         failed = _BatchFailures()
-        tasks = [asyncio.ensure_future(self._cell(bodies[i], keys[i] if keys else None, failed)) for i in pending]
+        # Requests start as soon as the first rows are ready: the rest of the batch's bodies,
+        # cache keys and cache lookups are prepared while those first answers are on their way.
         try:
+            chunk = max(64, 2 * self.handle.throttle.slots)
+            for start in range(0, n, chunk):
+                for i, task in self._start_rows(range(start, min(n, start + chunk)), messages, frame, results, failed):
+                    pending.append(i)
+                    tasks.append(task)
+                await asyncio.sleep(0)  # the started requests go out before the next rows are prepared
             for i, value in zip(pending, await asyncio.gather(*tasks), strict=True):
                 results[i] = value
         except BaseException:
@@ -212,6 +211,21 @@ class LLMColumnGenerator:
         if self.column.keep_reasoning:
             out[self.column.name + REASONING_SUFFIX] = [r["r"] if r else None for r in results]
         return out
+
+    def _start_rows(self, rows: range, messages: list[list[Message]], frame: BatchFrame, results: list[Any],
+                    failed: _BatchFailures) -> list[tuple[int, asyncio.Future[Any]]]:
+        """Fill ``results`` for ``rows`` the cache holds; start a request for every other row."""
+        bodies = {i: self.handle.build_body(messages[i], self.schema) for i in rows}
+        keys: dict[int, str] = {}
+        if self.cache is not None:
+            keys = {i: ResponseCache.key(identity=self.handle.identity, body=bodies[i], column=self.cache_column,
+                                         row=frame.row_offset + i) for i in rows}
+            cached = self.cache.get_many(list(keys.values()))
+            self.usage["cache_hits"] += len(cached)
+            for i, key in keys.items():
+                results[i] = cached.get(key)
+        return [(i, asyncio.ensure_future(self._cell(bodies[i], keys.get(i), failed)))
+                for i in rows if results[i] is None]
 
     def _stop_error(self) -> ModelError:
         return ModelError(
