@@ -35,3 +35,10 @@ def config_error(exc: ValidationError, *, source: str = "config", prefix: tuple[
         lines.append(f"{where}: {message}")
     detail = "; ".join(lines)
     return ConfigError(f"invalid {source}: {detail}")
+
+
+def first_problem(exc: ValidationError, *, prefix: str = "") -> str:
+    """'where: what' of the first invalid field (for one-line errors about stored files)."""
+    first = exc.errors(include_url=False)[0]
+    where = ".".join(str(part) for part in (*([prefix] if prefix else []), *first["loc"])) or "<root>"
+    return f"{where}: {first['msg']}"

@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from gristmill.config.errors_format import first_problem
 from gristmill.errors import ArtifactError
 from gristmill.storage.atomic import write_bytes_atomic
 
@@ -109,6 +110,4 @@ class DatasetMetadata(BaseModel):
         try:
             return cls.model_validate(raw)
         except ValidationError as exc:
-            first = exc.errors(include_url=False)[0]
-            where = ".".join(str(p) for p in first["loc"]) or "<root>"
-            raise ArtifactError(f"{path} is not valid dataset metadata ({where}: {first['msg']}); {_ADVICE}") from None
+            raise ArtifactError(f"{path} is not valid dataset metadata ({first_problem(exc)}); {_ADVICE}") from None

@@ -10,21 +10,19 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from gristmill.config.errors_format import first_problem
 from gristmill.storage.atomic import write_json_atomic
+from gristmill.storage.metadata import utc_now
 
 WORKFLOW_SCHEMA_VERSION = 1
 WORKFLOW_METADATA_FILE = "workflow-metadata.json"
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 class StageStatus(StrEnum):
@@ -151,9 +149,7 @@ def load_workflow_metadata(path: Path, workflow_name: str) -> LoadedMetadata:
     try:
         meta = WorkflowMetadata.model_validate(raw)
     except ValidationError as exc:
-        first = exc.errors(include_url=False)[0]
-        where = ".".join(str(p) for p in first["loc"]) or "<root>"
-        return LoadedMetadata(None, f"{path} is not valid workflow metadata ({where}: {first['msg']})")
+        return LoadedMetadata(None, f"{path} is not valid workflow metadata ({first_problem(exc)})")
     if meta.workflow_name != workflow_name:
         return LoadedMetadata(None, f"{path} belongs to workflow {meta.workflow_name!r}, not {workflow_name!r}")
     return LoadedMetadata(meta, None)

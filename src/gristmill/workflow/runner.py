@@ -21,7 +21,7 @@ from gristmill.engine.dataset_run import DatasetRun, dataset_identity
 from gristmill.errors import GristmillError, WorkflowError
 from gristmill.results import DatasetResults
 from gristmill.storage.layout import RESPONSE_CACHE_FILE, DatasetLayout
-from gristmill.storage.metadata import DatasetMetadata
+from gristmill.storage.metadata import DatasetMetadata, utc_now
 from gristmill.version import __version__
 from gristmill.workflow.fingerprint import (
     StageInputs,
@@ -37,7 +37,6 @@ from gristmill.workflow.metadata import (
     WorkflowMetadata,
     resolve_stored,
     stored_path,
-    utc_now,
 )
 from gristmill.workflow.observe import OverrideInput, PriorState, parquet_output_files
 from gristmill.workflow.outputs import (

@@ -34,6 +34,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from gristmill.config.dataset import DatasetConfig
+from gristmill.config.errors_format import first_problem
 from gristmill.config.run import RunConfig
 from gristmill.config.seeds import SamplingStrategy
 from gristmill.errors import ConfigError
@@ -90,9 +91,7 @@ def load_workflow_spec(path: str | Path) -> WorkflowSpec:
     try:
         return WorkflowSpec.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors(include_url=False)[0]
-        where = ".".join(str(p) for p in first["loc"]) or "<root>"
-        raise ConfigError(f"{source}: {where}: {first['msg']}") from None
+        raise ConfigError(f"{source}: {first_problem(exc)}") from None
 
 
 def build_workflow(spec: WorkflowSpec, *, base_dir: Path, mill: Mill) -> CompositeWorkflow:
@@ -114,8 +113,7 @@ def spec_run_config(spec: WorkflowSpec) -> RunConfig:
     try:
         return RunConfig.model_validate(spec.run)
     except ValidationError as exc:
-        first = exc.errors(include_url=False)[0]
-        raise ConfigError(f"workflow {spec.name!r}: run.{'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+        raise ConfigError(f"workflow {spec.name!r}: {first_problem(exc, prefix='run')}") from None
 
 
 def _stage_config(stage: StageSpec, base_dir: Path) -> DatasetConfig:
