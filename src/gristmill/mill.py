@@ -106,13 +106,13 @@ class Mill:
     def validate(self, config: DatasetConfig) -> None:
         """Static checks (column graph, seed readable, model aliases known); raises ConfigError."""
         from gristmill.engine.batches import check_columns
-        from gristmill.engine.seeds import load_seed_table
+        from gristmill.engine.seeds import seed_column_names
 
         if not isinstance(config, DatasetConfig):
             raise ConfigError(f"expected a DatasetConfig (use ConfigBuilder(...).build()), got {type(config).__name__}")
         if not config.columns:
             raise ConfigError("the config has no columns; add at least one with add_column(...)")
-        seed_columns = load_seed_table(config.seed).column_names if config.seed is not None else []
+        seed_columns = seed_column_names(config.seed) if config.seed is not None else []
         check_columns(config, seed_columns)
         aliases = {a for c in config.columns for a in c.model_aliases()}
         if aliases:

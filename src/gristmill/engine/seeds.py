@@ -16,7 +16,7 @@ from gristmill.config.dataset import dataframe_digest
 from gristmill.config.seeds import IndexRange, PartitionBlock, SamplingStrategy, SeedConfig
 from gristmill.errors import SeedDatasetError
 from gristmill.sampling.rng import stream_key
-from gristmill.storage.tables import drop_pandas_index
+from gristmill.storage.tables import drop_pandas_index, schema_without_pandas_index
 
 _READERS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".json": "json", ".jsonl": "json",
             ".ndjson": "json"}
@@ -81,26 +81,45 @@ def load_seed_table(seed: SeedConfig) -> pa.Table:
         except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
             raise SeedDatasetError(f"seed files of {seed.source!r} have incompatible schemas: {exc}") from None
         label = repr(seed.source)
-    if table.num_rows == 0:
+    start, stop = _selected_rows(table.num_rows, seed, label)
+    return table.slice(start, stop - start).combine_chunks()
+
+
+def seed_column_names(seed: SeedConfig) -> list[str]:
+    """The seed's columns, with the same checks as ``load_seed_table`` (missing, empty, selection out
+    of bounds); parquet seeds are checked from their footers without reading any data."""
+    files = [] if seed.is_dataframe else seed_files(seed.source)
+    if seed.is_dataframe or any(_READERS.get(p.suffix.lower()) != "parquet" for p in files):
+        return list(load_seed_table(seed).column_names)  # in memory already, or csv/json: read it
+    try:
+        footers = [pq.ParquetFile(p).metadata for p in files]
+    except (pa.ArrowException, OSError) as exc:
+        raise SeedDatasetError(f"cannot read seed {seed.source!r}: {exc}") from None
+    _selected_rows(sum(f.num_rows for f in footers), seed, repr(seed.source))
+    schemas = [schema_without_pandas_index(f.schema.to_arrow_schema()) for f in footers]
+    try:
+        return list(pa.unify_schemas(schemas, promote_options="permissive").names)
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        raise SeedDatasetError(f"seed files of {seed.source!r} have incompatible schemas: {exc}") from None
+
+
+def _selected_rows(total: int, seed: SeedConfig, label: str) -> tuple[int, int]:
+    """[start, stop) of the seed rows the selection strategy keeps; SeedDatasetError when impossible."""
+    if total == 0:
         raise SeedDatasetError(f"seed dataset {label} is empty; a seed needs at least one row")
-    return _select(table, seed, label).combine_chunks()
-
-
-def _select(table: pa.Table, seed: SeedConfig, label: str) -> pa.Table:
     sel = seed.selection_strategy
-    total = table.num_rows
     if isinstance(sel, IndexRange):
         if sel.end > total:
             raise SeedDatasetError(f"IndexRange({sel.start}, {sel.end}) is out of bounds: seed dataset {label} "
                                    f"has {total} rows")
-        return table.slice(sel.start, sel.end - sel.start)
+        return sel.start, sel.end
     if isinstance(sel, PartitionBlock):
         if sel.num_partitions > total:
             raise SeedDatasetError(f"PartitionBlock splits {label} ({total} rows) into {sel.num_partitions} "
                                    "partitions; use at most one partition per row")
         bounds = np.linspace(0, total, sel.num_partitions + 1).astype(int)
-        return table.slice(bounds[sel.index], bounds[sel.index + 1] - bounds[sel.index])
-    return table
+        return int(bounds[sel.index]), int(bounds[sel.index + 1])
+    return 0, total
 
 
 def seed_digest(seed: SeedConfig) -> str:
@@ -145,4 +164,4 @@ class SeedReader:
 
 
 
-__all__ = ["SeedReader", "load_seed_table", "seed_digest", "seed_files"]
+__all__ = ["SeedReader", "load_seed_table", "seed_column_names", "seed_digest", "seed_files"]

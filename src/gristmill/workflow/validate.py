@@ -29,7 +29,7 @@ from gristmill.config.dataset import DatasetConfig
 from gristmill.config.processors import SchemaTransformProcessor
 from gristmill.engine.batches import check_columns
 from gristmill.engine.processors import columns_to_drop
-from gristmill.engine.seeds import load_seed_table
+from gristmill.engine.seeds import seed_column_names
 from gristmill.errors import ConfigError, GristmillError
 from gristmill.workflow.metadata import resolve_stored
 from gristmill.workflow.observe import OverrideInput, PriorState, parquet_output_files
@@ -82,7 +82,7 @@ def stage_errors(stage: StageDefinition) -> Iterator[None]:
 
 
 def _seed_columns(stage: StageDefinition) -> list[str]:
-    return list(load_seed_table(stage.config.seed).column_names) if stage.config.seed is not None else []
+    return seed_column_names(stage.config.seed) if stage.config.seed is not None else []
 
 
 def _output_columns(stage: StageDefinition, action: StageAction, seed_columns: list[str] | None,
