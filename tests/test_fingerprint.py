@@ -11,7 +11,7 @@ import pytest
 
 import gristmill as gm
 from gristmill.config import FINGERPRINT_VERSION
-from gristmill.engine.dataset_run import describe_changes
+from gristmill.config.fingerprint import describe_changes
 
 Edit = Callable[[dict[str, Any]], None]
 

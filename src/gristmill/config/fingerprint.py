@@ -43,3 +43,27 @@ def sha256_json(value: Any) -> str:
 def short_hash(value: Any) -> str:
     """A 16-hex-digit digest, for per-field components (enough to tell a change)."""
     return sha256_json(value)[:16]
+
+
+#: The named parts of a fingerprint (per column and field), stored so a change can be named.
+FingerprintComponents = dict[str, Any]
+
+
+def describe_changes(old: FingerprintComponents, new: FingerprintComponents) -> str:
+    """Name what differs between two sets of fingerprint components, e.g. "expr of column 'x' changed"."""
+    changes: list[str] = []
+    if old.get("version") != new.get("version"):
+        changes.append(f"fingerprint version {old.get('version')} -> {new.get('version')}")
+    old_cols, new_cols = old.get("columns", {}), new.get("columns", {})
+    for name in new_cols:
+        if name not in old_cols:
+            changes.append(f"column {name!r} added")
+        elif old_cols[name] != new_cols[name]:
+            fields = sorted(k for k in set(old_cols[name]) | set(new_cols[name])
+                            if old_cols[name].get(k) != new_cols[name].get(k))
+            changes.append(f"{', '.join(fields)} of column {name!r} changed")
+    changes.extend(f"column {name!r} removed" for name in old_cols if name not in new_cols)
+    for part in ("constraints", "processors", "seed", "models"):
+        if old.get(part) != new.get(part):
+            changes.append(f"{part} changed")
+    return "; ".join(changes) or "fingerprint differs"

@@ -2,9 +2,33 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
+
 from pydantic import Field
 
 from gristmill.config.base import ConfigModel
+from gristmill.errors import ConfigError
+
+
+class ResumeMode(StrEnum):
+    """What to do with what an earlier run left on disk; the same for ``create``, ``plan`` and ``run``.
+
+    - ``NEVER``: never continue; never overwrite either (a new directory is used).
+    - ``IF_POSSIBLE``: continue when the stored run matches; otherwise start fresh and say why.
+    - ``ALWAYS``: continue, or raise ``ResumeError`` saying what differs.
+    """
+
+    NEVER = "never"
+    IF_POSSIBLE = "if-possible"
+    ALWAYS = "always"
+
+    @classmethod
+    def parse(cls, value: object) -> ResumeMode:
+        """A member from a member or its string value (``"if-possible"``); ConfigError otherwise."""
+        try:
+            return cls(value)
+        except ValueError:
+            raise ConfigError(f"resume must be one of {', '.join(m.value for m in cls)}, got {value!r}") from None
 
 
 class RunConfig(ConfigModel):

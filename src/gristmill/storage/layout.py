@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 CONFIG_FILE = "config.json"
@@ -68,3 +70,29 @@ class DatasetLayout:
         if not self.root.exists():
             return True
         return all(p.name == LOCK_FILE or p.name.startswith(f"{LOCK_FILE}.") for p in self.root.iterdir())
+
+
+def fresh_sibling(root: Path) -> Path:
+    """A new ``<root>_<timestamp>`` path beside ``root`` (``-2``, ``-3``... when taken); a fresh
+    start goes there so that nothing under ``root`` is overwritten. Not created here."""
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    candidate, n = root.with_name(f"{root.name}_{stamp}"), 1
+    while candidate.exists():
+        n += 1
+        candidate = root.with_name(f"{root.name}_{stamp}-{n}")
+    return candidate
+
+
+def earlier_fresh_starts(root: Path, *, limit: int = 5) -> list[Path]:
+    """Directories that :func:`fresh_sibling` made beside ``root`` earlier, newest first."""
+    pattern = re.compile(rf"{re.escape(root.name)}_(\d{{8}}-\d{{6}})(?:-(\d+))?")
+    if not root.parent.is_dir():
+        return []
+    stamped = [(match[1], int(match[2] or 1), path) for path in root.parent.glob(f"{glob_escape(root.name)}_*")
+               if path.is_dir() and (match := pattern.fullmatch(path.name))]
+    return [path for _, _, path in sorted(stamped, reverse=True)][:limit]
+
+
+def glob_escape(name: str) -> str:
+    """``name`` with glob metacharacters escaped (``[`` ``*`` ``?``)."""
+    return re.sub(r"([\[\]*?])", r"[\1]", name)

@@ -44,6 +44,16 @@ class FileRecord(BaseModel):
     sha256: str
 
 
+class BatchSpec(BaseModel):
+    """One batch a run means to build: its index and the dataset rows it holds."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    index: int
+    row_offset: int
+    rows: int
+
+
 class BatchRecord(FileRecord):
     """A completed batch: its main parquet file plus processor and dropped-column files."""
 
@@ -71,7 +81,10 @@ class DatasetMetadata(BaseModel):
     target_rows: int
     status: DatasetStatus = DatasetStatus.RUNNING
     column_names: list[str] = Field(default_factory=list)
-    completed_batches: list[BatchRecord] = Field(default_factory=list)
+    completed_batches: list[BatchRecord] = Field(default_factory=list, description=(
+        "Committed batches, kept sorted by index; they may be committed in any order."))
+    planned_batches: list[BatchSpec] = Field(default_factory=list, description=(
+        "Every batch the dataset is to hold; the missing ones are those not in completed_batches."))
     created_at: datetime = Field(default_factory=utc_now)
     updated_at: datetime = Field(default_factory=utc_now)
     finished_at: datetime | None = None
@@ -85,9 +98,39 @@ class DatasetMetadata(BaseModel):
 
     @property
     def num_batches(self) -> int:
-        """Batches the finished dataset will have: the completed ones plus full batches for the rest."""
-        remaining = max(self.target_rows - self.actual_rows, 0)
-        return len(self.completed_batches) + -(-remaining // self.batch_size)
+        """Batches the finished dataset will have."""
+        return max(len(self.planned_batches), len(self.completed_batches))
+
+    def missing_batches(self) -> list[BatchSpec]:
+        """Planned batches not committed yet, in index order."""
+        done = {batch.index for batch in self.completed_batches}
+        return [spec for spec in self.planned_batches if spec.index not in done]
+
+    def plan_rows(self, num_records: int) -> None:
+        """Plan batches up to ``num_records`` rows: committed batches stay as they are (rows paid
+        for never change); new ones are appended after the last planned row."""
+        done = {batch.index: batch for batch in self.completed_batches}
+        # Metadata written before batches were planned: its committed batches are the plan.
+        base = self.planned_batches or [BatchSpec(index=b.index, row_offset=b.row_offset, rows=b.rows)
+                                        for b in self.completed_batches]
+        kept: list[BatchSpec] = []
+        for spec in base:  # a smaller target drops or shortens batches not built yet
+            if spec.index in done:
+                kept.append(spec)
+            elif spec.row_offset < num_records:
+                kept.append(spec.model_copy(update={"rows": min(spec.rows, num_records - spec.row_offset)}))
+        end = max((s.row_offset + s.rows for s in kept), default=0)
+        index = max((s.index for s in kept), default=-1) + 1
+        for offset in range(end, num_records, self.batch_size):
+            kept.append(BatchSpec(index=index, row_offset=offset, rows=min(self.batch_size, num_records - offset)))
+            index += 1
+        self.planned_batches = sorted(kept, key=lambda s: s.index)
+        self.target_rows = num_records
+
+    def commit_batch(self, record: BatchRecord) -> None:
+        """Record a built batch (in any order); the list stays sorted by index."""
+        self.completed_batches = sorted([*(b for b in self.completed_batches if b.index != record.index), record],
+                                        key=lambda b: b.index)
 
     def save(self, path: Path) -> None:
         """Write atomically (temp file, fsync, replace, fsync directory)."""

@@ -33,26 +33,24 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
-from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from gristmill.config.dataset import ConfigBuilder, DatasetConfig
+from gristmill.config.run import ResumeMode
 from gristmill.config.seeds import SamplingStrategy, SelectionStrategy
+from gristmill.engine.services import EngineServices
 from gristmill.errors import ResumeError, WorkflowError
 from gristmill.sampling.rng import stream_key
-from gristmill.storage.layout import DatasetLayout
+from gristmill.storage.layout import DatasetLayout, fresh_sibling
 from gristmill.storage.lock import DirectoryLock
 from gristmill.workflow.metadata import WORKFLOW_METADATA_FILE
 from gristmill.workflow.observe import OverrideInput, PriorState, check_overrides, observe_workflow
-from gristmill.workflow.plan import PlanOptions, WorkflowPlan, no_prior_run_message, plan_stages, resume_value
+from gristmill.workflow.plan import PlanOptions, WorkflowPlan, no_prior_run_message, plan_stages
 from gristmill.workflow.results import WorkflowResults
 from gristmill.workflow.runner import WorkflowRunner
 from gristmill.workflow.stage import StageDefinition, check_workflow_name, define_stage
 from gristmill.workflow.validate import validate_plan
-
-if TYPE_CHECKING:
-    from gristmill.mill import Mill
 
 
 def stage_run_seed(workflow: str, stage: str, base_seed: int | None) -> int:
@@ -64,16 +62,17 @@ def stage_run_seed(workflow: str, stage: str, base_seed: int | None) -> int:
 class CompositeWorkflow:
     """A chain of stages; create one with ``Mill.compose_workflow(name)``."""
 
-    def __init__(self, mill: Mill, name: str) -> None:
+    def __init__(self, services: EngineServices, name: str, *, artifact_path: str | Path) -> None:
         check_workflow_name(name)
-        self.mill = mill
+        self.services = services
+        self.artifact_path = Path(artifact_path)
         self.name = name
         self._stages: list[StageDefinition] = []
 
     @property
     def workflow_dir(self) -> Path:
         """``<artifact_path>/<name>``."""
-        return Path(self.mill.artifact_path) / self.name
+        return self.artifact_path / self.name
 
     @property
     def stages(self) -> tuple[StageDefinition, ...]:
@@ -126,7 +125,7 @@ class CompositeWorkflow:
         its normal action (REUSE when unchanged); its own output may come out empty without
         error while an override replaces it.
         """
-        mode = resume_value(resume)
+        mode = ResumeMode.parse(resume)
         if rerun_from is not None and mode == "never":
             raise WorkflowError("rerun_from needs resume=if-possible or always (resume=never reruns everything)")
         workflow_dir = self._directory_for(mode)
@@ -140,13 +139,13 @@ class CompositeWorkflow:
             plan, prior, overrides = self._make_plan(mode, targets, rerun_from, stage_output_overrides, verify,
                                                      workflow_dir)
             plan.check()
-            validate_plan(self.mill, self._stages, plan, prior, overrides, workflow_dir)
+            validate_plan(self.services, self._stages, plan, prior, overrides, workflow_dir)
             if on_plan is not None:
                 on_plan(plan)
             if mode == "if-possible" and prior.problem is not None:
                 warnings.warn(f"workflow {self.name!r}: not resuming ({prior.problem}); starting fresh in "
                               f"{workflow_dir}", stacklevel=2)
-            runner = WorkflowRunner(self.mill, workflow_dir=workflow_dir, workflow_name=self.name,
+            runner = WorkflowRunner(self.services, workflow_dir=workflow_dir, workflow_name=self.name,
                                     stages=self._stages, plan=plan, prior=prior, overrides=overrides,
                                     run_seeds=self._run_seeds())
             return runner.execute()
@@ -154,30 +153,37 @@ class CompositeWorkflow:
     def _make_plan(self, resume: Any, targets: Sequence[str] | None, rerun_from: str | None,
                    overrides: Mapping[str, str | Path] | None, verify: bool,
                    workflow_dir: Path) -> tuple[WorkflowPlan, PriorState, dict[str, OverrideInput]]:
-        mode = resume_value(resume)
+        mode = ResumeMode.parse(resume)
         checked = check_overrides(overrides, self._stages)
         prior = observe_workflow(workflow_dir, self.name, self._stages, verify=verify, read_prior=mode != "never")
         options = PlanOptions(resume=mode, targets=tuple(targets or ()), rerun_from=rerun_from, overrides=checked,
-                              batch_size=self.mill.run_config.batch_size, run_seeds=self._run_seeds())
+                              batch_size=self.services.run_config.batch_size, run_seeds=self._run_seeds())
         plan = replace(plan_stages(self._stages, prior, options), workflow=self.name, directory=str(workflow_dir))
         return plan, prior, checked
 
     def _run_seeds(self) -> dict[str, int]:
-        return {s.name: stage_run_seed(self.name, s.name, self.mill.run_config.seed) for s in self._stages}
+        return {s.name: stage_run_seed(self.name, s.name, self.services.run_config.seed) for s in self._stages}
 
     def _directory_for(self, mode: str) -> Path:
         """The workflow directory, or under ``never`` a new sibling when it already holds a run."""
         base = self.workflow_dir
         if mode != "never" or DatasetLayout(base).is_empty():
             return base
-        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-        candidate, n = base.with_name(f"{self.name}_{stamp}"), 1
-        while candidate.exists():
-            n += 1
-            candidate = base.with_name(f"{self.name}_{stamp}-{n}")
+        candidate = fresh_sibling(base)
         warnings.warn(f"{base} already holds a workflow run; writing to {candidate} instead (pass "
                       "resume='if-possible' to continue the existing one)", stacklevel=3)
         return candidate
+
+    def close(self) -> None:
+        """Release the services (connection pools, event loop) this workflow runs on; for a workflow
+        made by ``load_workflow`` without a Mill, ``with load_workflow(path) as wf:`` does it."""
+        self.services.close()
+
+    def __enter__(self) -> CompositeWorkflow:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def __repr__(self) -> str:
         return f"CompositeWorkflow({self.name!r}, stages={[s.name for s in self._stages]})"

@@ -13,8 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from gristmill.config.fingerprint import sha256_json, short_hash
-from gristmill.engine.dataset_run import describe_changes
+from gristmill.config.fingerprint import describe_changes, sha256_json, short_hash
 from gristmill.workflow.metadata import OutputFile
 from gristmill.workflow.stage import StageDefinition
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from gristmill.engine.dataset_run import verify_batches
+from gristmill.engine.dataset_plan import verify_batches
 from gristmill.engine.seeds import seed_digest
 from gristmill.errors import ArtifactError, WorkflowError
 from gristmill.storage.atomic import sha256_file

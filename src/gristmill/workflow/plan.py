@@ -33,9 +33,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Any
 
-from gristmill.errors import ConfigError, ResumeError, WorkflowError
+from gristmill.config.run import ResumeMode
+from gristmill.errors import ResumeError, WorkflowError
 from gristmill.workflow.fingerprint import (
     StageInputs,
     UpstreamIdentity,
@@ -48,18 +49,6 @@ from gristmill.workflow.fingerprint import (
 from gristmill.workflow.metadata import StageRecord, StageStatus
 from gristmill.workflow.observe import OverrideInput, PriorState, StageObservation
 from gristmill.workflow.stage import StageDefinition
-
-ResumeValue = Literal["never", "if-possible", "always"]
-_RESUME_VALUES: tuple[ResumeValue, ...] = ("never", "if-possible", "always")
-
-
-def resume_value(mode: object) -> ResumeValue:
-    """Normalise a ``ResumeMode`` (or its string value) to its value."""
-    value = getattr(mode, "value", mode)
-    for known in _RESUME_VALUES:
-        if value == known:
-            return known
-    raise ConfigError(f"resume must be one of {', '.join(_RESUME_VALUES)}, got {mode!r}")
 
 
 class StageAction(StrEnum):
@@ -90,7 +79,7 @@ class StagePlan:
 class PlanOptions:
     """The run options the planner needs."""
 
-    resume: ResumeValue = "if-possible"
+    resume: ResumeMode = ResumeMode.IF_POSSIBLE
     targets: tuple[str, ...] = ()
     rerun_from: str | None = None
     overrides: Mapping[str, OverrideInput] = field(default_factory=dict)
@@ -102,7 +91,7 @@ class PlanOptions:
 class WorkflowPlan:
     """Per stage action and reason; stages after the last target are listed in ``not_targeted``."""
 
-    resume: ResumeValue
+    resume: ResumeMode
     stages: tuple[StagePlan, ...]
     not_targeted: tuple[str, ...] = ()
     fresh_reason: str | None = None  # why prior metadata was not used (None when it was)

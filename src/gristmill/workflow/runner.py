@@ -15,12 +15,18 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
-from gristmill.engine.dataset_run import DatasetRun, dataset_identity
+from gristmill.config.dataset import DatasetConfig
+from gristmill.config.run import ResumeMode
+from gristmill.engine.dataset_plan import DatasetRequest, dataset_identity, observe_dataset, plan_dataset
+from gristmill.engine.dataset_run import DatasetJob, DatasetRun
+from gristmill.engine.seeds import seed_column_names
+from gristmill.engine.services import EngineServices
 from gristmill.errors import GristmillError, WorkflowError
 from gristmill.results import DatasetResults
 from gristmill.storage.layout import RESPONSE_CACHE_FILE, DatasetLayout
+from gristmill.storage.lock import DirectoryLock
 from gristmill.storage.metadata import DatasetMetadata, utc_now
 from gristmill.version import __version__
 from gristmill.workflow.fingerprint import (
@@ -51,6 +57,9 @@ from gristmill.workflow.results import SkippedStageResult, StageResult, Workflow
 from gristmill.workflow.stage import StageDefinition
 from gristmill.workflow.validate import stage_errors
 
+if TYPE_CHECKING:
+    from gristmill.llm.cache import ResponseCache
+
 
 @dataclass(frozen=True)
 class Handoff:
@@ -66,10 +75,11 @@ class Handoff:
 class WorkflowRunner:
     """Runs the stages of one plan inside ``workflow_dir`` (the caller holds its lock)."""
 
-    def __init__(self, mill: Any, *, workflow_dir: Path, workflow_name: str, stages: Sequence[StageDefinition],
-                 plan: WorkflowPlan, prior: PriorState, overrides: Mapping[str, OverrideInput],
+    def __init__(self, services: EngineServices, *, workflow_dir: Path, workflow_name: str,
+                 stages: Sequence[StageDefinition], plan: WorkflowPlan, prior: PriorState,
+                 overrides: Mapping[str, OverrideInput],
                  run_seeds: Mapping[str, int]) -> None:
-        self.mill = mill
+        self.services = services
         self.workflow_dir = workflow_dir
         self.stages = {s.name: s for s in stages}
         self.plan = plan
@@ -89,7 +99,7 @@ class WorkflowRunner:
         return WorkflowResults(self.workflow_dir, self.meta, results, plan=self.plan)
 
     def _execute_stage(self, stage: StageDefinition, step: StagePlan, handoff: Handoff | None,
-                       cache: Any) -> tuple[Handoff, StageResult]:
+                       cache: ResponseCache | None) -> tuple[Handoff, StageResult]:
         empty_from = handoff.empty_from if handoff is not None else None
         if step.action is StageAction.SKIP_EMPTY or empty_from is not None:
             return self._skip(stage, handoff, empty_from or "?")
@@ -141,11 +151,11 @@ class WorkflowRunner:
         return handoff, DatasetResults(self.workflow_dir / stage.directory_name)
 
     def _generate(self, stage: StageDefinition, step: StagePlan, handoff: Handoff | None,
-                  cache: Any) -> tuple[Handoff, StageResult]:
+                  cache: ResponseCache | None) -> tuple[Handoff, StageResult]:
         record = self._running_record(stage, step, handoff)
         config = stage.with_handoff(str(handoff.path) if handoff and handoff.path else None)
         with stage_errors(stage):
-            self.mill.validate(config)  # with the real hand-off; before anything of the stage is touched
+            self._validate(config)  # with the real hand-off; before anything of the stage is touched
         self._save(record)
         started = time.perf_counter()
         try:
@@ -177,21 +187,31 @@ class WorkflowRunner:
             seed_path=stored_path(handoff.path, self.workflow_dir) if handoff and handoff.path else None,
             started_at=utc_now())
 
-    def _run_dataset(self, stage: StageDefinition, step: StagePlan, config: Any, record: StageRecord,
-                     cache: Any) -> DatasetMetadata:
+    def _validate(self, config: DatasetConfig) -> None:
+        seed_columns = seed_column_names(config.seed) if config.seed is not None else []
+        self.services.check_config(config, seed_columns)
+
+    def _run_dataset(self, stage: StageDefinition, step: StagePlan, config: DatasetConfig, record: StageRecord,
+                     cache: ResponseCache | None) -> DatasetMetadata:
         stage_dir = self.workflow_dir / stage.directory_name
         if step.action is StageAction.RUN:
             if stage_dir.exists():
                 shutil.rmtree(stage_dir)  # an error removing it surfaces: never run over stale files
         else:
             clear_post_processing(stage_dir)
-        run_config = self.mill.run_config.model_copy(update={"seed": record.run_seed})
-        run = DatasetRun(config, layout=DatasetLayout(stage_dir), dataset_name=stage.directory_name,
-                         num_records=record.requested_rows or 0, run_config=run_config, loop=self.mill._loop,
-                         llm=self.mill._llm_runtime(config), response_cache=cache, progress=self.mill._progress(),
-                         run_seed=record.run_seed, identity=dataset_identity(config, include_seed_source=False),
+        run_config = self.services.run_config.model_copy(update={"seed": record.run_seed})
+        identity = dataset_identity(config, include_seed_source=False)
+        job = DatasetJob(config=config, layout=DatasetLayout(stage_dir), dataset_name=stage.directory_name,
+                         num_records=record.requested_rows or 0, run_config=run_config, identity=identity,
                          cache_scope=stage.name)  # same-named columns of two stages keep their own answers
-        return run.execute(resume=step.action is StageAction.RESUME)
+        with DirectoryLock(stage_dir):
+            stored = None
+            if step.action is StageAction.RESUME:  # the dataset planner confirms the stage can continue
+                observation = observe_dataset(stage_dir, identity, look_for_earlier=False)
+                request = DatasetRequest(job.num_records, run_config, ResumeMode.ALWAYS)
+                decision = plan_dataset(observation, identity, request)
+                stored = observation.main.metadata if decision.continues else None
+            return DatasetRun(job, self.services, response_cache=cache).execute(stored)
 
     def _finish(self, stage: StageDefinition, record: StageRecord,
                 dataset: DatasetMetadata) -> tuple[Handoff, StageResult]:
@@ -231,17 +251,10 @@ class WorkflowRunner:
                        output_identity(record.fingerprint, record.output_files, override.sha256))
 
     @contextlib.contextmanager
-    def _response_cache(self) -> Iterator[Any]:
+    def _response_cache(self) -> Iterator[ResponseCache | None]:
         """One response cache for the whole workflow, opened only when a running stage calls models."""
         running = [self.stages[s.name] for s in self.plan.stages
                    if s.action in (StageAction.RUN, StageAction.RESUME)]
-        if not self.mill.run_config.cache or not any(stage.uses_models() for stage in running):
-            yield None
-            return
-        from gristmill.llm.cache import ResponseCache
-
-        cache = ResponseCache(self.workflow_dir / RESPONSE_CACHE_FILE)
-        try:
+        needed = any(stage.uses_models() for stage in running)
+        with self.services.response_cache(self.workflow_dir / RESPONSE_CACHE_FILE, needed=needed) as cache:
             yield cache
-        finally:
-            cache.close()

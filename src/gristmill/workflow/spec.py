@@ -38,10 +38,10 @@ from gristmill.config.errors_format import first_problem
 from gristmill.config.run import RunConfig
 from gristmill.config.seeds import SamplingStrategy
 from gristmill.errors import ConfigError
+from gristmill.workflow.composite import CompositeWorkflow
 
 if TYPE_CHECKING:
-    from gristmill.mill import Mill
-    from gristmill.workflow.composite import CompositeWorkflow  # noqa: F401
+    from gristmill.engine.services import EngineServices
 
 
 class StageSpec(BaseModel):
@@ -94,11 +94,10 @@ def load_workflow_spec(path: str | Path) -> WorkflowSpec:
         raise ConfigError(f"{source}: {first_problem(exc)}") from None
 
 
-def build_workflow(spec: WorkflowSpec, *, base_dir: Path, mill: Mill) -> CompositeWorkflow:
-    """The ``CompositeWorkflow`` a spec describes, on ``mill``; config paths are relative to ``base_dir``."""
-    from gristmill.workflow.composite import CompositeWorkflow
-
-    workflow = CompositeWorkflow(mill, spec.name)
+def build_workflow(spec: WorkflowSpec, *, base_dir: Path, services: EngineServices,
+                   artifact_path: Path) -> CompositeWorkflow:
+    """The ``CompositeWorkflow`` a spec describes; config paths are relative to ``base_dir``."""
+    workflow = CompositeWorkflow(services, spec.name, artifact_path=artifact_path)
     for stage in spec.stages:
         workflow.add_stage(stage.name, _stage_config(stage, base_dir), num_records=stage.num_records,
                            on_success=stage.on_success, on_success_version=stage.on_success_version,

@@ -1,6 +1,6 @@
 """Static checks of every stage a plan will run, before any stage runs or any directory is cleared.
 
-``mill.validate(config)`` needs the seed dataset to check the column graph, and the seed of a
+Checking a config (``EngineServices.check_config``) needs the seed dataset to check the column graph, and the seed of a
 downstream stage is the upstream stage's output, which may not exist yet. So each stage that
 will RUN or RESUME is checked against what can be known now:
 
@@ -20,16 +20,14 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from gristmill.config.dataset import DatasetConfig
 from gristmill.config.processors import SchemaTransformProcessor
-from gristmill.engine.batches import check_columns
 from gristmill.engine.processors import columns_to_drop
 from gristmill.engine.seeds import seed_column_names
+from gristmill.engine.services import EngineServices
 from gristmill.errors import ConfigError, GristmillError
 from gristmill.workflow.metadata import resolve_stored
 from gristmill.workflow.observe import OverrideInput, PriorState, parquet_output_files
@@ -37,7 +35,7 @@ from gristmill.workflow.plan import StageAction, WorkflowPlan
 from gristmill.workflow.stage import StageDefinition
 
 
-def validate_plan(mill: Any, stages: Sequence[StageDefinition], plan: WorkflowPlan, prior: PriorState,
+def validate_plan(services: EngineServices, stages: Sequence[StageDefinition], plan: WorkflowPlan, prior: PriorState,
                   overrides: Mapping[str, OverrideInput], workflow_dir: Path) -> None:
     """Check every stage the plan will RUN or RESUME; raises the first problem, naming the stage."""
     by_name = {stage.name: stage for stage in stages}
@@ -51,19 +49,8 @@ def validate_plan(mill: Any, stages: Sequence[StageDefinition], plan: WorkflowPl
             with stage_errors(stage):
                 if stage.index == 0:
                     seed_columns = _seed_columns(stage)
-                check_stage(mill, stage.config, seed_columns)
+                services.check_config(stage.config, seed_columns)
         columns = _output_columns(stage, step.action, seed_columns, prior, overrides, workflow_dir)
-
-
-def check_stage(mill: Any, config: DatasetConfig, seed_columns: Sequence[str] | None) -> None:
-    """Column graph against ``seed_columns`` (skipped when unknown) and model aliases."""
-    if not config.columns:
-        raise ConfigError("the config has no columns; add at least one with add_column(...)")
-    if seed_columns is not None:
-        check_columns(config, seed_columns)
-    aliases = {alias for column in config.columns for alias in column.model_aliases()}
-    if aliases:
-        mill._llm_runtime(config).check_aliases(aliases, config.models)
 
 
 @contextlib.contextmanager

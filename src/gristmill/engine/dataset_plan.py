@@ -1,0 +1,251 @@
+"""The dataset planner: what ``create()`` does with what an earlier run left on disk.
+
+Decide, then act. :func:`observe_dataset` is the only step that reads stored state (metadata,
+batch files' sizes and footers, earlier fresh starts); :func:`plan_dataset` is a pure function
+of that observation, the config's identity, the requested rows and the resume mode, and
+returns a :class:`DatasetDecision` with the reason a user reads. ``DatasetRun`` executes a
+decision and never decides again. Both run under the dataset directory's lock.
+
+=================  ===============================================================
+action             when
+=================  ===============================================================
+FRESH              the directory is empty: start there
+REUSE              a matching run is complete with the rows asked for: write nothing
+RESUME             a matching run stopped early: build its missing batches
+GROW               a matching complete run, more rows asked for: append batches
+FRESH_SIBLING      the stored run cannot be continued (NEVER, or a mismatch under
+                   IF_POSSIBLE): start in ``<name>_<timestamp>``, deleting nothing
+=================  ===============================================================
+
+Under IF_POSSIBLE an earlier fresh start (``<name>_<timestamp>``, newest first) that matches
+is continued; a fresh start imports the response caches of every run it looked at, so only
+requests whose inputs changed are paid again. ALWAYS raises instead of starting fresh.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from gristmill.config.dataset import DatasetConfig
+from gristmill.config.fingerprint import FingerprintComponents, describe_changes
+from gristmill.config.run import ResumeMode, RunConfig
+from gristmill.engine.seeds import seed_digest
+from gristmill.errors import ArtifactError, ResumeError
+from gristmill.storage.atomic import sha256_file
+from gristmill.storage.layout import DatasetLayout, earlier_fresh_starts, fresh_sibling
+from gristmill.storage.metadata import DatasetMetadata
+
+
+class DatasetAction(StrEnum):
+    FRESH = "fresh"
+    REUSE = "reuse"
+    RESUME = "resume"
+    GROW = "grow"
+    FRESH_SIBLING = "fresh_sibling"
+
+
+@dataclass(frozen=True)
+class DatasetIdentity:
+    """What a stored run must match to be continued: the config fingerprint (with the components
+    that let a change be named) and the seed dataset's content digest."""
+
+    fingerprint: str
+    components: FingerprintComponents
+    seed_digest: str | None
+
+
+def dataset_identity(config: DatasetConfig, *, include_seed_source: bool = True) -> DatasetIdentity:
+    """Fingerprint plus seed content digest of ``config`` (reads seed files to hash them)."""
+    digest = seed_digest(config.seed) if config.seed is not None and include_seed_source else None
+    return DatasetIdentity(config.fingerprint(include_seed_source=include_seed_source),
+                           config.fingerprint_components(include_seed_source=include_seed_source), digest)
+
+
+@dataclass(frozen=True)
+class StoredRun:
+    """One directory as found: its metadata, or why it cannot be continued."""
+
+    path: Path
+    empty: bool = False
+    metadata: DatasetMetadata | None = None
+    problem: str | None = None  # unreadable metadata, missing or altered batch file, not a dataset
+    has_cache: bool = False
+
+
+@dataclass(frozen=True)
+class DatasetObservation:
+    """The dataset directory and earlier fresh starts of the same name, newest first."""
+
+    main: StoredRun
+    earlier: tuple[StoredRun, ...] = ()
+    free_sibling: Path | None = None  # where a fresh start beside a non-empty directory would go
+
+
+@dataclass(frozen=True)
+class DatasetDecision:
+    """What ``create()`` does, where, and why."""
+
+    action: DatasetAction
+    path: Path
+    reason: str
+    warning: str | None = None
+    import_caches: tuple[Path, ...] = ()  # earlier answers a fresh run starts from
+    batches_missing: int = 0
+
+    @property
+    def continues(self) -> bool:
+        return self.action in (DatasetAction.REUSE, DatasetAction.RESUME, DatasetAction.GROW)
+
+
+@dataclass(frozen=True)
+class DatasetRequest:
+    """What the user asked for: rows, run options, mode."""
+
+    num_records: int
+    run_config: RunConfig
+    mode: ResumeMode = ResumeMode.IF_POSSIBLE
+
+
+# -- observe ---------------------------------------------------------------------------------
+def observe_dataset(root: Path, identity: DatasetIdentity, *, look_for_earlier: bool = True) -> DatasetObservation:
+    """Read what is stored under ``root`` (and ``<root>_<timestamp>`` siblings when asked).
+
+    Batch files are verified (size and parquet footer row count) only for runs whose
+    fingerprint matches: a run that could not be continued anyway is not worth the reads.
+    """
+    main = observe_run(root, identity)
+    if main.empty:
+        return DatasetObservation(main)
+    earlier = tuple(observe_run(p, identity) for p in earlier_fresh_starts(root)) if look_for_earlier else ()
+    return DatasetObservation(main, earlier, free_sibling=fresh_sibling(root))
+
+
+def observe_run(root: Path, identity: DatasetIdentity) -> StoredRun:
+    layout = DatasetLayout(root)
+    if layout.is_empty():
+        return StoredRun(root, empty=True)
+    has_cache = layout.response_cache_path.is_file()
+    if not layout.metadata_path.exists():
+        return StoredRun(root, problem=f"{root} is not empty but has no metadata.json, so it is not a gristmill "
+                                       "dataset; choose another dataset_name or move the directory away",
+                         has_cache=has_cache)
+    try:
+        meta = DatasetMetadata.load(layout.metadata_path)
+        if meta.fingerprint == identity.fingerprint:
+            verify_batches(meta, layout)
+    except ArtifactError as exc:
+        return StoredRun(root, problem=str(exc), has_cache=has_cache)
+    return StoredRun(root, metadata=meta, has_cache=has_cache)
+
+
+def verify_batches(meta: DatasetMetadata, layout: DatasetLayout, *, check_hashes: bool = False) -> None:
+    """Raise ArtifactError naming the first recorded batch file that is missing or altered.
+
+    Sizes and parquet footers (row counts) are always checked, which is cheap; the sha256 of
+    every byte only with ``check_hashes``.
+    """
+    advice = "restore it, or rerun with resume=never to regenerate the dataset in a new directory"
+    for record in meta.completed_batches:
+        for rec in [record, *record.processor_files.values(), *([record.dropped_file] if record.dropped_file else [])]:
+            path = layout.root / rec.file
+            if not path.is_file():
+                raise ArtifactError(f"{path} is recorded as complete but missing; {advice}")
+            size = path.stat().st_size
+            if size != rec.bytes or (check_hashes and sha256_file(path) != rec.sha256):
+                raise ArtifactError(f"{path} is truncated or altered ({size} bytes, {rec.bytes} recorded); {advice}")
+            if _footer_rows(path) != rec.rows:
+                raise ArtifactError(f"{path} is corrupt (its parquet footer does not hold the {rec.rows} rows "
+                                    f"recorded); {advice}")
+
+
+def _footer_rows(path: Path) -> int | None:
+    try:
+        return int(pq.read_metadata(path).num_rows)
+    except (pa.ArrowException, OSError):
+        return None
+
+
+# -- decide ----------------------------------------------------------------------------------
+def resume_mismatches(meta: DatasetMetadata, identity: DatasetIdentity, run_config: RunConfig,
+                      num_records: int | None = None) -> list[str]:
+    """Why ``meta`` cannot be continued with this config and run options (empty: it can)."""
+    reasons = []
+    if meta.fingerprint != identity.fingerprint:
+        reasons.append(f"the config changed ({describe_changes(meta.fingerprint_components, identity.components)})")
+    if meta.seed_digest != identity.seed_digest:
+        reasons.append("the seed dataset's content changed")
+    if meta.batch_size != run_config.batch_size:
+        reasons.append(f"batch_size is {run_config.batch_size}, the stored run used {meta.batch_size}")
+    if run_config.seed is not None and run_config.seed != meta.run_seed:
+        reasons.append(f"seed is {run_config.seed}, the stored run used {meta.run_seed}")
+    if num_records is not None and meta.actual_rows > num_records:
+        reasons.append(f"it holds {meta.actual_rows} rows, more than the {num_records} requested")
+    return reasons
+
+
+def plan_dataset(observation: DatasetObservation, identity: DatasetIdentity, request: DatasetRequest,
+                 ) -> DatasetDecision:
+    """Decide from stored state alone (pure). Raises ResumeError / ArtifactError under ALWAYS
+    when the stored run cannot be continued, saying why."""
+    main, mode = observation.main, request.mode
+    if main.empty:
+        if mode is ResumeMode.ALWAYS:
+            raise ResumeError(f"resume=always but {main.path} holds no dataset to resume; use "
+                              "resume=if-possible or never to start one")
+        return DatasetDecision(DatasetAction.FRESH, main.path, "no earlier run")
+    sibling = observation.free_sibling or main.path.with_name(f"{main.path.name}_new")
+    if mode is ResumeMode.NEVER:
+        return DatasetDecision(DatasetAction.FRESH_SIBLING, sibling, "resume=never", warning=(
+            f"{main.path} already holds data; writing to {sibling} instead (pass resume=if-possible to "
+            "continue the existing dataset)"))
+    blockers = _blockers(main, identity, request)
+    if not blockers:
+        return _continue(main, request)
+    if mode is ResumeMode.ALWAYS:
+        if main.metadata is None:
+            raise ArtifactError(blockers[0])
+        raise ResumeError(f"cannot resume {main.path}: " + "; ".join(blockers))
+    for earlier in observation.earlier:
+        if not _blockers(earlier, identity, request):
+            decision = _continue(earlier, request)
+            return DatasetDecision(decision.action, earlier.path, decision.reason, batches_missing=(
+                decision.batches_missing), warning=(f"{main.path} does not match ({'; '.join(blockers)}); "
+                                                    f"continuing the matching earlier run in {earlier.path}"))
+    caches = tuple(run.path / DatasetLayout(run.path).response_cache_path.name
+                   for run in (main, *observation.earlier) if run.has_cache)
+    return DatasetDecision(DatasetAction.FRESH_SIBLING, sibling, "; ".join(blockers), import_caches=caches,
+                           warning=f"not resuming {main.path} ({'; '.join(blockers)}); starting fresh in {sibling}")
+
+
+def _blockers(run: StoredRun, identity: DatasetIdentity, request: DatasetRequest) -> list[str]:
+    if run.metadata is None:
+        return [run.problem or f"{run.path} holds no dataset"]
+    return resume_mismatches(run.metadata, identity, request.run_config, request.num_records)
+
+
+def _continue(run: StoredRun, request: DatasetRequest) -> DatasetDecision:
+    meta = run.metadata
+    assert meta is not None  # _blockers found none, so metadata was read
+    held, wanted = meta.actual_rows, request.num_records
+    planned = meta.model_copy(deep=True)
+    planned.plan_rows(wanted)
+    missing = len(planned.missing_batches())
+    if missing == 0:
+        return DatasetDecision(DatasetAction.REUSE, run.path, f"complete with {held} rows")
+    if meta.status.value == "completed":
+        return DatasetDecision(DatasetAction.GROW, run.path, f"grows from {held} to {wanted} rows",
+                               batches_missing=missing)
+    return DatasetDecision(DatasetAction.RESUME, run.path,
+                           f"{len(meta.completed_batches)} of {planned.num_batches} batches done",
+                           batches_missing=missing)
+
+
+def describe_decision(decision: DatasetDecision) -> str:
+    """One line for ``gristmill plan``: ``RESUME  3 of 10 batches done``."""
+    return f"{decision.action.value.upper():<14}{decision.reason}"
+
