@@ -17,7 +17,7 @@ import pytest
 
 import gristmill as gm
 from gristmill.llm.cache import ResponseCache
-from gristmill.testing import LLMTestServer, ServerProcess, provider_and_model
+from gristmill.testing import FailedResponse, FunctionModel, LLMTestServer, ServerProcess, provider_and_model
 
 
 @pytest.fixture()
@@ -153,36 +153,30 @@ def test_key_uses_the_dataset_wide_row_index(server: LLMTestServer, tmp_path: Pa
     assert grown.count_records() == 35 and grown.load_dataset()["t"].notna().all()
 
 
-def test_cache_scope_separates_same_named_columns(server: LLMTestServer, tmp_path: Path) -> None:
+def test_cache_scope_separates_same_named_columns(tmp_path: Path) -> None:
     from gristmill.engine.generators.base import BatchFrame, EngineContext, build_generator
     from gristmill.llm.registry import ModelRegistry
     from gristmill.llm.runtime import LLMRuntime
 
-    provider, model = provider_and_model(server.url)
+    fm = FunctionModel(lambda request: "An answer.")
     cfg = gm.ConfigBuilder().add_column(name="t", column_type="llm_text", prompt="Same prompt.").build()
-    runtime = LLMRuntime(ModelRegistry.load(providers=[provider], models=[model]))
+    runtime = LLMRuntime(ModelRegistry.load(providers=[fm.provider()], models=[fm.model_config()]),
+                         clients={fm.name: fm})
 
     def generate(cache: ResponseCache, scope: str) -> list[object]:
         context = EngineContext(config=cfg, run_config=gm.RunConfig(show_progress=False), llm=runtime,
                                 response_cache=cache)
         context.cache_scope = scope
         generator = build_generator(cfg.columns[0], context)
-
-        async def main() -> list[object]:
-            try:
-                return list((await generator.generate(BatchFrame(0, 0, 3, 0)))["t"])
-            finally:
-                await runtime.aclose()
-
-        return asyncio.run(main())
+        return list(asyncio.run(generator.generate(BatchFrame(0, 0, 3, 0)))["t"])
 
     with ResponseCache(tmp_path / "response-cache.sqlite") as cache:
         generate(cache, "stage-a")
-        assert server.stats()["requests"] == 3
+        assert len(fm.calls) == 3
         generate(cache, "stage-b")  # same column name and prompt, another stage: its own answers
-        assert server.stats()["requests"] == 6
+        assert len(fm.calls) == 6
         generate(cache, "stage-a")
-        assert server.stats()["requests"] == 6
+        assert len(fm.calls) == 6
         assert set(cache.stats()["columns"]) == {"stage-a/t", "stage-b/t"}
 
 
@@ -203,16 +197,16 @@ def test_import_from_copies_missing_entries_and_leaves_the_source_alone(tmp_path
     assert (tmp_path / "old.sqlite").read_bytes() == before
 
 
-def test_errors_are_not_cached(server: LLMTestServer, tmp_path: Path) -> None:
-    server.configure(fail_status=400)
+def test_errors_are_not_cached(tmp_path: Path) -> None:
+    fm = FunctionModel(lambda request: FailedResponse(400, "bad request"))
     cfg = (gm.ConfigBuilder()
            .add_column(name="id", column_type="sampler", sampler_type="uuid", params={})
            .add_column(name="text", column_type="llm_text", prompt="Describe {{ id }}.")
            .build())
-    provider, model = provider_and_model(server.url)
-    with gm.Mill(tmp_path / "a", model_providers=[provider], model_configs=[model],
-                 run_config=gm.RunConfig(show_progress=False, max_error_rate=1.0)) as mill:
-        mill.create(cfg, num_records=5, dataset_name="d")
+    with gm.Mill(tmp_path / "a", model_providers=[fm.provider()], model_configs=[fm.model_config()],
+                 clients={fm.name: fm}, run_config=gm.RunConfig(show_progress=False, max_error_rate=1.0)) as mill:
+        res = mill.create(cfg, num_records=5, dataset_name="d")
+    assert res.usage["default"]["failures"] == 5 == len(fm.calls)  # a 400 is not retried
     assert ResponseCache(tmp_path / "a" / "d" / "response-cache.sqlite").stats()["entries"] == 0
 
 

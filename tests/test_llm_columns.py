@@ -10,7 +10,7 @@ from pydantic import BaseModel
 
 import gristmill as gm
 from gristmill.config.llm_columns import LLMCodeColumn, LLMJudgeColumn, LLMStructuredColumn, LLMTextColumn
-from gristmill.testing import LLMTestServer, provider_and_model
+from gristmill.testing import FunctionModel, LLMTestServer, provider_and_model
 
 
 class Pet(BaseModel):
@@ -87,9 +87,12 @@ def test_all_four_types_through_the_mill(server: LLMTestServer, tmp_path: Path) 
     assert all(g["clarity"]["score"] in (1, 2) and isinstance(g["clarity"]["reasoning"], str) for g in df["grade"])
 
 
-def test_preview_runs_llm_columns(server: LLMTestServer, tmp_path: Path) -> None:
-    provider, model = provider_and_model(server.url)
+def test_preview_runs_llm_columns(tmp_path: Path) -> None:
+    fm = FunctionModel(lambda request: f"Echo: {request.prompt}")
     cfg = gm.ConfigBuilder().add_column(name="t", column_type="llm_text", prompt="Hello").build()
-    with gm.Mill(tmp_path, model_providers=[provider], model_configs=[model]) as mill:
+    with gm.Mill(tmp_path, model_providers=[fm.provider()], model_configs=[fm.model_config()],
+                 clients={fm.name: fm}) as mill:
         df = mill.preview(cfg, num_records=3)
-    assert df["t"].tolist() == ["Echo: Hello [" + df["t"][0].split("[")[1]] * 3
+    assert df["t"].tolist() == ["Echo: Hello"] * 3
+    assert len(fm.calls) == 3
+    assert not (tmp_path / "dataset").exists()  # a preview writes nothing

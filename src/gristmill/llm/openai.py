@@ -11,7 +11,7 @@ from typing import Any
 from gristmill.config.models import ModelProvider
 from gristmill.errors import ModelAuthError
 from gristmill.llm.http import ConnectionPool, HTTPConnectError, HTTPTimeout, HTTPTransportError
-from gristmill.llm.types import Attempt, Completion, Message, Outcome, RequestBody
+from gristmill.llm.types import Attempt, Completion, Message, Outcome, RequestBody, classify_status
 
 
 def resolve_api_key(provider: ModelProvider) -> str | None:
@@ -62,16 +62,6 @@ def _error_message(body: bytes) -> str:
     if isinstance(error, dict):
         return str(error.get("message") or error.get("detail") or error)[:500]
     return str(error)[:500]
-
-
-def classify_status(status: int) -> Outcome:
-    if status == 429:
-        return Outcome.RATE_LIMITED
-    if status in (401, 403):
-        return Outcome.AUTH
-    if status >= 500 or status in (408, 409):
-        return Outcome.TRANSIENT
-    return Outcome.REJECTED
 
 
 class OpenAIClient:

@@ -132,6 +132,9 @@ class ModelRegistry:
         self._configured = bool(self.providers)
         self.providers.setdefault(LOCAL_PROVIDER.name, LOCAL_PROVIDER)
         self._warned = False
+        # False when a client of the caller's answers the 'local' provider: the warning about the
+        # embedded model would then be wrong.
+        self.warn_local = True
 
     @classmethod
     def load(cls, *, providers: Sequence[ModelProvider] | str | Path | None = None,
@@ -171,7 +174,7 @@ class ModelRegistry:
         return ResolvedModel(model=model, provider=provider)
 
     def _warn_local(self) -> None:
-        if not self._warned:
+        if self.warn_local and not self._warned:
             self._warned = True
             logger.warning("gristmill: no model provider configured; alias 'default' uses the embedded "
                            "SmolLM2-135M, a tiny model for trying gristmill out")

@@ -5,6 +5,10 @@ waits for a throttle slot, sends, and retries: 429s shrink the throttle and paus
 ``Retry-After`` (no new request of that model starts meanwhile; the rejected one waits it out
 without holding a slot); 5xx, timeouts and connection errors back off
 exponentially with jitter; 401/403 raise ``ModelAuthError`` at once; other 4xx fail the cell.
+
+Clients are built per provider (``OpenAIClient`` or ``LocalClient``) unless the runtime was given
+one for that provider's name (``clients=``): any :class:`~gristmill.llm.types.ChatClient`, such
+as ``gristmill.testing.FunctionModel``.
 """
 
 from __future__ import annotations
@@ -13,14 +17,14 @@ import asyncio
 import os
 import random
 import time
-from collections.abc import Iterable, MutableMapping
+from collections.abc import Iterable, Mapping, MutableMapping
 from typing import Any
 
-from gristmill.config.models import ModelConfig
+from gristmill.config.models import ModelConfig, ModelProvider
 from gristmill.errors import ConfigError, ModelAuthError, ModelError, ModelRateLimitError
 from gristmill.llm.local import LocalClient, check_local_available
 from gristmill.llm.openai import OpenAIClient, env_var_name
-from gristmill.llm.registry import ModelRegistry, ResolvedModel
+from gristmill.llm.registry import LOCAL_PROVIDER, ModelRegistry, ResolvedModel
 from gristmill.llm.throttle import AdaptiveThrottle
 from gristmill.llm.types import Attempt, ChatClient, Completion, Message, Outcome, RequestBody
 
@@ -136,9 +140,13 @@ class LLMRuntime:
     connections belong to a loop. Throttle state (the learned limits) survives it.
     """
 
-    def __init__(self, registry: ModelRegistry) -> None:
+    def __init__(self, registry: ModelRegistry, *, clients: Mapping[str, ChatClient] | None = None) -> None:
         self.registry = registry
-        self._clients: dict[str, ChatClient] = {}
+        # Clients given by the caller, by provider name: used as they are, never built or checked.
+        self._given: dict[str, ChatClient] = _check_clients(registry, clients or {})
+        if LOCAL_PROVIDER.name in self._given:
+            registry.warn_local = False
+        self._clients: dict[str, ChatClient] = dict(self._given)
         self._throttles: dict[tuple[str, str], AdaptiveThrottle] = {}
 
     def model(self, alias: str, extra_models: Iterable[ModelConfig] = ()) -> ModelHandle:
@@ -161,23 +169,45 @@ class LLMRuntime:
 
     def check_aliases(self, aliases: set[str], extra_models: Iterable[ModelConfig] = ()) -> None:
         """Static checks before any request: every alias resolves, its API key variable is set,
-        the local model can run. ConfigError / ModelAuthError name what to fix."""
+        the local model can run. ConfigError / ModelAuthError name what to fix. A provider with a
+        client of the caller's needs neither endpoint nor key: that client is its own business."""
         extra = list(extra_models)
         for alias in sorted(aliases):
             resolved = self.registry.resolve(alias, extra)
-            provider = resolved.provider
-            if provider.provider_type == "local":
-                check_local_available()
-                continue
-            if not provider.endpoint.startswith(("http://", "https://")):
-                raise ConfigError(f"provider {provider.name!r} (model alias {alias!r}) needs an http(s):// "
-                                  f"endpoint, got {provider.endpoint!r}")
-            var = env_var_name(provider.api_key) if provider.api_key else None
-            if var is not None and not os.environ.get(var):
-                raise ModelAuthError(f"model alias {alias!r}: provider {provider.name!r} reads its API key from "
-                                     f"the environment variable {var}, which is not set; export {var}=...")
+            if resolved.provider.name not in self._given:
+                _check_provider(resolved.provider, alias)
 
     async def aclose(self) -> None:
         """Close connections; the runtime stays usable (new connections open on demand)."""
         for client in self._clients.values():
             await client.aclose()
+
+
+def _check_provider(provider: ModelProvider, alias: str) -> None:
+    """The built-in client for ``provider`` can work: local model installed, or an http(s)
+    endpoint and its API key variable set."""
+    if provider.provider_type == "local":
+        check_local_available()
+        return
+    if not provider.endpoint.startswith(("http://", "https://")):
+        raise ConfigError(f"provider {provider.name!r} (model alias {alias!r}) needs an http(s):// "
+                          f"endpoint, got {provider.endpoint!r}")
+    var = env_var_name(provider.api_key) if provider.api_key else None
+    if var is not None and not os.environ.get(var):
+        raise ModelAuthError(f"model alias {alias!r}: provider {provider.name!r} reads its API key from "
+                             f"the environment variable {var}, which is not set; export {var}=...")
+
+
+def _check_clients(registry: ModelRegistry, clients: Mapping[str, ChatClient]) -> dict[str, ChatClient]:
+    """``clients`` as a dict, after checking that each key names a provider and each value is a
+    ChatClient (ConfigError naming the known providers / the missing methods)."""
+    known = ", ".join(sorted(registry.providers))
+    for name, client in clients.items():
+        if name not in registry.providers:
+            raise ConfigError(f"clients: no provider named {name!r}; known providers: {known}. Key the client "
+                              f"by one of them, or add ModelProvider(name={name!r}) to the model providers.")
+        if not isinstance(client, ChatClient):
+            raise ConfigError(f"clients[{name!r}] is a {type(client).__name__}, not a ChatClient: it needs "
+                              "build_body(), async send() and async aclose() (see gristmill.llm.types.ChatClient; "
+                              "wrap a function in gristmill.testing.FunctionModel)")
+    return dict(clients)

@@ -1,30 +1,57 @@
-"""Test helpers: a real OpenAI-compatible server on 127.0.0.1 with injectable trouble.
+"""Test helpers: an in-process fake model, and a real OpenAI-compatible server on 127.0.0.1.
 
+- :class:`FunctionModel`: a client whose answers come from a Python function (no socket);
+  pass it as ``Mill(..., clients={fm.name: fm})``. :class:`ChatRequest` is what the function
+  gets, :class:`FailedResponse` what it returns to simulate a 429, a 5xx or a timeout.
 - :class:`LLMTestServer`: in-process (a thread), a context manager; ``.url``, ``.stats()``,
-  ``.configure(...)``.
+  ``.configure(...)``. For tests of HTTP behaviour.
 - :class:`ServerProcess`: the same server as a subprocess (crash tests, benchmarks).
 - :func:`provider_and_model`: a ``ModelProvider`` / ``ModelConfig`` pair pointing at a server.
+
+Names load on first use (PEP 562), so ``import gristmill.testing`` stays cheap and
+``python -m gristmill.testing.server`` does not find its own module already imported (runpy
+warns about that).
 """
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
-from gristmill.config.models import ModelConfig, ModelProvider
-from gristmill.testing.process import ServerProcess
-
 if TYPE_CHECKING:
-    from gristmill.testing.server import LLMTestServer, ServerBehavior, schema_instance
+    from gristmill.config.models import ModelConfig, ModelProvider
+    from gristmill.testing.function_model import ChatRequest as ChatRequest
+    from gristmill.testing.function_model import FailedResponse as FailedResponse
+    from gristmill.testing.function_model import FunctionModel as FunctionModel
+    from gristmill.testing.process import ServerProcess as ServerProcess
+    from gristmill.testing.server import LLMTestServer as LLMTestServer
+    from gristmill.testing.server import ServerBehavior as ServerBehavior
+    from gristmill.testing.server import schema_instance as schema_instance
+
+# Public name -> its module (one line per name; its TYPE_CHECKING import above too).
+_EXPORTS: dict[str, str] = {
+    "ChatRequest": "gristmill.testing.function_model",
+    "FailedResponse": "gristmill.testing.function_model",
+    "FunctionModel": "gristmill.testing.function_model",
+    "LLMTestServer": "gristmill.testing.server",
+    "ServerBehavior": "gristmill.testing.server",
+    "ServerProcess": "gristmill.testing.process",
+    "schema_instance": "gristmill.testing.server",
+}
 
 
 def __getattr__(name: str) -> Any:
-    # Imported lazily so that ``python -m gristmill.testing.server`` does not find its own
-    # module already imported by this package (runpy warns about that).
-    if name in ("LLMTestServer", "ServerBehavior", "schema_instance"):
-        from gristmill.testing import server
+    """Load a public name on first use, then keep it in the package's namespace."""
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
 
-        return getattr(server, name)
-    raise AttributeError(name)
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
 
 
 def provider_and_model(url: str, *, alias: str = "default", model: str = "test-model",
@@ -33,8 +60,10 @@ def provider_and_model(url: str, *, alias: str = "default", model: str = "test-m
 
     >>> provider, model = provider_and_model("http://127.0.0.1:8000/v1", max_parallel_requests=4)
     """
+    from gristmill.config.models import ModelConfig, ModelProvider
+
     provider = ModelProvider(name="test", endpoint=url)
     return provider, ModelConfig(alias=alias, model=model, provider="test", **model_fields)
 
 
-__all__ = ["LLMTestServer", "ServerBehavior", "ServerProcess", "provider_and_model", "schema_instance"]
+__all__ = sorted([*_EXPORTS, "provider_and_model"])
