@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 import gristmill as gm
+from gristmill.storage.metadata import DatasetMetadata
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
@@ -45,6 +46,7 @@ def slow_double(df):
 RUNNER = """
 import sys
 import gristmill as gm
+from gristmill.storage.metadata import DatasetMetadata
 config = gm.DatasetConfig.from_yaml(sys.argv[1])
 mill = gm.Mill(sys.argv[2], run_config=gm.RunConfig(batch_size=20, seed=99, show_progress=False))
 mill.create(config, num_records=int(sys.argv[3]), dataset_name="ds", resume=gm.ResumeMode.IF_POSSIBLE)
@@ -98,9 +100,11 @@ def test_sigkill_mid_run_then_resume_equals_uninterrupted_run(workdir: Path) -> 
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=10)
 
-    meta = json.loads((artifacts / "ds" / "metadata.json").read_text())
-    assert meta["status"] == "running"  # the crash left the run unfinished...
-    done_before = len(meta["completed_batches"])
+    # metadata.json plus the batch journal (the committed batches since the run started)
+    meta = DatasetMetadata.load(artifacts / "ds" / "metadata.json")
+    assert meta.status == "running"  # the crash left the run unfinished...
+    assert (artifacts / "ds" / "batches.journal").exists()
+    done_before = len(meta.completed_batches)
     assert 3 <= done_before < 20  # ...with some, not all, batches durable
 
     resumed = _mill(artifacts).create(_config(workdir), num_records=400, dataset_name="ds",

@@ -23,6 +23,7 @@ import pytest
 import gristmill as gm
 from gristmill.errors import LockedError
 from gristmill.storage.atomic import sha256_file
+from gristmill.storage.metadata import DatasetMetadata
 
 SLOW_ENV = "GRISTMILL_TEST_SLOW_SECONDS"
 TESTS_DIR = Path(__file__).resolve().parent
@@ -59,12 +60,12 @@ def build(mill: gm.Mill) -> Any:
 
 def _partial_batches(stage_dir: Path) -> list[dict[str, Any]] | None:
     """Completed batches of a dataset that is running again after being cleared, else None."""
-    try:
-        meta = json.loads((stage_dir / "metadata.json").read_text())
-    except (OSError, ValueError):
+    try:  # metadata.json plus the batches committed to its journal since
+        meta = DatasetMetadata.load(stage_dir / "metadata.json")
+    except gm.ArtifactError:
         return None
-    batches: list[dict[str, Any]] = meta["completed_batches"]
-    return batches if meta["status"] == "running" and len(batches) >= 2 else None
+    batches = [b.model_dump() for b in meta.completed_batches]
+    return batches if meta.status == "running" and len(batches) >= 2 else None
 
 
 def _start_and_wait(root: Path) -> subprocess.Popen[bytes]:
@@ -101,7 +102,7 @@ def test_sigkilled_stage_resumes_from_its_batches_and_second_run_is_refused(tmp_
         proc.stderr.close()  # type: ignore[union-attr]
 
     stage_dir = root / "crash" / "stage-1-slow"
-    done = json.loads((stage_dir / "metadata.json").read_text())["completed_batches"]
+    done = [b.model_dump() for b in DatasetMetadata.load(stage_dir / "metadata.json").completed_batches]
     kept = {b["file"]: (sha256_file(stage_dir / b["file"]), (stage_dir / b["file"]).stat().st_mtime_ns)
             for b in done}
     workflow_meta = json.loads((root / "crash" / "workflow-metadata.json").read_text())

@@ -25,6 +25,7 @@ from gristmill.engine.seeds import SeedReader, load_seed_table
 from gristmill.engine.services import EngineServices, uses_models
 from gristmill.errors import ArtifactError, GristmillError
 from gristmill.storage.atomic import WrittenFile, write_json_atomic, write_parquet_atomic
+from gristmill.storage.journal import JOURNAL_FILE, BatchJournal
 from gristmill.storage.layout import DatasetLayout
 from gristmill.storage.metadata import BatchRecord, BatchSpec, DatasetMetadata, DatasetStatus, FileRecord, utc_now
 from gristmill.version import __version__
@@ -101,18 +102,20 @@ class DatasetRun:
             return meta  # a complete dataset is reused as it is: nothing to write
         meta.status, meta.error, meta.finished_at = DatasetStatus.RUNNING, None, None
         meta.column_names = column_names
-        meta.save(self.job.layout.metadata_path)
+        journal = BatchJournal(self.job.layout.root / JOURNAL_FILE)
+        self._compact(meta, journal)
         progress = self.services.progress()
         progress.start(self.job.dataset_name, total=meta.target_rows, completed=meta.actual_rows)
         writer = _BatchWriter(self.job.layout, plan, context, self.services, meta.run_seed)
+        left = {spec.index for spec in missing}
 
         def commit(record: BatchRecord) -> None:
+            # O(1) in the number of batches already written: one journal line, no metadata rewrite.
             meta.commit_batch(record)
             meta.generation_seconds = round(meta.generation_seconds + record.seconds, 6)
-            if not meta.missing_batches():  # the last batch commits the completion with it
-                meta.status, meta.finished_at = DatasetStatus.COMPLETED, utc_now()
             _merge_usage(meta, usage_base, context)
-            meta.save(self.job.layout.metadata_path)
+            journal.append(meta.journal_entry(record))
+            left.discard(record.index)
             self.generated_rows += record.rows
             progress.advance(record.rows)
 
@@ -122,16 +125,24 @@ class DatasetRun:
             meta.status = DatasetStatus.FAILED
             meta.error = f"{type(exc).__name__}: {exc}" if isinstance(exc, GristmillError) else type(exc).__name__
             _merge_usage(meta, usage_base, context)
-            meta.save(self.job.layout.metadata_path)
+            self._compact(meta, journal)
             raise
         finally:
+            journal.close()
             progress.finish()
         self.run_usage = {model: dict(counters) for model, counters in context.usage.items()}
-        if meta.status is not DatasetStatus.COMPLETED:  # no batch was missing (the last one marks it)
-            meta.status, meta.finished_at = DatasetStatus.COMPLETED, utc_now()
-            _merge_usage(meta, usage_base, context)
-            meta.save(self.job.layout.metadata_path)
+        if left:
+            raise GristmillError(f"internal error: the {self.executor.name} executor returned with batches "
+                                 f"{sorted(left)} not built")
+        meta.status, meta.finished_at = DatasetStatus.COMPLETED, utc_now()
+        _merge_usage(meta, usage_base, context)
+        self._compact(meta, journal)
         return meta
+
+    def _compact(self, meta: DatasetMetadata, journal: BatchJournal) -> None:
+        """Everything committed so far into metadata.json, then the journal is no longer needed."""
+        meta.save(self.job.layout.metadata_path)
+        journal.remove()
 
 
 class _BatchWriter:

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from gristmill.config.errors_format import first_problem
 from gristmill.errors import ArtifactError
 from gristmill.storage.atomic import write_bytes_atomic
+from gristmill.storage.journal import JOURNAL_FILE, read_journal
 
 DATASET_SCHEMA_VERSION = 1
 # Said where a run refuses unusable metadata (resume=always); resume=if-possible acts on it itself.
@@ -129,8 +130,30 @@ class DatasetMetadata(BaseModel):
 
     def commit_batch(self, record: BatchRecord) -> None:
         """Record a built batch (in any order); the list stays sorted by index."""
-        self.completed_batches = sorted([*(b for b in self.completed_batches if b.index != record.index), record],
+        batches = self.completed_batches
+        if not batches or batches[-1].index < record.index:
+            batches.append(record)  # the usual case, in order: O(1)
+            return
+        self.completed_batches = sorted([*(b for b in batches if b.index != record.index), record],
                                         key=lambda b: b.index)
+
+    def journal_entry(self, record: BatchRecord) -> dict[str, Any]:
+        """The journal line that commits ``record``: the batch and the usage so far."""
+        return {"batch": record.model_dump(mode="json"), "usage": self.usage}
+
+    def apply_journal(self, entries: list[dict[str, Any]], source: Path) -> None:
+        """Fold journal lines written after the last compaction into this metadata."""
+        for number, entry in enumerate(entries, 1):
+            try:
+                record = BatchRecord.model_validate(entry.get("batch"))
+                usage = {str(m): {str(k): int(v) for k, v in c.items()} for m, c in entry.get("usage", {}).items()}
+            except (ValidationError, AttributeError, TypeError, ValueError):
+                raise ArtifactError(f"{source} line {number} is not a batch record; {_ADVICE}") from None
+            if any(b.index == record.index and b.sha256 == record.sha256 for b in self.completed_batches):
+                continue  # compacted already: the crash came before the journal was removed
+            self.commit_batch(record)
+            self.generation_seconds = round(self.generation_seconds + record.seconds, 6)
+            self.usage = usage
 
     def save(self, path: Path) -> None:
         """Write atomically (temp file, fsync, replace, fsync directory)."""
@@ -140,7 +163,15 @@ class DatasetMetadata(BaseModel):
 
     @classmethod
     def load(cls, path: Path) -> DatasetMetadata:
-        """Read and validate, raising ``ArtifactError`` naming the file for anything unusable."""
+        """Read and validate, with the batches committed to ``batches.journal`` beside it since
+        it was last compacted; ``ArtifactError`` names the file for anything unusable."""
+        meta = cls._load_compacted(path)
+        journal = path.with_name(JOURNAL_FILE)
+        meta.apply_journal(read_journal(journal), journal)
+        return meta
+
+    @classmethod
+    def _load_compacted(cls, path: Path) -> DatasetMetadata:
         try:
             raw = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
