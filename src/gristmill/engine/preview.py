@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import secrets
-from typing import Any
+from typing import TYPE_CHECKING
 
 import pandas as pd
 import pyarrow as pa
@@ -15,9 +15,12 @@ from gristmill.engine.generators import EngineContext
 from gristmill.engine.loop import BackgroundLoop
 from gristmill.engine.seeds import SeedReader, load_seed_table
 
+if TYPE_CHECKING:
+    from gristmill.llm.runtime import LLMRuntime
+
 
 def preview_rows(config: DatasetConfig, *, num_records: int, run_config: RunConfig, loop: BackgroundLoop,
-                 llm: Any = None) -> pd.DataFrame:
+                 llm: LLMRuntime | None = None) -> pd.DataFrame:
     """The first ``num_records`` rows a run with ``run_config`` would produce (dropped columns included)."""
     seed = run_config.seed if run_config.seed is not None else secrets.randbits(63)
     context = EngineContext(config=config, run_config=run_config, dataset_dir=None, llm=llm)
