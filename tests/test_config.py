@@ -278,3 +278,119 @@ def test_custom_column_that_cannot_be_imported_is_a_config_error(ref: str, mill:
 def test_custom_function_must_be_callable() -> None:
     with pytest.raises(gm.ConfigError, match="callable"):
         gm.ConfigBuilder().add_column(name="d", column_type="custom", function=42)
+
+
+# ------------------------------------------------------------------------------------------- JSON schema
+
+SAMPLE_YAML = """\
+columns:
+  - {name: topic, column_type: sampler, sampler_type: category, params: {values: [math, art], weights: [1, 2]},
+     conditional_params: {}}
+  - {name: price, column_type: sampler, sampler_type: uniform, params: {low: 1, high: 9, decimal_places: 2}}
+  - {name: who, column_type: sampler, sampler_type: person, params: {locale: en_GB}}
+  - {name: label, column_type: expression, expr: "{{ topic }}", dtype: str}
+  - {name: twice, column_type: custom, function: "tests.test_config:double", reads: [price]}
+  - {name: question, column_type: llm_text, prompt: "Ask about {{ topic }}", model_alias: small}
+  - name: verdict
+    column_type: llm_judge
+    prompt: "{{ question }}"
+    scores: [{name: clarity, description: "Is it clear?", options: {"1": bad, "2": good}}]
+constraints:
+  - {constraint_type: scalar_inequality, target_column: price, operator: ">", rhs: 2}
+processors:
+  - {name: chat, processor_type: schema_transform, template: {q: "{{ question }}"}}
+  - {name: hide, processor_type: drop_columns, column_names: [label]}
+seed: {source: rows.parquet, sampling_strategy: shuffle}
+"""
+
+
+def schema_problems(value: Any, schema: dict[str, Any], root: dict[str, Any], where: str = "$") -> list[str]:
+    """A small JSON-schema check (the keywords our schema uses), for when ``jsonschema`` is absent."""
+    if "$ref" in schema:
+        return schema_problems(value, root["$defs"][schema["$ref"].rsplit("/", 1)[1]], root, where)
+    if "discriminator" in schema:
+        ref = schema["discriminator"]["mapping"].get(value.get(schema["discriminator"]["propertyName"]))
+        return schema_problems(value, {"$ref": ref}, root, where) if ref else [f"{where}: unknown type"]
+    if "anyOf" in schema or "oneOf" in schema:
+        branches = [schema_problems(value, s, root, where) for s in schema.get("anyOf", schema.get("oneOf"))]
+        return [] if any(not b for b in branches) else [f"{where}: matches no branch: {branches}"]
+    problems = _type_problems(value, schema, where)
+    for rule in schema.get("allOf", []):
+        if not schema_problems(value, rule["if"], root, where):
+            problems += schema_problems(value, rule["then"], root, where)
+    if isinstance(value, dict):
+        problems += _object_problems(value, schema, root, where)
+    if isinstance(value, list) and "items" in schema:
+        for i, item in enumerate(value):
+            problems += schema_problems(item, schema["items"], root, f"{where}[{i}]")
+    return problems
+
+
+def _type_problems(value: Any, schema: dict[str, Any], where: str) -> list[str]:
+    types = {"object": dict, "array": list, "string": str, "boolean": bool, "integer": int, "number": (int, float),
+             "null": type(None)}
+    if "type" in schema and not isinstance(value, types[schema["type"]]):
+        return [f"{where}: not a {schema['type']}"]
+    if "const" in schema and value != schema["const"]:
+        return [f"{where}: not {schema['const']!r}"]
+    if "enum" in schema and value not in schema["enum"]:
+        return [f"{where}: not one of {schema['enum']}"]
+    return []
+
+
+def _object_problems(value: dict[str, Any], schema: dict[str, Any], root: dict[str, Any], where: str) -> list[str]:
+    properties = schema.get("properties", {})
+    problems = [f"{where}: missing {key!r}" for key in schema.get("required", []) if key not in value]
+    for key, item in value.items():
+        if key in properties:
+            problems += schema_problems(item, properties[key], root, f"{where}.{key}")
+        elif schema.get("additionalProperties") is False:
+            problems.append(f"{where}: unexpected {key!r}")
+    return problems
+
+
+def validate_against(data: Any, schema: dict[str, Any]) -> list[str]:
+    try:
+        import jsonschema
+    except ImportError:
+        return schema_problems(data, schema, schema)
+    return [error.message for error in jsonschema.Draft202012Validator(schema).iter_errors(data)]
+
+
+def test_json_schema_lists_every_builtin_type() -> None:
+    from gristmill.config.processors import processor_types
+    from gristmill.config.schema import dataset_config_json_schema
+
+    schema = dataset_config_json_schema()
+    json.dumps(schema)  # plain JSON
+    columns = schema["properties"]["columns"]["items"]
+    assert columns["discriminator"]["propertyName"] == "column_type"
+    assert set(columns["discriminator"]["mapping"]) == set(column_types()) >= {
+        "sampler", "expression", "custom", "llm_text", "llm_code", "llm_structured", "llm_judge"}
+    processors = schema["properties"]["processors"]["items"]["discriminator"]["mapping"]
+    assert set(processors) == set(processor_types()) == {"drop_columns", "schema_transform"}
+
+
+def test_a_sample_yaml_config_validates_against_the_schema() -> None:
+    from gristmill.config.schema import dataset_config_json_schema
+
+    schema = dataset_config_json_schema()
+    data = yaml.safe_load(SAMPLE_YAML)
+    assert validate_against(data, schema) == []
+    gm.DatasetConfig.from_dict(data)  # and the config itself agrees
+
+
+@pytest.mark.parametrize(("change", "word"), [
+    (lambda d: d["columns"][1]["params"].update(lo=1), "lo"),
+    (lambda d: d["columns"][0].pop("column_type"), "type"),
+    (lambda d: d["columns"][3].update(dtype="decimal"), "dtype"),
+    (lambda d: d["processors"][0].update(processor_type="nope"), "type"),
+    (lambda d: d["columns"][1].update(sampler_type="nope"), "sampler_type"),
+])
+def test_the_schema_rejects_what_the_config_rejects(change: Any, word: str) -> None:
+    from gristmill.config.schema import dataset_config_json_schema
+
+    data = yaml.safe_load(SAMPLE_YAML)
+    change(data)
+    problems = validate_against(data, dataset_config_json_schema())
+    assert problems and word in " ".join(problems), problems

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import re
 from typing import Any
 
@@ -16,6 +17,13 @@ from gristmill.errors import ConfigError
 from gristmill.sampling import PERSON_FIELDS, sample_columns, validate_sampler_columns
 
 N = 20_000
+HAS_SCIPY = importlib.util.find_spec("scipy") is not None
+# Drawing from a scipy distribution needs the scipy extra; validating a config never does.
+needs_scipy = pytest.mark.skipif(not HAS_SCIPY, reason="needs scipy (pip install 'gristmill[scipy]')")
+
+
+def with_scipy(*values: Any) -> Any:
+    return pytest.param(*values, marks=needs_scipy)
 
 
 def col(name: str, sampler_type: str, conditional: dict[str, Any] | None = None,
@@ -46,8 +54,8 @@ CATEGORY = col("category", "category", values=["books", "toys", "food"], weights
     ("bernoulli_mixture", {"p": 0.3, "dist_name": "lognormal", "dist_params": {"mean": 1}}, "f"),
     ("binomial", {"n": 10, "p": 0.3}, "i"),
     ("poisson", {"mean": 4}, "i"),
-    ("scipy", {"dist_name": "beta", "dist_params": {"a": 2, "b": 5}}, "f"),
-    ("scipy", {"dist_name": "poisson", "dist_params": {"mu": 3}}, "i"),
+    with_scipy("scipy", {"dist_name": "beta", "dist_params": {"a": 2, "b": 5}}, "f"),
+    with_scipy("scipy", {"dist_name": "poisson", "dist_params": {"mu": 3}}, "i"),
     ("datetime", {"start": "2024-01-01", "end": "2024-02-01"}, "M"),
 ])
 def test_shape_and_dtype(sampler_type: str, params: dict[str, Any], kind: str) -> None:
@@ -91,9 +99,9 @@ def test_uniform_integer_covers_both_ends() -> None:
     ("bernoulli", {"p": 0.3}, 0.3, 0.015),
     ("binomial", {"n": 20, "p": 0.25}, 5, 0.1),
     ("poisson", {"mean": 4}, 4, 0.1),
-    ("scipy", {"dist_name": "beta", "dist_params": {"a": 2, "b": 6}}, 0.25, 0.01),
+    with_scipy("scipy", {"dist_name": "beta", "dist_params": {"a": 2, "b": 6}}, 0.25, 0.01),
     ("bernoulli_mixture", {"p": 0.4, "dist_name": "normal", "dist_params": {"loc": 10, "scale": 1}}, 4, 0.15),
-    ("bernoulli_mixture", {"p": 0.4, "dist_name": "expon", "dist_params": {"scale": 5}}, 2, 0.15),
+    with_scipy("bernoulli_mixture", {"p": 0.4, "dist_name": "expon", "dist_params": {"scale": 5}}, 2, 0.15),
 ])
 def test_distribution_means(sampler_type: str, params: dict[str, Any], mean: float, tolerance: float) -> None:
     values = run(col("x", sampler_type, **params))["x"]
@@ -216,7 +224,7 @@ ALL_TYPES = [
     col("id", "uuid"),
     col("when", "datetime", start="2020-01-01", end="2024-12-31", unit="s"),
     col("later", "timedelta", dt_min=0, dt_max=30, reference_column_name="when"),
-    col("beta", "scipy", dist_name="beta", dist_params={"a": 2, "b": 2}),
+    *([col("beta", "scipy", dist_name="beta", dist_params={"a": 2, "b": 2})] if HAS_SCIPY else []),
     col("person", "person"),
 ]
 
@@ -624,3 +632,52 @@ def test_person_is_a_struct_column_in_parquet(tmp_path: Any) -> None:
     back = pq.read_table(tmp_path / "batch.parquet")
     assert pa.types.is_struct(back.schema.field("person").type)
     assert back.column("person").to_pylist()[0]["first_name"] == out["person"][0]["first_name"].as_py()
+
+
+# ------------------------------------------------------------------------------------------- scipy is optional
+
+def _without_scipy(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in [m for m in __import__("sys").modules if m == "scipy" or m.startswith("scipy.")]:
+        monkeypatch.delitem(__import__("sys").modules, name)
+    monkeypatch.setitem(__import__("sys").modules, "scipy", None)
+    monkeypatch.setitem(__import__("sys").modules, "scipy.stats", None)
+
+
+@pytest.mark.parametrize("blocked", [False, True])
+def test_config_validity_does_not_depend_on_scipy(monkeypatch: pytest.MonkeyPatch, blocked: bool) -> None:
+    if blocked:
+        _without_scipy(monkeypatch)
+    col("x", "scipy", dist_name="beta", dist_params={"a": 2, "b": 2})
+    col("y", "bernoulli_mixture", p=0.5, dist_name="expon", dist_params={"scale": 2})
+    for params, message in [({"dist_name": "not_a_dist"}, "unknown scipy.stats distribution"),
+                            ({"dist_name": "norm", "dist_params": {"bogus": 1}}, "unknown parameter(s) ['bogus']"),
+                            ({"dist_name": "beta", "dist_params": {"a": 2}}, "missing shape parameter(s) ['b']")]:
+        with pytest.raises(ValidationError, match=re.escape(message)):
+            col("x", "scipy", **params)
+
+
+def test_running_a_scipy_sampler_without_scipy_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    column = col("x", "scipy", dist_name="beta", dist_params={"a": 2, "b": 2})
+    _without_scipy(monkeypatch)
+    with pytest.raises(ConfigError, match=re.escape("pip install 'gristmill[scipy]'")):
+        run(column, n=10)
+
+
+def test_scipy_parameter_values_are_checked_before_the_run() -> None:
+    pytest.importorskip("scipy")
+    column = col("x", "scipy", dist_name="beta", dist_params={"a": -1, "b": 2})  # valid config: names only
+    with pytest.raises(ConfigError, match=r"sampler column 'x': scipy distribution 'beta' rejects dist_params"):
+        validate_sampler_columns([column])
+
+
+def test_every_sampler_type_has_a_draw_function() -> None:
+    from gristmill.sampling import DRAW_FUNCTIONS
+
+    assert set(SAMPLER_PARAMS) == set(DRAW_FUNCTIONS)
+
+
+def test_public_names_stay_importable_from_config_samplers() -> None:
+    from gristmill.config import samplers
+
+    for name in samplers.__all__:
+        assert getattr(samplers, name) is not None

@@ -5,15 +5,24 @@ from gristmill.config.dataset import ConfigBuilder, DatasetConfig
 from gristmill.config.fingerprint import FINGERPRINT_VERSION
 from gristmill.config.llm_columns import LLMCodeColumn, LLMJudgeColumn, LLMStructuredColumn, LLMTextColumn, Score
 from gristmill.config.models import InferenceParameters, ModelConfig, ModelProvider
-from gristmill.config.processors import DropColumnsProcessor, SchemaTransformProcessor
+from gristmill.config.processors import (
+    DropColumnsProcessor,
+    ProcessorConfig,
+    SchemaTransformProcessor,
+    parse_processor,
+    processor_types,
+)
+from gristmill.config.registry import ColumnType, ProcessorType, Registry, SeedReaderType, get_registry
 from gristmill.config.run import RunConfig
 from gristmill.config.samplers import ColumnInequality, SamplerColumn, ScalarInequality
+from gristmill.config.schema import dataset_config_json_schema
 from gristmill.config.seeds import IndexRange, PartitionBlock, SamplingStrategy, SeedConfig
 
 __all__ = [
     "FINGERPRINT_VERSION",
     "ColumnConfig",
     "ColumnInequality",
+    "ColumnType",
     "ConfigBuilder",
     "CustomColumn",
     "DatasetConfig",
@@ -28,6 +37,9 @@ __all__ = [
     "ModelConfig",
     "ModelProvider",
     "PartitionBlock",
+    "ProcessorConfig",
+    "ProcessorType",
+    "Registry",
     "RunConfig",
     "SamplerColumn",
     "SamplingStrategy",
@@ -35,6 +47,11 @@ __all__ = [
     "SchemaTransformProcessor",
     "Score",
     "SeedConfig",
+    "SeedReaderType",
     "column_types",
+    "dataset_config_json_schema",
+    "get_registry",
+    "parse_processor",
+    "processor_types",
     "register_column_type",
 ]

@@ -1,25 +1,28 @@
-"""Column configs and the column-type registry.
+"""Column configs, and the column-type part of the registry (``config/registry.py``).
 
-A column type is a pydantic model with a ``column_type`` literal, registered with
-:func:`register_column_type`. ``DatasetConfig`` parses a column dict by looking its
-``column_type`` up here, so new column types (the LLM ones live in ``config/llm_columns.py``)
-plug in without touching the engine core: the engine finds their generator in its own
-registry under the same name.
+A column type is a pydantic model with a ``column_type`` literal, registered together with its
+generator, once::
+
+    get_registry().add_column_type(ShoutColumn, generator="my_pkg.gen:ShoutGenerator")
+
+``DatasetConfig`` parses a column dict by looking its ``column_type`` up in the registry (loading
+plugins on a miss); the engine builds the generator from the same entry. The built-in types
+register in ``config/builtins.py``, the way a plugin does.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import Any, ClassVar, Literal, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar, cast, overload
 
 from jinja2 import Environment, TemplateError, meta
 from pydantic import Field, field_serializer, field_validator
 
 from gristmill.config.base import ConfigModel, import_reference
+from gristmill.config.registry import Implementation, get_registry
 from gristmill.errors import ConfigError
 
-_COLUMN_TYPES: dict[str, type[ColumnConfig]] = {}
 _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _jinja_env = Environment()
 # Names a template cannot reference as a column: Jinja reads them as constants, operators or globals.
@@ -29,18 +32,31 @@ _RESERVED_NAMES = frozenset({"true", "false", "none", "True", "False", "None", "
 C = TypeVar("C", bound="type[ColumnConfig]")
 
 
-def register_column_type(cls: C) -> C:
-    """Class decorator: make ``cls`` parseable from ``{"column_type": <its literal>, ...}``."""
-    name = cls.__pydantic_fields__["column_type"].default
-    if not isinstance(name, str):
-        raise TypeError(f"{cls.__name__}.column_type needs a string default")
-    _COLUMN_TYPES[name] = cls
-    return cls
+@overload
+def register_column_type(cls: C, /) -> C: ...
+@overload
+def register_column_type(*, generator: Implementation | None = None) -> Callable[[C], C]: ...
+
+
+def register_column_type(cls: C | None = None, /, *, generator: Implementation | None = None) -> C | Callable[[C], C]:
+    """Class decorator: make ``cls`` parseable from ``{"column_type": <its literal>, ...}`` and pair it
+    with its generator (``"module:attr"`` or a callable ``(column, context) -> generator``).
+
+    >>> @register_column_type(generator="my_pkg.gen:ShoutGenerator")  # doctest: +SKIP
+    ... class ShoutColumn(ColumnConfig):
+    ...     column_type: Literal["shout"] = "shout"
+    """
+
+    def decorate(model: C) -> C:
+        get_registry().add_column_type(model, generator=generator)
+        return model
+
+    return decorate(cls) if cls is not None else decorate
 
 
 def column_types() -> dict[str, type[ColumnConfig]]:
-    """Registered column types by name."""
-    return dict(_COLUMN_TYPES)
+    """Registered column types by name (plugins included)."""
+    return {name: cast(type[ColumnConfig], entry.model) for name, entry in get_registry().column_types().items()}
 
 
 def parse_column(data: Any) -> ColumnConfig:
@@ -52,12 +68,13 @@ def parse_column(data: Any) -> ColumnConfig:
     kind = data.get("column_type")
     if kind is None:
         raise ConfigError(f"column {data.get('name')!r}: 'column_type' is required "
-                          f"(one of {', '.join(sorted(_COLUMN_TYPES))})")
-    cls = _COLUMN_TYPES.get(kind)
-    if cls is None:
+                          f"(one of {', '.join(sorted(column_types()))})")
+    entry = get_registry().column_type(kind) if isinstance(kind, str) else None
+    if entry is None:
         raise ConfigError(f"column {data.get('name')!r}: unknown column_type {kind!r}; "
-                          f"known types: {', '.join(sorted(_COLUMN_TYPES))}")
-    return cls.model_validate(data)
+                          f"known types: {', '.join(sorted(column_types()))} (a plugin's type needs its "
+                          "package installed in this environment)")
+    return cast(ColumnConfig, entry.model.model_validate(data))  # a subclass: checked at registration
 
 
 def template_variables(template: str) -> set[str]:
@@ -103,11 +120,14 @@ class ColumnConfig(ConfigModel):
         """Model aliases this column calls (LLM columns); used for static checks and cache ownership."""
         return set()
 
+    def check_ready(self) -> None:
+        """Checks that need more than the fields (an importable function); the engine runs them
+        before any work, so a problem is a ConfigError now rather than at batch 0."""
+
     def fingerprint_payload(self) -> Any:
         return self.model_dump(mode="json", exclude=set(self.fingerprint_exclude))
 
 
-@register_column_type
 class ExpressionColumn(ColumnConfig):
     """A Jinja2 template rendered per row in a sandbox, optionally cast to a dtype."""
 
@@ -128,7 +148,6 @@ class ExpressionColumn(ColumnConfig):
         return template_variables(self.expr)
 
 
-@register_column_type
 class CustomColumn(ColumnConfig):
     """A Python function that computes one or more columns, per row or per batch.
 
@@ -166,6 +185,9 @@ class CustomColumn(ColumnConfig):
         except (ImportError, AttributeError) as exc:
             raise ConfigError(f"column {self.name!r}: cannot import function {self.function!r}: {exc}") from exc
         return obj  # type: ignore[no-any-return]
+
+    def check_ready(self) -> None:
+        self.resolve()
 
     def function_ref(self) -> str:
         """'module:qualname' of the function, for the fingerprint and config.json."""

@@ -13,11 +13,11 @@ from pydantic import Field, SerializeAsAny, ValidationError, field_serializer, f
 
 from gristmill.config.base import ConfigModel
 from gristmill.config.columns import ColumnConfig, parse_column
+from gristmill.config.constraints import Constraint
 from gristmill.config.errors_format import config_error
 from gristmill.config.fingerprint import FINGERPRINT_VERSION, sha256_json, short_hash
 from gristmill.config.models import ModelConfig
-from gristmill.config.processors import Processor
-from gristmill.config.samplers import Constraint
+from gristmill.config.processors import ProcessorConfig, parse_processor
 from gristmill.config.seeds import SamplingStrategy, SeedConfig, SelectionStrategy
 from gristmill.errors import ConfigError
 
@@ -30,7 +30,7 @@ class DatasetConfig(ConfigModel):
                                                         description="Columns, in any order.")
     constraints: list[Annotated[Constraint, Field(discriminator="constraint_type")]] = Field(
         default_factory=list, description="Constraints on sampler columns (rejection sampling).")
-    processors: list[Annotated[Processor, Field(discriminator="processor_type")]] = Field(
+    processors: list[SerializeAsAny[ProcessorConfig]] = Field(
         default_factory=list, description="Per-batch processors, run after all columns.")
     seed: SeedConfig | None = Field(default=None, description="Seed dataset the columns build on.")
     models: list[ModelConfig] = Field(default_factory=list, description="Model configs local to this dataset.")
@@ -49,6 +49,23 @@ class DatasetConfig(ConfigModel):
                 name = item.get("name") if isinstance(item, dict) else None
                 raise config_error(exc, source=f"column {name!r}" if name else "column",
                                    prefix=("columns", index)) from None
+        return parsed
+
+    @field_validator("processors", mode="before")
+    @classmethod
+    def _parse_processors(cls, value: Any) -> Any:
+        if not isinstance(value, list):
+            return value
+        parsed = []
+        for index, item in enumerate(value):
+            try:
+                parsed.append(parse_processor(item))
+            except ConfigError as exc:
+                raise ConfigError(f"invalid config: processors[{index}]: {exc}") from None
+            except ValidationError as exc:
+                name = item.get("name") if isinstance(item, dict) else None
+                raise config_error(exc, source=f"processor {name!r}" if name else "processor",
+                                   prefix=("processors", index)) from None
         return parsed
 
     @model_validator(mode="after")

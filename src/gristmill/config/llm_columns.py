@@ -11,7 +11,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, Field, field_validator
 
-from gristmill.config.columns import ColumnConfig, register_column_type, template_variables
+from gristmill.config.columns import ColumnConfig, template_variables
 
 REASONING_SUFFIX = "__reasoning"
 
@@ -47,14 +47,12 @@ class LLMColumnBase(ColumnConfig):
         return {self.model_alias}
 
 
-@register_column_type
 class LLMTextColumn(LLMColumnBase):
     """Free text from a model, e.g. ``prompt="Write a one-line bio of {{ name }}."``."""
 
     column_type: Literal["llm_text"] = "llm_text"
 
 
-@register_column_type
 class LLMCodeColumn(LLMColumnBase):
     """Code from a model: the fenced block in ``code_lang`` is extracted from the answer. An answer
     without a fenced block is sent back with a correction, at most ``max_corrections`` times."""
@@ -65,7 +63,6 @@ class LLMCodeColumn(LLMColumnBase):
                                  description="Follow-up requests when the answer has no code block, per cell.")
 
 
-@register_column_type
 class LLMStructuredColumn(LLMColumnBase):
     """A JSON value matching ``output_format`` (a JSON schema, or a pydantic model turned into one).
 
@@ -114,7 +111,6 @@ class Score(BaseModel):
         return all(k.lstrip("-").isdigit() for k in self.options)
 
 
-@register_column_type
 class LLMJudgeColumn(LLMColumnBase):
     """Scores a row with a rubric: writes ``{score_name: {"score": ..., "reasoning": ...}}``."""
 

@@ -2,16 +2,23 @@
 
 A processor must keep the batch's row count; changing the number of rows is a workflow
 stage boundary (an ``on_success`` callback), not a processor's job.
+
+A processor type is a ``ProcessorConfig`` subclass with a ``processor_type`` literal, registered
+with its engine implementation (``registry.add_processor_type(Model, implementation="mod:attr")``,
+see ``config/registry.py``); ``DatasetConfig`` parses ``processors`` items through
+:func:`parse_processor`.
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, cast
 
 from pydantic import Field, field_validator
 
 from gristmill.config.base import ConfigModel
 from gristmill.config.columns import template_variables
+from gristmill.config.registry import get_registry
+from gristmill.errors import ConfigError
 
 _NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.")
 
@@ -28,6 +35,10 @@ class ProcessorConfig(ConfigModel):
         if not value or value in {".", ".."} or not set(value) <= _NAME_CHARS:
             raise ValueError(f"processor name {value!r} must be non-empty and use only letters, digits, '_', '-', '.'")
         return value
+
+    def required_columns(self) -> set[str]:
+        """Columns the processor reads; static checks catch a missing one before any work."""
+        return set()
 
 
 class DropColumnsProcessor(ProcessorConfig):
@@ -71,4 +82,24 @@ def _collect_template_vars(value: Any, names: set[str]) -> None:
             _collect_template_vars(item, names)
 
 
+# The built-in processors: what a workflow stage's ``output_processors`` accept.
 Processor = DropColumnsProcessor | SchemaTransformProcessor
+
+
+def processor_types() -> dict[str, type[ProcessorConfig]]:
+    """Registered processor types by name (plugins included)."""
+    return {name: cast(type[ProcessorConfig], entry.model) for name, entry in get_registry().processor_types().items()}
+
+
+def parse_processor(data: Any) -> ProcessorConfig:
+    """A processor config from a dict (``processor_type`` picks the registered model) or an object."""
+    if isinstance(data, ProcessorConfig):
+        return data
+    if not isinstance(data, dict):
+        raise ConfigError(f"a processor must be a mapping or a processor object, got {type(data).__name__}")
+    kind = data.get("processor_type")
+    entry = get_registry().processor_type(kind) if isinstance(kind, str) else None
+    if entry is None:
+        raise ConfigError(f"processor {data.get('name')!r}: unknown processor_type {kind!r}; known types: "
+                          f"{', '.join(sorted(processor_types()))} (a plugin's type needs its package installed)")
+    return cast(ProcessorConfig, entry.model.model_validate(data))  # a subclass: checked at registration

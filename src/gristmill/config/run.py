@@ -25,10 +25,9 @@ class ResumeMode(StrEnum):
     @classmethod
     def parse(cls, value: object) -> ResumeMode:
         """A member from a member or its string value (``"if-possible"``); ConfigError otherwise."""
-        try:
+        if isinstance(value, str) and value in cls._value2member_map_:
             return cls(value)
-        except ValueError:
-            raise ConfigError(f"resume must be one of {', '.join(m.value for m in cls)}, got {value!r}") from None
+        raise ConfigError(f"resume must be one of {', '.join(m.value for m in cls)}, got {value!r}")
 
 
 class RunConfig(ConfigModel):

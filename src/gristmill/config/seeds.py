@@ -51,8 +51,9 @@ SelectionStrategy = IndexRange | PartitionBlock
 class SeedConfig(ConfigModel):
     """Where seed rows come from and how they are selected.
 
-    ``source`` is a path (a parquet/csv/json/jsonl file, a glob, or a directory of parquet
-    files) or an in-memory pandas DataFrame. A DataFrame is fingerprinted by content and is
+    ``source`` is a path (a file read by the seed reader registered for its suffix: parquet,
+    csv, json/jsonl built in, more from plugins, see ``config/registry.py``; a glob; or a
+    directory of parquet files) or an in-memory pandas DataFrame. A DataFrame is fingerprinted by content and is
     not written to ``config.json``.
     """
 

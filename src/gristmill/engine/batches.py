@@ -9,51 +9,65 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from gristmill.config.columns import ColumnConfig, CustomColumn
+from gristmill.config.columns import ColumnConfig
 from gristmill.config.dataset import DatasetConfig
-from gristmill.config.samplers import SamplerColumn
-from gristmill.engine.generators import BatchFrame, ColumnGenerator, EngineContext, build_generator
-from gristmill.engine.generators.base import ColumnValues
-from gristmill.engine.generators.sampler import SamplerGroupGenerator
+from gristmill.engine.generators.base import (
+    BatchFrame,
+    ColumnGenerator,
+    ColumnValues,
+    EngineContext,
+    GeneratorFactory,
+    GroupGeneratorFactory,
+    generator_factory,
+)
 from gristmill.engine.graph import generation_order
-from gristmill.engine.processors import ProcessedBatch, apply_processors, columns_to_drop
+from gristmill.engine.processors import ProcessedBatch, apply_processors, check_processors, columns_to_drop
 from gristmill.engine.seeds import SeedReader
 from gristmill.errors import ConfigError, GenerationError
-from gristmill.sampling import validate_sampler_columns
 
 
 def check_columns(config: DatasetConfig, seed_columns: Sequence[str] = ()) -> list[ColumnConfig]:
     """Static checks of the column graph; returns the generation order. Raises ConfigError."""
     order = generation_order(config.columns, available=seed_columns)
-    sampler_columns = [c for c in config.columns if isinstance(c, SamplerColumn)]
-    samplers = {c.name for c in sampler_columns}
-    for column in sampler_columns:
-        late = sorted(column.required_columns() - samplers - set(seed_columns))
-        if late:
-            raise ConfigError(f"sampler column {column.name!r} depends on {late}, which are not sampler or "
-                              "seed columns; samplers are drawn first and may only depend on each other")
-    validate_sampler_columns(sampler_columns, config.constraints, known_columns=seed_columns)
-    for custom in config.columns:
-        if isinstance(custom, CustomColumn):
-            custom.resolve()  # an unimportable function is a config error now, not at batch 0
+    for kind, factory in _factories(config).items():
+        if isinstance(factory, GroupGeneratorFactory):
+            factory.check_group(_of_type(config.columns, kind), config, seed_columns)
+    for column in config.columns:
+        column.check_ready()  # e.g. an unimportable function is a config error now, not at batch 0
     output_names = list(seed_columns) + [o for c in config.columns for o in c.output_columns()]
     columns_to_drop(config.processors, output_names)  # a drop pattern matching nothing is an error
     for proc in config.processors:
-        required: set[str] = getattr(proc, "required_columns", set)()
-        missing = sorted(required - set(output_names))
+        missing = sorted(proc.required_columns() - set(output_names))
         if missing:
             raise ConfigError(f"processor {proc.name!r} references missing column(s) {missing}")
+    check_processors(config.processors)
     return order
+
+
+def _factories(config: DatasetConfig) -> dict[str, GeneratorFactory | GroupGeneratorFactory]:
+    """The generator factory of every column type in the config, so a missing one fails before any work."""
+    kinds = [c.column_type for c in config.columns]
+    if config.constraints:
+        # Constraints are enforced by the sampler group, so it checks them even without sampler columns.
+        kinds.append("sampler")
+    return {kind: generator_factory(kind) for kind in dict.fromkeys(kinds)}
+
+
+def _of_type(columns: Sequence[ColumnConfig], kind: str) -> list[ColumnConfig]:
+    return [c for c in columns if c.column_type == kind]
 
 
 @dataclass
 class BatchPlan:
-    """Everything needed to build any batch of a dataset, prepared once per run."""
+    """Everything needed to build any batch of a dataset, prepared once per run.
+
+    ``generators`` run in order: group generators (one per grouped column type, e.g. all samplers
+    with their constraints) first, then one generator per other column in dependency order.
+    """
 
     config: DatasetConfig
     seed: SeedReader | None
-    samplers: SamplerGroupGenerator | None
-    generators: list[tuple[ColumnConfig, ColumnGenerator]]
+    generators: list[tuple[str, ColumnGenerator]]
     output_names: list[str]
     drop: list[str]
 
@@ -61,14 +75,22 @@ class BatchPlan:
     def prepare(cls, config: DatasetConfig, context: EngineContext, seed: SeedReader | None) -> BatchPlan:
         seed_names = list(seed.table.column_names) if seed is not None else []
         order = check_columns(config, seed_names)
-        sampler_columns = [c for c in order if isinstance(c, SamplerColumn)]
-        samplers = SamplerGroupGenerator(sampler_columns, config.constraints, context) if sampler_columns else None
-        generators = [(c, build_generator(c, context)) for c in order if not isinstance(c, SamplerColumn)]
+        factories = _factories(config)
+        groups: list[tuple[str, ColumnGenerator]] = []
+        singles: list[tuple[str, ColumnGenerator]] = []
+        for kind, factory in factories.items():
+            members = _of_type(order, kind)
+            if isinstance(factory, GroupGeneratorFactory) and members:
+                groups.append((f"{kind} columns", factory.build_group(members, config, context)))
+        for column in order:
+            factory = factories[column.column_type]
+            if not isinstance(factory, GroupGeneratorFactory):
+                singles.append((column.name, factory(column, context)))
         generated = [name for c in config.columns for name in c.output_columns()]
         output_names = seed_names + generated
         flagged = [name for c in config.columns if c.drop for name in c.output_columns()]
         drop = columns_to_drop(config.processors, output_names, flagged)
-        return cls(config, seed, samplers, generators, output_names, drop)
+        return cls(config, seed, groups + singles, output_names, drop)
 
     async def build(self, *, batch_index: int, row_offset: int, num_rows: int, run_seed: int) -> ProcessedBatch:
         frame = BatchFrame(batch_index=batch_index, row_offset=row_offset, num_rows=num_rows, run_seed=run_seed)
@@ -76,10 +98,8 @@ class BatchPlan:
             seed_rows = self.seed.rows_for(row_offset, num_rows)
             for name in seed_rows.column_names:
                 frame.set(name, seed_rows.column(name))
-        if self.samplers is not None:
-            self._store(frame, "samplers", await self.samplers.generate(frame))
-        for column, generator in self.generators:
-            self._store(frame, column.name, await generator.generate(frame))
+        for source, generator in self.generators:
+            self._store(frame, source, await generator.generate(frame))
         table = pa.table({name: _to_arrow(name, frame.columns[name]) for name in self.output_names})
         return apply_processors(table, self.config.processors, self.drop)
 

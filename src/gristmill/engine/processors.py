@@ -3,21 +3,27 @@
 ``drop_columns`` (and columns marked ``drop=True``) move data out of the main table into
 ``dropped-columns/``; ``schema_transform`` builds a JSON-shaped table written under
 ``processors-files/<name>/``. Neither changes the batch's row count.
+
+Every processor type is registered with its implementation (``config/registry.py``): a factory
+``(processor_config) -> ProcessorImplementation`` whose ``apply(table)`` returns a
+:class:`ProcessorOutput`: a replacement main table (same rows) and/or a named side table.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any
+from typing import Any, Protocol, cast
 
 import pyarrow as pa
 from jinja2 import Environment, TemplateError, nodes
 
-from gristmill.config.processors import DropColumnsProcessor, Processor, SchemaTransformProcessor
+from gristmill.config.base import import_reference
+from gristmill.config.processors import DropColumnsProcessor, ProcessorConfig, SchemaTransformProcessor
+from gristmill.config.registry import get_registry
 from gristmill.engine.templates import render_column
 from gristmill.errors import ConfigError, GenerationError
 
@@ -33,7 +39,7 @@ class ProcessedBatch:
     named: dict[str, pa.Table] = field(default_factory=dict)
 
 
-def columns_to_drop(processors: Sequence[Processor], column_names: Sequence[str],
+def columns_to_drop(processors: Sequence[ProcessorConfig], column_names: Sequence[str],
                     flagged: Sequence[str] = ()) -> list[str]:
     """Names matched by drop processors (names or glob patterns) plus columns flagged ``drop``."""
     names = list(dict.fromkeys(flagged))
@@ -48,12 +54,85 @@ def columns_to_drop(processors: Sequence[Processor], column_names: Sequence[str]
     return names
 
 
-def apply_processors(table: pa.Table, processors: Sequence[Processor], drop: Sequence[str]) -> ProcessedBatch:
-    """Run schema transforms on the full table, then split off dropped columns."""
+@dataclass(frozen=True)
+class ProcessorOutput:
+    """What a processor makes of a batch: a new main table (same rows) and/or its own named table."""
+
+    table: pa.Table | None = None  # replaces the main table when given
+    named: pa.Table | None = None  # written under processors-files/<processor name>/
+
+
+class ProcessorImplementation(Protocol):
+    """The engine side of a processor type, built once per run from its config."""
+
+    def apply(self, table: pa.Table) -> ProcessorOutput:
+        """Process one batch's full table (before dropped columns are split off)."""
+        ...
+
+
+ProcessorFactory = Callable[[ProcessorConfig], ProcessorImplementation]
+
+
+class DropColumns:
+    """``drop_columns``: the split happens in :func:`apply_processors` (see :func:`columns_to_drop`),
+    since the dropped data is kept beside the dataset rather than thrown away."""
+
+    def __init__(self, config: DropColumnsProcessor) -> None:
+        self.config = config
+
+    def apply(self, table: pa.Table) -> ProcessorOutput:
+        return ProcessorOutput()
+
+
+class SchemaTransform:
+    """``schema_transform``: a JSON-shaped table rendered from the processor's template."""
+
+    def __init__(self, config: SchemaTransformProcessor) -> None:
+        self.config = config
+
+    def apply(self, table: pa.Table) -> ProcessorOutput:
+        return ProcessorOutput(named=schema_transform(table, self.config))
+
+
+def build_processor(config: ProcessorConfig) -> ProcessorImplementation:
+    """The implementation registered for ``config.processor_type``; ConfigError naming the type and the fix."""
+    entry = get_registry().processor_type(config.processor_type)
+    if entry is None or entry.implementation is None:
+        source = entry.source if entry is not None else "nobody"
+        raise ConfigError(f"processor type {config.processor_type!r} (registered by {source}) has no "
+                          "implementation; register it with registry.add_processor_type(Model, "
+                          "implementation='module:attr') in the plugin's register(registry)")
+    factory: object = entry.implementation
+    if isinstance(factory, str):
+        try:
+            factory = import_reference(factory)
+        except (ImportError, AttributeError) as exc:
+            raise ConfigError(f"implementation {entry.implementation!r} of processor type "
+                              f"{config.processor_type!r} ({entry.source}) cannot be imported: {exc}; reinstall "
+                              "the package providing it") from exc
+    if not callable(factory):
+        raise ConfigError(f"implementation of processor type {config.processor_type!r} is not callable")
+    return cast(ProcessorFactory, factory)(config)
+
+
+def check_processors(processors: Sequence[ProcessorConfig]) -> None:
+    """Resolve every processor's implementation, so a missing one fails before any work."""
+    for proc in processors:
+        build_processor(proc)
+
+
+def apply_processors(table: pa.Table, processors: Sequence[ProcessorConfig], drop: Sequence[str]) -> ProcessedBatch:
+    """Run every processor in order on the full table, then split off dropped columns."""
     named: dict[str, pa.Table] = {}
     for proc in processors:
-        if isinstance(proc, SchemaTransformProcessor):
-            named[proc.name] = schema_transform(table, proc)
+        output = build_processor(proc).apply(table)
+        if output.table is not None:
+            if output.table.num_rows != table.num_rows:
+                raise GenerationError(f"processor {proc.name!r} returned {output.table.num_rows} rows for a batch "
+                                      f"of {table.num_rows}; a processor must keep the row count")
+            table = output.table
+        if output.named is not None:
+            named[proc.name] = output.named
     dropped = table.select(list(drop)) if drop else None
     main = table.drop_columns(list(drop)) if drop else table
     return ProcessedBatch(main=main, dropped=dropped, named=named)

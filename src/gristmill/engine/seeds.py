@@ -1,4 +1,5 @@
-"""Seed datasets: read once, select rows, hand out each batch's rows deterministically."""
+"""Seed datasets: read once (each file by the reader registered for its suffix, ``seed_readers.py``),
+select rows, hand out each batch's rows deterministically."""
 
 from __future__ import annotations
 
@@ -8,18 +9,14 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.csv as pacsv
-import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
 from gristmill.config.dataset import dataframe_digest
 from gristmill.config.seeds import IndexRange, PartitionBlock, SamplingStrategy, SeedConfig
+from gristmill.engine.seed_readers import read_seed_file, reader_name
 from gristmill.errors import SeedDatasetError
 from gristmill.sampling.rng import stream_key
-from gristmill.storage.tables import drop_pandas_index, schema_without_pandas_index
-
-_READERS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".json": "json", ".jsonl": "json",
-            ".ndjson": "json"}
+from gristmill.storage.tables import schema_without_pandas_index
 
 
 def seed_files(source: str) -> list[Path]:
@@ -41,30 +38,6 @@ def seed_files(source: str) -> list[Path]:
     return [path]
 
 
-def _read_file(path: Path) -> pa.Table:
-    kind = _READERS.get(path.suffix.lower())
-    if kind is None:
-        raise SeedDatasetError(f"seed file {str(path)!r} has an unsupported extension; use parquet, csv, json or jsonl")
-    try:
-        if kind == "parquet":
-            return drop_pandas_index(pq.read_table(path))
-        if kind == "csv":
-            return pacsv.read_csv(path)
-        return _read_json(path)
-    except (pa.ArrowException, OSError, ValueError) as exc:
-        raise SeedDatasetError(f"cannot read seed file {str(path)!r}: {exc}") from None
-
-
-def _read_json(path: Path) -> pa.Table:
-    with open(path, "rb") as handle:
-        head = handle.read(64).lstrip()
-    if head.startswith(b"["):  # a JSON array of records, not JSON lines
-        import pandas as pd
-
-        return pa.Table.from_pandas(pd.read_json(path), preserve_index=False)
-    return pajson.read_json(path)
-
-
 def load_seed_table(seed: SeedConfig) -> pa.Table:
     """All seed rows after selection, as one table; raises SeedDatasetError naming the source."""
     if seed.is_dataframe:
@@ -75,7 +48,7 @@ def load_seed_table(seed: SeedConfig) -> pa.Table:
             raise SeedDatasetError(f"seed dataset {label} cannot be stored as parquet: {exc}; give each column "
                                    "one type (df[col].astype(str), for example)") from None
     else:
-        tables = [_read_file(p) for p in seed_files(seed.source)]
+        tables = [read_seed_file(p) for p in seed_files(seed.source)]
         try:
             table = pa.concat_tables(tables, promote_options="permissive") if len(tables) > 1 else tables[0]
         except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
@@ -89,7 +62,7 @@ def seed_column_names(seed: SeedConfig) -> list[str]:
     """The seed's columns, with the same checks as ``load_seed_table`` (missing, empty, selection out
     of bounds); parquet seeds are checked from their footers without reading any data."""
     files = [] if seed.is_dataframe else seed_files(seed.source)
-    if seed.is_dataframe or any(_READERS.get(p.suffix.lower()) != "parquet" for p in files):
+    if seed.is_dataframe or any(reader_name(p) != "parquet" for p in files):
         return list(load_seed_table(seed).column_names)  # in memory already, or csv/json: read it
     try:
         footers = [pq.ParquetFile(p).metadata for p in files]
@@ -161,7 +134,6 @@ class SeedReader:
                 mask = epochs == epoch
                 indices[mask] = perm[positions[mask] % size]
         return self.table.take(pa.array(indices))
-
 
 
 __all__ = ["SeedReader", "load_seed_table", "seed_column_names", "seed_digest", "seed_files"]

@@ -105,15 +105,30 @@ def _check_condition_values(column: SamplerColumn, by_name: Mapping[str, Sampler
 
 
 def _check_distributions(column: SamplerColumn) -> None:
+    # Config parsing checked names against our fixed table; the values need scipy itself, which a
+    # run of this column needs anyway, so a missing extra is reported here, before any work.
     for params in column.all_params():
         # The scipy sampler always draws with scipy.stats; a mixture only for non-numpy names.
         if isinstance(params, ScipyParams) or (isinstance(params, BernoulliMixtureParams)
                                                and params.dist_name not in NUMPY_DISTRIBUTIONS):
-            try:
-                import scipy.stats  # noqa: F401
-            except ImportError:
-                raise ConfigError(f"sampler column {column.name!r}: the scipy distribution "
-                                  f"{params.dist_name!r} needs scipy; {SCIPY_HINT}") from None
+            _check_scipy_values(column.name, params.dist_name, params.dist_params)
+
+
+def _check_scipy_values(column: str, name: str, dist_params: Mapping[str, float]) -> None:
+    try:
+        import scipy.stats
+    except ImportError:
+        raise ConfigError(f"sampler column {column!r}: the scipy distribution {name!r} needs scipy; "
+                          f"{SCIPY_HINT}") from None
+    dist = getattr(scipy.stats, name, None)
+    if dist is None:
+        raise ConfigError(f"sampler column {column!r}: scipy {scipy.__version__} has no distribution {name!r}; "
+                          "upgrade scipy")
+    try:
+        dist.rvs(**dist_params, size=2, random_state=np.random.default_rng(0))
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"sampler column {column!r}: scipy distribution {name!r} rejects dist_params "
+                          f"{dict(dist_params)}: {exc}") from None
 
 
 def _check_references(column: SamplerColumn, by_name: Mapping[str, SamplerColumn],

@@ -1,12 +1,15 @@
-"""Column generators; importing this package registers every built-in column type's generator."""
+"""Column generators. Which generator a column type uses is registered with its config model in
+``config/registry.py`` (built-ins in ``config/builtins.py``) and resolved here on first use."""
 
-from gristmill.engine.generators import custom, expression, llm  # noqa: F401  (registration)
 from gristmill.engine.generators.base import (
     BatchFrame,
     ColumnGenerator,
     EngineContext,
+    GroupGeneratorFactory,
     build_generator,
+    generator_factory,
     register_generator,
 )
 
-__all__ = ["BatchFrame", "ColumnGenerator", "EngineContext", "build_generator", "register_generator"]
+__all__ = ["BatchFrame", "ColumnGenerator", "EngineContext", "GroupGeneratorFactory", "build_generator",
+           "generator_factory", "register_generator"]

@@ -1,8 +1,9 @@
-"""The column-generator registry: how a column type produces values for one batch.
+"""Column generators: how a column type produces values for one batch.
 
-Each column type (``config.columns``) has a generator factory registered here under the same
-name. The batch builder only calls ``await generator.generate(frame)``; it knows nothing about
-samplers, templates or LLMs, which is what lets new column types plug in.
+Each column type is registered once, in ``config/registry.py``, with its config model and its
+generator factory (a ``"module:attr"`` reference resolved here, on first use). The batch builder
+only calls ``await generator.generate(frame)``; it knows nothing about samplers, templates or
+LLMs, which is what lets new column types plug in.
 """
 
 from __future__ import annotations
@@ -11,14 +12,21 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, TypeAlias
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, cast, runtime_checkable
 
 import numpy as np
 import pyarrow as pa
 
+from gristmill.config.base import import_reference
 from gristmill.config.columns import ColumnConfig
 from gristmill.config.dataset import DatasetConfig
+from gristmill.config.registry import get_registry
 from gristmill.config.run import RunConfig
+from gristmill.errors import ConfigError
+
+if TYPE_CHECKING:
+    from gristmill.llm.cache import ResponseCache
+    from gristmill.llm.runtime import LLMRuntime
 
 ColumnValues: TypeAlias = np.ndarray | pa.Array | pa.ChunkedArray | Sequence[Any]
 
@@ -79,8 +87,8 @@ class EngineContext:
     config: DatasetConfig
     run_config: RunConfig
     dataset_dir: Path | None = None  # None for preview (nothing is written)
-    llm: Any = None  # gristmill.llm runtime (clients, throttles) shared by a Mill; None without LLM columns
-    response_cache: Any = None  # gristmill.llm response cache owned by the dataset or the workflow
+    llm: LLMRuntime | None = None  # clients and throttles shared by a Mill; None without LLM columns
+    response_cache: ResponseCache | None = None  # owned by the dataset or the workflow
     cache_scope: str = ""  # separates cache entries of same-named columns (a workflow's stage name)
     usage: dict[str, dict[str, int]] = field(default_factory=lambda: defaultdict(lambda: defaultdict(int)))
 
@@ -94,22 +102,79 @@ class ColumnGenerator(Protocol):
 
 
 GeneratorFactory = Callable[[Any, EngineContext], ColumnGenerator]
-_GENERATORS: dict[str, GeneratorFactory] = {}
+
+
+@runtime_checkable
+class GroupGeneratorFactory(Protocol):
+    """A generator factory that builds ONE generator for every column of its type in a config.
+
+    For types whose columns must be drawn together (samplers: constraints span columns). Group
+    generators run before per-column generators, so ``check_group`` must make sure their columns
+    read only each other and seed columns.
+    """
+
+    @classmethod
+    def check_group(cls, columns: Sequence[Any], config: DatasetConfig, seed_columns: Sequence[str]) -> None:
+        """Static checks of the group; raises ConfigError."""
+
+    @classmethod
+    def build_group(cls, columns: Sequence[Any], config: DatasetConfig, context: EngineContext) -> ColumnGenerator:
+        """The generator of the whole group."""
+        ...
 
 
 def register_generator(column_type: str) -> Callable[[GeneratorFactory], GeneratorFactory]:
-    """Decorator: the factory building generators for ``column_type`` columns."""
+    """Decorator kept for older code: pair an already registered column type with ``factory``.
+
+    New code registers both at once: ``registry.add_column_type(Model, generator=factory)``.
+    """
 
     def decorate(factory: GeneratorFactory) -> GeneratorFactory:
-        _GENERATORS[column_type] = factory
+        registry = get_registry()
+        entry = registry.column_type(column_type)
+        if entry is None:
+            raise ConfigError(f"register_generator({column_type!r}): no such column type; register its model "
+                              f"with registry.add_column_type(Model, generator=...) instead")
+        registry.add_column_type(entry.model, generator=factory, replace=True)
         return factory
 
     return decorate
 
 
+def generator_factory(column_type: str) -> GeneratorFactory | GroupGeneratorFactory:
+    """The generator factory registered for ``column_type``; ConfigError naming the type and the fix."""
+    entry = get_registry().column_type(column_type)
+    if entry is None:
+        raise ConfigError(f"unknown column_type {column_type!r}; install the plugin that provides it")
+    if entry.generator is None:
+        raise ConfigError(f"column type {column_type!r} ({entry.model.__name__}, registered by {entry.source}) has "
+                          "no generator; register it with registry.add_column_type(Model, "
+                          "generator='module:attr') in the plugin's register(registry)")
+    factory: object = entry.generator
+    if isinstance(factory, str):
+        factory = _import_generator(column_type, factory, entry.source)
+    if not callable(factory) and not isinstance(factory, GroupGeneratorFactory):
+        raise ConfigError(f"generator of column type {column_type!r} ({entry.source}) is {factory!r}, not a "
+                          "callable (column, context) -> generator")
+    return cast(GeneratorFactory | GroupGeneratorFactory, factory)
+
+
+def _import_generator(column_type: str, reference: str, source: str) -> object:
+    try:
+        return import_reference(reference)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(f"generator {reference!r} of column type {column_type!r} ({source}) cannot be imported: "
+                          f"{type(exc).__name__}: {exc}; reinstall the package providing it") from exc
+
+
+def is_group_factory(factory: object) -> bool:
+    """True for a factory building one generator per column type (see ``GroupGeneratorFactory``)."""
+    return isinstance(factory, GroupGeneratorFactory)
+
+
 def build_generator(column: ColumnConfig, context: EngineContext) -> ColumnGenerator:
-    """The generator for ``column``; a column type without one is a configuration bug."""
-    factory = _GENERATORS.get(column.column_type)
-    if factory is None:
-        raise KeyError(f"no generator registered for column_type {column.column_type!r}")
+    """The generator of one column (a group type's generator built for this column alone)."""
+    factory = generator_factory(column.column_type)
+    if isinstance(factory, GroupGeneratorFactory):
+        return factory.build_group([column], context.config, context)
     return factory(column, context)

@@ -8,7 +8,7 @@ from typing import Any
 import pandas as pd
 
 from gristmill.config.columns import CustomColumn
-from gristmill.engine.generators.base import BatchFrame, ColumnValues, EngineContext, register_generator
+from gristmill.engine.generators.base import BatchFrame, ColumnValues, EngineContext
 from gristmill.errors import GenerationError
 
 
@@ -90,8 +90,3 @@ class CustomGenerator:
         raise GenerationError(f"custom column {self.column.name!r} returned a Series for {name!r} whose index does "
                               "not match the batch's rows; keep the input DataFrame's index (or use "
                               ".reset_index(drop=True))")
-
-
-@register_generator("custom")
-def _custom(column: CustomColumn, context: EngineContext) -> CustomGenerator:
-    return CustomGenerator(column, context)

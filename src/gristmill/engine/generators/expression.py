@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from gristmill.config.columns import ExpressionColumn
-from gristmill.engine.generators.base import BatchFrame, ColumnValues, EngineContext, register_generator
+from gristmill.engine.generators.base import BatchFrame, ColumnValues, EngineContext
 from gristmill.engine.templates import render_column
 from gristmill.errors import GenerationError
 
@@ -63,8 +63,3 @@ class ExpressionGenerator:
                 raise GenerationError(f"expression column {self.column.name!r} renders {text!r}, which cannot be "
                                       f"cast to {self.column.dtype}: {exc}; fix the template or the dtype") from None
         return out
-
-
-@register_generator("expression")
-def _expression(column: ExpressionColumn, context: EngineContext) -> ExpressionGenerator:
-    return ExpressionGenerator(column, context)

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gristmill.config.llm_columns import REASONING_SUFFIX, LLMColumnBase, LLMJudgeColumn
-from gristmill.engine.generators.base import BatchFrame, ColumnValues, EngineContext, register_generator
+from gristmill.engine.generators.base import BatchFrame, ColumnValues, EngineContext
 from gristmill.engine.templates import render_column
 from gristmill.errors import ModelAuthError, ModelError, ModelResponseError
 from gristmill.llm.cache import ResponseCache
@@ -97,18 +97,20 @@ def _parse_judge(column: LLMJudgeColumn, text: str) -> Any:
             for s in column.scores}
 
 
-FORMATS: dict[str, OutputFormat] = {
-    "llm_text": OutputFormat(lambda c: "", _no_schema, lambda c, text: text,
-                             lambda c, error: TEXT_CORRECTION.format(error=error)),
-    "llm_code": OutputFormat(
-        lambda c: f"Answer with the code in a single ```{c.code_lang} fenced code block.", _no_schema,
-        lambda c, text: extract_code(text, c.code_lang),
-        lambda c, error: CODE_CORRECTION.format(error=error, lang=c.code_lang)),
-    "llm_structured": OutputFormat(
-        lambda c: JSON_INSTRUCTION.format(schema=json.dumps(c.output_format)), lambda c: c.output_format,
-        lambda c, text: _json_value(c.output_format, text)),
-    "llm_judge": OutputFormat(_judge_rubric, lambda c: c.json_schema(), _parse_judge),
-}
+TEXT_FORMAT = OutputFormat(lambda c: "", _no_schema, lambda c, text: text,
+                           lambda c, error: TEXT_CORRECTION.format(error=error))
+CODE_FORMAT = OutputFormat(
+    lambda c: f"Answer with the code in a single ```{c.code_lang} fenced code block.", _no_schema,
+    lambda c, text: extract_code(text, c.code_lang),
+    lambda c, error: CODE_CORRECTION.format(error=error, lang=c.code_lang))
+STRUCTURED_FORMAT = OutputFormat(
+    lambda c: JSON_INSTRUCTION.format(schema=json.dumps(c.output_format)), lambda c: c.output_format,
+    lambda c, text: _json_value(c.output_format, text))
+JUDGE_FORMAT = OutputFormat(_judge_rubric, lambda c: c.json_schema(), _parse_judge)
+# By column type, for tests and readers; the engine gets each format from the generator factory the
+# column type is registered with (``config/builtins.py``), not from this table.
+FORMATS: dict[str, OutputFormat] = {"llm_text": TEXT_FORMAT, "llm_code": CODE_FORMAT,
+                                    "llm_structured": STRUCTURED_FORMAT, "llm_judge": JUDGE_FORMAT}
 
 
 class ErrorWindow:
@@ -147,11 +149,11 @@ class _BatchFailures:
 class LLMColumnGenerator:
     """Generates one LLM column for each batch it is given."""
 
-    def __init__(self, column: LLMColumnBase, context: EngineContext) -> None:
+    def __init__(self, column: LLMColumnBase, context: EngineContext, output_format: OutputFormat) -> None:
         if context.llm is None:
             raise ModelError(f"column {column.name!r} needs a model, but the run has no LLM runtime")
         self.column = column
-        self.format = FORMATS[column.column_type]
+        self.format = output_format
         self.handle = context.llm.model(column.model_alias, getattr(context.config, "models", ()))
         self.cache: ResponseCache | None = context.response_cache if context.run_config.cache else None
         scope = getattr(context, "cache_scope", "") or ""
@@ -272,9 +274,23 @@ class LLMColumnGenerator:
         raise AssertionError("unreachable")
 
 
-@register_generator("llm_text")
-@register_generator("llm_code")
-@register_generator("llm_structured")
-@register_generator("llm_judge")
+class LLMGeneratorFactory:
+    """A generator factory of one LLM column type: the type's output format is fixed here, at
+    registration (``config/builtins.py``), so no table keyed by column type is consulted."""
+
+    def __init__(self, output_format: OutputFormat) -> None:
+        self.output_format = output_format
+
+    def __call__(self, column: LLMColumnBase, context: EngineContext) -> LLMColumnGenerator:
+        return LLMColumnGenerator(column, context, self.output_format)
+
+
+llm_text_generator = LLMGeneratorFactory(TEXT_FORMAT)
+llm_code_generator = LLMGeneratorFactory(CODE_FORMAT)
+llm_structured_generator = LLMGeneratorFactory(STRUCTURED_FORMAT)
+llm_judge_generator = LLMGeneratorFactory(JUDGE_FORMAT)
+
+
 def build_llm_generator(column: LLMColumnBase, context: EngineContext) -> LLMColumnGenerator:
-    return LLMColumnGenerator(column, context)
+    """A generator for any built-in LLM column (kept for callers that do not know the type's factory)."""
+    return LLMColumnGenerator(column, context, FORMATS[column.column_type])
