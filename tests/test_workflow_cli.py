@@ -85,7 +85,7 @@ def test_cli_errors_are_one_red_line(workflow_file: Path, tmp_path: Path) -> Non
     assert missing.exit_code == 1 and "does not exist" in missing.output
     bad = runner.invoke(app, ["run", str(workflow_file), "--override", "base"])
     assert bad.exit_code == 1 and "STAGE=PATH" in bad.output
-    never = runner.invoke(app, ["run", str(workflow_file), "--rerun-from", "small"])
+    never = runner.invoke(app, ["run", str(workflow_file), "--resume", "never", "--rerun-from", "small"])
     assert never.exit_code == 1 and "rerun_from needs resume" in never.output
     always = runner.invoke(app, ["run", str(workflow_file), "--resume", "always"])
     assert always.exit_code == 1 and "resume=always refused" in always.output
@@ -114,4 +114,64 @@ def test_example_workflow_file_loads() -> None:
     finally:
         sys.path.remove(str(example.parent))
     assert [s.name for s in wf.stages] == ["people", "greetings", "cards"]
-    assert wf.stages[1].on_success_version == "adults-v1"
+    assert wf.stages[1].options.on_success_version == "adults-v1"
+
+
+THREE_STAGES = textwrap.dedent("""
+    name: three
+    artifact_path: out
+    run: {batch_size: 5, show_progress: false}
+    stages:
+      - {name: base, num_records: 10, config: base.yaml}
+      - name: double
+        config: {columns: [{name: d, column_type: expression, expr: "{{ n * 2 }}"}]}
+      - name: label
+        config: {columns: [{name: label, column_type: expression, expr: "#{{ n }}"}]}
+""")
+
+
+def test_target_given_several_times(tmp_path: Path) -> None:
+    (tmp_path / "base.yaml").write_text(BASE)
+    path = tmp_path / "three.yaml"
+    path.write_text(THREE_STAGES)
+    runner = CliRunner()
+    planned = runner.invoke(app, ["plan", str(path), "--json", "--target", "double", "--target", "base"])
+    assert planned.exit_code == 0, planned.output
+    data = json.loads(planned.output)
+    assert [s["name"] for s in data["stages"]] == ["base", "double"] and data["not_targeted"] == ["label"]
+    ran = runner.invoke(app, ["run", str(path), "--target", "base", "--target", "double"])
+    assert ran.exit_code == 0, ran.output
+    status = json.loads(runner.invoke(app, ["status", str(tmp_path / "out" / "three"), "--json"]).output)
+    assert [s["name"] for s in status["stages"]] == ["base", "double"]
+
+
+def test_plan_of_a_dataset_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "items.yaml").write_text(BASE)
+    runner = CliRunner()
+    fresh = runner.invoke(app, ["plan", "items.yaml", "-n", "10", "--json"])
+    assert fresh.exit_code == 0, fresh.output
+    data = json.loads(fresh.output)
+    assert data["dataset"] == "items" and data["action"] == "fresh" and data["reason"] == "no earlier run"
+    assert Path(data["path"]) == Path("artifacts") / "items"
+    assert not (tmp_path / "artifacts").exists()  # planning writes nothing
+    created = runner.invoke(app, ["create", "items.yaml", "-n", "10", "--batch-size", "5"])
+    assert created.exit_code == 0, created.output
+    same = runner.invoke(app, ["plan", "items.yaml", "-n", "10", "--batch-size", "5"])
+    assert same.exit_code == 0 and "REUSE" in same.output and "complete with 10 rows" in same.output
+    grow = json.loads(runner.invoke(app, ["plan", "items.yaml", "-n", "20", "--batch-size", "5", "--json"]).output)
+    assert grow["action"] == "grow" and grow["batches_missing"] == 2
+    named = json.loads(runner.invoke(app, ["plan", "items.yaml", "-n", "5", "--name", "other", "--json"]).output)
+    assert named["dataset"] == "other" and named["action"] == "fresh"
+
+
+def test_plan_of_a_dataset_config_needs_num_records(tmp_path: Path) -> None:
+    (tmp_path / "items.yaml").write_text(BASE)
+    runner = CliRunner()
+    missing = runner.invoke(app, ["plan", str(tmp_path / "items.yaml")])
+    assert missing.exit_code == 1 and "--num-records" in missing.output
+    always = runner.invoke(app, ["plan", str(tmp_path / "items.yaml"), "-n", "3", "--resume", "always",
+                                 "--artifact-path", str(tmp_path / "a")])
+    assert always.exit_code == 1 and "resume=always" in always.output
+    bad = runner.invoke(app, ["plan", str(tmp_path / "items.yaml"), "-n", "3", "--batch-size", "0"])
+    assert bad.exit_code == 1 and "--batch-size" in bad.output

@@ -18,7 +18,7 @@ from gristmill.workflow.fingerprint import StageInputs, output_identity, stage_c
 from gristmill.workflow.metadata import OutputFile, StageRecord, StageStatus, WorkflowMetadata
 from gristmill.workflow.observe import DatasetSnapshot, OverrideInput, PriorState, StageObservation
 from gristmill.workflow.plan import PlanOptions, StageAction, plan_stages
-from gristmill.workflow.stage import StageDefinition, define_stage
+from gristmill.workflow.stage import StageDefinition, StageOptions, define_stage
 
 ROWS = 10
 SEEDS = {"a": 1, "b": 2, "c": 3}
@@ -39,11 +39,12 @@ def _keep(stage_dir: Path) -> Path:
 def stages(*, b_expr: str = "{{ n }}", c_num: int | None = None, b_version: str | None = "v1",
            extra: bool = False, c_expr: str = "{{ n }}", b_sampling: str = "ordered", b_allow_empty: bool = True,
            c_processors: list[dict[str, Any]] | None = None) -> list[StageDefinition]:
-    defs = [define_stage(0, "a", _cfg(), existing=[], num_records=ROWS),
-            define_stage(1, "b", _cfg(b_expr), existing=["a"], on_success=_keep, on_success_version=b_version,
-                         allow_empty=b_allow_empty, sampling_strategy=b_sampling),
-            define_stage(2, "c", _cfg(c_expr), existing=["a", "b"], num_records=c_num,
-                         output_processors=c_processors)]
+    defs = [define_stage(0, "a", _cfg(), {"num_records": ROWS}, existing=[]),
+            define_stage(1, "b", _cfg(b_expr), StageOptions(on_success=_keep, on_success_version=b_version,
+                                                            allow_empty=b_allow_empty, sampling_strategy=b_sampling),
+                         existing=["a"]),
+            define_stage(2, "c", _cfg(c_expr), {"num_records": c_num, "output_processors": c_processors or ()},
+                         existing=["a", "b"])]
     if extra:
         defs.append(define_stage(3, "d", _cfg(), existing=["a", "b", "c"]))
     return defs
@@ -230,3 +231,14 @@ def test_reasons_name_the_change_once() -> None:
     changed = [{**DROP_M, "column_names": ["n"]}]
     plan = plan_stages(stages(c_processors=changed), completed_prior(stages(c_processors=[DROP_M])), options())
     assert plan["c"].reason == "output processor 'rm' changed"
+
+
+def test_first_stage_identity_includes_its_seed_digest_without_prior_metadata() -> None:
+    """Planner and runner compute a stage's identity with one function, from the same inputs."""
+    from gristmill.workflow.fingerprint import stage_identity
+
+    defs = stages()
+    plan = plan_stages(defs, PriorState(metadata=None, first_seed_digest="abc"), PlanOptions())
+    expected = stage_identity(defs[0], first_seed_digest="abc")
+    assert expected is not None and plan["a"].fingerprint == expected.fingerprint
+    assert expected.components["seed_content"] == "abc"

@@ -34,22 +34,36 @@ import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 from gristmill.config.dataset import ConfigBuilder, DatasetConfig
+from gristmill.config.processors import Processor
 from gristmill.config.run import ResumeMode
 from gristmill.config.seeds import SamplingStrategy, SelectionStrategy
 from gristmill.engine.services import EngineServices
-from gristmill.errors import ResumeError, WorkflowError
+from gristmill.errors import ResumeError
 from gristmill.sampling.rng import stream_key
 from gristmill.storage.layout import DatasetLayout, fresh_sibling
 from gristmill.storage.lock import DirectoryLock
 from gristmill.workflow.metadata import WORKFLOW_METADATA_FILE
 from gristmill.workflow.observe import OverrideInput, PriorState, check_overrides, observe_workflow
-from gristmill.workflow.plan import PlanOptions, WorkflowPlan, no_prior_run_message, plan_stages
+from gristmill.workflow.plan import (
+    PlanOptions,
+    WorkflowPlan,
+    check_plan_options,
+    no_prior_run_message,
+    plan_stages,
+    stage_names,
+)
 from gristmill.workflow.results import WorkflowResults
 from gristmill.workflow.runner import WorkflowRunner
-from gristmill.workflow.stage import StageDefinition, check_workflow_name, define_stage
+from gristmill.workflow.stage import (
+    OnSuccess,
+    StageDefinition,
+    StageOptions,
+    check_workflow_name,
+    define_stage,
+    stage_options,
+)
 from gristmill.workflow.validate import validate_plan
 
 
@@ -79,10 +93,11 @@ class CompositeWorkflow:
         return tuple(self._stages)
 
     def add_stage(self, name: str, config: DatasetConfig | ConfigBuilder, *, num_records: int | None = None,
-                  on_success: Callable[[Path], Any] | str | None = None, on_success_version: str | None = None,
-                  output_processors: Sequence[Any] | None = None, output: str = "final", allow_empty: bool = False,
+                  on_success: OnSuccess | str | None = None, on_success_version: str | None = None,
+                  output_processors: Sequence[Processor | Mapping[str, object]] | None = None,
+                  output: str = "final", allow_empty: bool = False,
                   sampling_strategy: SamplingStrategy | str = SamplingStrategy.ORDERED,
-                  selection_strategy: SelectionStrategy | dict[str, Any] | None = None) -> CompositeWorkflow:
+                  selection_strategy: SelectionStrategy | Mapping[str, object] | None = None) -> CompositeWorkflow:
         """Append a stage (validated now, config copied now); returns the workflow for chaining.
 
         Stage ``i > 0`` is seeded from stage ``i - 1``'s selected output with
@@ -90,59 +105,66 @@ class CompositeWorkflow:
         output's row count (more records than seed rows cycle the seed).
         ``on_success(stage_dir) -> path`` returns a parquet file or directory that becomes the
         stage's output; give ``on_success_version`` (bump it when the callback changes) or the
-        stage is never reused.
+        stage is never reused. The options are those of ``StageOptions``.
         """
-        stage = define_stage(len(self._stages), name, config, existing=[s.name for s in self._stages],
-                             num_records=num_records, on_success=on_success, on_success_version=on_success_version,
-                             output_processors=output_processors, output=output, allow_empty=allow_empty,
-                             sampling_strategy=sampling_strategy, selection_strategy=selection_strategy)
-        self._stages.append(stage)
+        options = {"num_records": num_records, "on_success": on_success, "on_success_version": on_success_version,
+                   "output_processors": output_processors or (), "output": output, "allow_empty": allow_empty,
+                   "sampling_strategy": sampling_strategy, "selection_strategy": selection_strategy}
+        # define_stage is called from here directly, so its warnings point at the caller's line.
+        self._stages.append(define_stage(len(self._stages), name, config, stage_options(name, options),
+                                         existing=[s.name for s in self._stages]))
         return self
 
-    def plan(self, *, resume: Any, targets: Sequence[str] | None = None, rerun_from: str | None = None,
-             stage_output_overrides: Mapping[str, str | Path] | None = None, verify: bool = False) -> WorkflowPlan:
+    def add_stage_options(self, name: str, config: DatasetConfig | ConfigBuilder,
+                          options: StageOptions) -> CompositeWorkflow:
+        """``add_stage`` with the options already validated (a workflow file's stages)."""
+        self._stages.append(define_stage(len(self._stages), name, config, options,
+                                         existing=[s.name for s in self._stages]))
+        return self
+
+    def plan(self, *, resume: ResumeMode | str = ResumeMode.IF_POSSIBLE, targets: str | Sequence[str] | None = None,
+             rerun_from: str | None = None, stage_output_overrides: Mapping[str, str | Path] | None = None,
+             verify: bool = False) -> WorkflowPlan:
         """Decide every stage (REUSE / RESUME / RUN / SKIP_EMPTY, with reasons) without doing any.
 
         Reads stored state only: it never writes and never contacts a model endpoint. Under
         ``resume="always"`` the plan lists what would be refused; ``plan.check()`` (called by
         ``run``) raises. ``verify=True`` also compares the sha256 of every recorded output file.
+        ``targets`` is a stage name or a list of them.
         """
-        plan, _, _ = self._make_plan(resume, targets, rerun_from, stage_output_overrides, verify, self.workflow_dir)
+        options = self._options(resume, targets, rerun_from)
+        overrides = check_overrides(stage_output_overrides, self._stages)
+        plan, _ = self._make_plan(options, overrides, verify, self.workflow_dir)
         return plan
 
-    def run(self, *, resume: Any = "never", targets: Sequence[str] | None = None, rerun_from: str | None = None,
-            stage_output_overrides: Mapping[str, str | Path] | None = None, verify: bool = False,
-            on_plan: Callable[[WorkflowPlan], None] | None = None) -> WorkflowResults:
+    def run(self, *, resume: ResumeMode | str = ResumeMode.IF_POSSIBLE, targets: str | Sequence[str] | None = None,
+            rerun_from: str | None = None, stage_output_overrides: Mapping[str, str | Path] | None = None,
+            verify: bool = False, on_plan: Callable[[WorkflowPlan], None] | None = None) -> WorkflowResults:
         """Plan, check the plan, then execute it, holding the workflow directory lock throughout.
 
         ``on_plan`` is called with the checked plan before any stage runs (the CLI prints it).
 
-        ``targets``: materialise only up to these stages. ``rerun_from``: force that stage and
-        every later one to run (needs resume other than never). ``stage_output_overrides``:
-        ``{stage: approved.parquet}`` replaces a stage's output for its descendants (review
-        gates); a different override reruns them. Like ``rerun_from`` it is an explicit request,
-        so ``resume="always"`` accepts the reruns it causes. The overridden stage itself keeps
-        its normal action (REUSE when unchanged); its own output may come out empty without
-        error while an override replaces it.
+        ``targets``: materialise only up to this stage (or these stages). ``rerun_from``: force
+        that stage and every later one to run (needs resume other than never).
+        ``stage_output_overrides``: ``{stage: approved.parquet}`` replaces a stage's output for its
+        descendants (review gates); a different override reruns them. Like ``rerun_from`` it is an
+        explicit request, so ``resume="always"`` accepts the reruns it causes. The overridden stage
+        itself keeps its normal action (REUSE when unchanged); its own output may come out empty
+        without error while an override replaces it.
         """
-        mode = ResumeMode.parse(resume)
-        if rerun_from is not None and mode == "never":
-            raise WorkflowError("rerun_from needs resume=if-possible or always (resume=never reruns everything)")
-        workflow_dir = self._directory_for(mode)
-        if mode == "always" and not (workflow_dir / WORKFLOW_METADATA_FILE).exists():
+        options = self._options(resume, targets, rerun_from)  # argument errors before any file is touched
+        overrides = check_overrides(stage_output_overrides, self._stages)
+        workflow_dir = self._directory_for(options.resume)
+        if options.resume == "always" and not (workflow_dir / WORKFLOW_METADATA_FILE).exists():
             # Refuse before the lock creates the directory: nothing to resume, nothing to leave behind.
-            check_overrides(stage_output_overrides, self._stages)
-            plan_stages(self._stages, None, PlanOptions(resume=mode, targets=tuple(targets or ()),
-                                                        rerun_from=rerun_from))  # argument errors first
             raise ResumeError(no_prior_run_message(self.name, str(workflow_dir)))
         with DirectoryLock(workflow_dir):
-            plan, prior, overrides = self._make_plan(mode, targets, rerun_from, stage_output_overrides, verify,
-                                                     workflow_dir)
+            plan, prior = self._make_plan(options, overrides, verify, workflow_dir)
             plan.check()
             validate_plan(self.services, self._stages, plan, prior, overrides, workflow_dir)
             if on_plan is not None:
                 on_plan(plan)
-            if mode == "if-possible" and prior.problem is not None:
+            if options.resume == "if-possible" and prior.problem is not None:
                 warnings.warn(f"workflow {self.name!r}: not resuming ({prior.problem}); starting fresh in "
                               f"{workflow_dir}", stacklevel=2)
             runner = WorkflowRunner(self.services, workflow_dir=workflow_dir, workflow_name=self.name,
@@ -150,16 +172,20 @@ class CompositeWorkflow:
                                     run_seeds=self._run_seeds())
             return runner.execute()
 
-    def _make_plan(self, resume: Any, targets: Sequence[str] | None, rerun_from: str | None,
-                   overrides: Mapping[str, str | Path] | None, verify: bool,
-                   workflow_dir: Path) -> tuple[WorkflowPlan, PriorState, dict[str, OverrideInput]]:
-        mode = ResumeMode.parse(resume)
-        checked = check_overrides(overrides, self._stages)
-        prior = observe_workflow(workflow_dir, self.name, self._stages, verify=verify, read_prior=mode != "never")
-        options = PlanOptions(resume=mode, targets=tuple(targets or ()), rerun_from=rerun_from, overrides=checked,
+    def _options(self, resume: ResumeMode | str, targets: str | Sequence[str] | None,
+                 rerun_from: str | None) -> PlanOptions:
+        """The run options, checked once (unknown stages, rerun_from under never or past the targets)."""
+        options = PlanOptions(resume=ResumeMode.parse(resume), targets=stage_names(targets), rerun_from=rerun_from,
                               batch_size=self.services.run_config.batch_size, run_seeds=self._run_seeds())
-        plan = replace(plan_stages(self._stages, prior, options), workflow=self.name, directory=str(workflow_dir))
-        return plan, prior, checked
+        check_plan_options(self._stages, options)
+        return options
+
+    def _make_plan(self, options: PlanOptions, overrides: Mapping[str, OverrideInput], verify: bool,
+                   workflow_dir: Path) -> tuple[WorkflowPlan, PriorState]:
+        prior = observe_workflow(workflow_dir, self.name, self._stages, verify=verify,
+                                 read_prior=options.resume != "never")
+        plan = plan_stages(self._stages, prior, replace(options, overrides=overrides))
+        return replace(plan, workflow=self.name, directory=str(workflow_dir)), prior
 
     def _run_seeds(self) -> dict[str, int]:
         return {s.name: stage_run_seed(self.name, s.name, self.services.run_config.seed) for s in self._stages}

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
-from gristmill.config.fingerprint import describe_changes, sha256_json, short_hash
+from pydantic import JsonValue
+
+from gristmill.config.fingerprint import describe_changes, sha256_json
 from gristmill.workflow.metadata import OutputFile
 from gristmill.workflow.stage import StageDefinition
 
@@ -24,6 +25,9 @@ FORMAT_VERSION = 1
 #: Placeholder seed source used when only the fingerprint of a hand-off config is wanted.
 HANDOFF_PLACEHOLDER = "<upstream output>"
 
+
+#: A stage's fingerprint components: JSON data, stored in ``workflow-metadata.json``.
+StageComponents = dict[str, JsonValue]
 
 #: The identity of an upstream stage's selected output as the next stage sees it: the upstream
 #: fingerprint plus a digest of the output files' recorded sha256s, or of the approved override.
@@ -39,27 +43,49 @@ class StageInputs:
     seed_content: str | None = None
 
 
-def stage_components(stage: StageDefinition, inputs: StageInputs) -> dict[str, Any]:
+def stage_components(stage: StageDefinition, inputs: StageInputs) -> StageComponents:
     """The fingerprint components of ``stage`` given its resolved inputs."""
     config = stage.with_handoff(HANDOFF_PLACEHOLDER)
-    selection = stage.selection_strategy.model_dump(mode="json") if stage.selection_strategy else None
     return {
         "format_version": FORMAT_VERSION,
         "config": config.fingerprint_components(include_seed_source=False),
         "seed_content": inputs.seed_content,
         "num_records": inputs.num_records,
-        "sampling_strategy": stage.sampling_strategy.value if stage.index > 0 else None,
-        "selection_strategy": selection if stage.index > 0 else None,
-        "allow_empty": stage.allow_empty,
-        "callback": None if stage.on_success is None else {"version": stage.on_success_version},
-        "output_processors": [{"name": p.name, "digest": short_hash(p.fingerprint_payload())}
-                              for p in stage.output_processors],
-        "output": stage.output,
+        **stage.options.fingerprint_components(first_stage=stage.index == 0),
         "upstream": dict(inputs.upstream_identity) if inputs.upstream_identity is not None else None,
     }
 
 
-def stage_fingerprint(components: dict[str, Any]) -> str:
+@dataclass(frozen=True)
+class StageIdentity:
+    """A stage's resolved inputs, fingerprint components and fingerprint."""
+
+    inputs: StageInputs
+    components: StageComponents
+    fingerprint: str
+
+
+def stage_identity(stage: StageDefinition, *, first_seed_digest: str | None,
+                   upstream: UpstreamIdentity | None = None, upstream_rows: int | None = None) -> StageIdentity | None:
+    """The identity of ``stage``: the one computation the planner and the runner share.
+
+    The first stage is identified by its own seed's content digest (``first_seed_digest``);
+    a later one by the identity and row count of the upstream output it receives. None when
+    that output is not known yet (the upstream stage has not produced it).
+    """
+    if stage.index == 0:
+        # define_stage requires num_records for the first stage.
+        inputs = StageInputs(stage.options.num_records or 0, None, first_seed_digest)
+    else:
+        rows = stage.options.num_records if stage.options.num_records is not None else upstream_rows
+        if upstream is None or not rows:
+            return None
+        inputs = StageInputs(rows, upstream, None)
+    components = stage_components(stage, inputs)
+    return StageIdentity(inputs, components, stage_fingerprint(components))
+
+
+def stage_fingerprint(components: StageComponents) -> str:
     """sha256 of the canonical JSON of ``components``."""
     return sha256_json(components)
 
@@ -80,19 +106,19 @@ def output_identity(fingerprint: str, output_files: Sequence[OutputFile],
     return {"fingerprint": fingerprint, "output": sha256_json([f.sha256 for f in output_files])}
 
 
-def own_changes(old: dict[str, Any], new: dict[str, Any], *, inherited_rows: bool) -> list[str]:
+def own_changes(old: StageComponents, new: StageComponents, *, inherited_rows: bool) -> list[str]:
     """The changes of the stage's own components (not ``upstream``; not ``num_records`` when it
     is inherited from the upstream output): what ``resume="always"`` refuses."""
     skip = {"upstream", "num_records"} if inherited_rows else {"upstream"}
     return [text for key, text in stage_changes(old, new, upstream=None) if key not in skip]
 
 
-def describe_stage_changes(old: dict[str, Any], new: dict[str, Any], *, upstream: str | None) -> str:
+def describe_stage_changes(old: StageComponents, new: StageComponents, *, upstream: str | None) -> str:
     """Name what differs between two sets of stage components, e.g. "prompt of column 'answer' changed"."""
     return "; ".join(text for _, text in stage_changes(old, new, upstream=upstream)) or "fingerprint differs"
 
 
-def stage_changes(old: dict[str, Any], new: dict[str, Any], *, upstream: str | None) -> list[tuple[str, str]]:
+def stage_changes(old: StageComponents, new: StageComponents, *, upstream: str | None) -> list[tuple[str, str]]:
     """(component, human description) of every component that differs."""
     changes: list[tuple[str, str]] = []
     if old.get("upstream") != new.get("upstream"):
@@ -100,12 +126,12 @@ def stage_changes(old: dict[str, Any], new: dict[str, Any], *, upstream: str | N
     if old.get("format_version") != new.get("format_version"):
         changes.append(("format_version",
                         f"data format {old.get('format_version')} -> {new.get('format_version')}"))
-    old_config, new_config = old.get("config") or {}, new.get("config") or {}
+    old_config, new_config = _mapping(old.get("config")), _mapping(new.get("config"))
     if new.get("sampling_strategy") is not None or old.get("sampling_strategy") is not None:
         # A downstream stage's seed is the hand-off, described by the two strategies below.
         old_config = {k: v for k, v in old_config.items() if k != "seed"}
         new_config = {k: v for k, v in new_config.items() if k != "seed"}
-    if old_config != new_config:
+    if old_config != new_config:  # the config part is described by the dataset describer, not here
         changes.append(("config", describe_changes(old_config, new_config)))
     if old.get("seed_content") != new.get("seed_content"):
         changes.append(("seed_content", "seed dataset content changed"))
@@ -124,10 +150,14 @@ def stage_changes(old: dict[str, Any], new: dict[str, Any], *, upstream: str | N
     return changes
 
 
-def _describe_upstream(old: Any, new: Any, upstream: str | None) -> str:
+def _mapping(value: JsonValue) -> dict[str, JsonValue]:
+    """``value`` when it is a JSON object, else empty (stored components may predate a key)."""
+    return value if isinstance(value, dict) else {}
+
+
+def _describe_upstream(old: JsonValue, new: JsonValue, upstream: str | None) -> str:
     name = f"upstream {upstream!r}" if upstream else "upstream"
-    old_override = old.get("override") if isinstance(old, dict) else None
-    new_override = new.get("override") if isinstance(new, dict) else None
+    old_override, new_override = _mapping(old).get("override"), _mapping(new).get("override")
     if new_override is not None and new_override != old_override:
         return f"output of {name} overridden"
     if old_override is not None and new_override is None:
@@ -135,16 +165,16 @@ def _describe_upstream(old: Any, new: Any, upstream: str | None) -> str:
     return f"{name} output changed"
 
 
-def _describe_value(key: str, old: Any, new: Any) -> str:
+def _describe_value(key: str, old: JsonValue, new: JsonValue) -> str:
     if key == "allow_empty":
         return f"allow_empty {old} -> {new}"
     label = f"{key.replace('_', ' ')} changed"
     return f"{label} ({old!r} -> {new!r})" if isinstance(old, str) and isinstance(new, str) else label
 
 
-def _describe_processors(old: Any, new: Any) -> str:
-    old_map = {p["name"]: p.get("digest") for p in old or [] if isinstance(p, dict)}
-    new_map = {p["name"]: p.get("digest") for p in new or [] if isinstance(p, dict)}
+def _describe_processors(old: JsonValue, new: JsonValue) -> str:
+    old_map = {str(p.get("name")): p.get("digest") for p in _list(old) if isinstance(p, dict)}
+    new_map = {str(p.get("name")): p.get("digest") for p in _list(new) if isinstance(p, dict)}
     parts = [f"output processor {n!r} added" for n in new_map if n not in old_map]
     parts += [f"output processor {n!r} removed" for n in old_map if n not in new_map]
     parts += [f"output processor {n!r} changed" for n in new_map if n in old_map and old_map[n] != new_map[n]]
@@ -153,9 +183,13 @@ def _describe_processors(old: Any, new: Any) -> str:
     return "; ".join(parts)
 
 
-def _describe_callback(old: Any, new: Any) -> str:
+def _describe_callback(old: JsonValue, new: JsonValue) -> str:
     if old is None:
         return "on_success callback added"
     if new is None:
         return "on_success callback removed"
-    return f"on_success_version {old.get('version')!r} -> {new.get('version')!r}"
+    return f"on_success_version {_mapping(old).get('version')!r} -> {_mapping(new).get('version')!r}"
+
+
+def _list(value: JsonValue) -> list[JsonValue]:
+    return value if isinstance(value, list) else []

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError, model_validator
 
 from gristmill.config.errors_format import first_problem
 from gristmill.storage.atomic import write_json_atomic
@@ -58,7 +58,8 @@ class StageRecord(BaseModel):
     status: StageStatus = Field(description="Status after the last run that touched the stage.")
     last_action: str | None = Field(default=None, description="What the last run did: reuse, resume or run.")
     fingerprint: str | None = Field(default=None, description="Stage fingerprint (sha256).")
-    fingerprint_components: dict[str, Any] = Field(default_factory=dict, description="What the fingerprint covers.")
+    fingerprint_components: dict[str, JsonValue] = Field(default_factory=dict,
+                                                         description="What the fingerprint covers.")
     run_seed: int | None = Field(default=None, description="Run seed of the stage's dataset.")
     requested_rows: int | None = Field(default=None, description="Resolved num_records.")
     actual_rows: int | None = Field(default=None, description="Rows of the stage's main dataset.")

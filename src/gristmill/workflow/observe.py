@@ -68,13 +68,13 @@ class PriorState:
     metadata: WorkflowMetadata | None
     problem: str | None = None
     stages: Mapping[int, StageObservation] = field(default_factory=dict)
-    first_seed_digest: str | None = None
+    first_seed_digest: str | None = None  # read with or without usable metadata: an input of stage 0
 
 
 def observe_workflow(workflow_dir: Path, name: str, stages: Sequence[StageDefinition], *,
                      verify: bool = False, read_prior: bool = True) -> PriorState:
     """Gather the planner's inputs for ``stages`` from ``workflow_dir``."""
-    first_seed = _first_seed_digest(stages)
+    first_seed = first_seed_digest(stages)
     if not read_prior:
         return PriorState(metadata=None, first_seed_digest=first_seed)
     loaded = load_workflow_metadata(workflow_dir / WORKFLOW_METADATA_FILE, name)
@@ -91,9 +91,8 @@ def observe_stage(workflow_dir: Path, record: StageRecord, *, verify: bool) -> S
     if not stage_dir.is_dir():
         return StageObservation(directory_exists=False, output_problem=f"stage directory {record.directory} missing")
     if record.status in (StageStatus.COMPLETED, StageStatus.COMPLETED_EMPTY):
-        problem = _output_problem(workflow_dir, record, verify=verify)
-        if problem is None and not (stage_dir / "metadata.json").is_file():
-            problem = "dataset metadata.json missing"
+        # A reused stage's results load its dataset metadata, so it must be readable, not only present.
+        problem = _output_problem(workflow_dir, record, verify=verify) or _load_dataset(stage_dir)[1]
         return StageObservation(directory_exists=True, output_problem=problem)
     if record.status in (StageStatus.RUNNING, StageStatus.FAILED):
         return StageObservation(directory_exists=True, dataset=_dataset_snapshot(stage_dir))
@@ -114,18 +113,30 @@ def _output_problem(workflow_dir: Path, record: StageRecord, *, verify: bool) ->
     return None
 
 
-def _dataset_snapshot(stage_dir: Path) -> DatasetSnapshot:
+def _load_dataset(stage_dir: Path, *, verify: bool = False) -> tuple[DatasetMetadata | None, str | None]:
+    """The stage dataset's metadata (its recorded batches checked with ``verify``), or why it is
+    unusable: the first clause of the ``ArtifactError``, which names the file (the advice after
+    it is for ``create()`` and does not apply to a stage)."""
     layout = DatasetLayout(stage_dir)
     try:
         meta = DatasetMetadata.load(layout.metadata_path)
-        verify_batches(meta, layout)
+        if verify:
+            verify_batches(meta, layout)
     except ArtifactError as exc:
-        return DatasetSnapshot(problem=str(exc).split(";")[0])
+        return None, str(exc).split(";")[0]
+    return meta, None
+
+
+def _dataset_snapshot(stage_dir: Path) -> DatasetSnapshot:
+    meta, problem = _load_dataset(stage_dir, verify=True)
+    if meta is None:
+        return DatasetSnapshot(problem=problem)
     return DatasetSnapshot(batch_size=meta.batch_size, run_seed=meta.run_seed,
                            completed_batches=len(meta.completed_batches), total_batches=meta.num_batches)
 
 
-def _first_seed_digest(stages: Sequence[StageDefinition]) -> str | None:
+def first_seed_digest(stages: Sequence[StageDefinition]) -> str | None:
+    """Content digest of the first stage's own seed dataset (file bytes or DataFrame), if any."""
     if not stages or stages[0].config.seed is None:
         return None
     return seed_digest(stages[0].config.seed)
@@ -174,5 +185,5 @@ def parquet_output_files(path: Path) -> list[Path]:
     return []
 
 
-__all__ = ["DatasetSnapshot", "OverrideInput", "PriorState", "StageObservation", "check_overrides",
+__all__ = ["DatasetSnapshot", "OverrideInput", "PriorState", "StageObservation", "check_overrides", "first_seed_digest",
            "observe_workflow", "parquet_output_files"]

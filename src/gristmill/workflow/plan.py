@@ -33,18 +33,19 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
 
 from gristmill.config.run import ResumeMode
 from gristmill.errors import ResumeError, WorkflowError
 from gristmill.workflow.fingerprint import (
+    StageComponents,
+    StageIdentity,
     StageInputs,
     UpstreamIdentity,
     describe_stage_changes,
     output_identity,
     own_changes,
     stage_components,
-    stage_fingerprint,
+    stage_identity,
 )
 from gristmill.workflow.metadata import StageRecord, StageStatus
 from gristmill.workflow.observe import OverrideInput, PriorState, StageObservation
@@ -126,7 +127,7 @@ class WorkflowPlan:
                   else "rerun with resume=if-possible to rebuild what changed")
         raise ResumeError("resume=always refused before any work: " + "; ".join(blockers) + "; " + advice)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, object]:
         """JSON-able form (``gristmill plan --json``)."""
         return {"resume": self.resume, "fresh_reason": self.fresh_reason, "not_targeted": list(self.not_targeted),
                 "stages": [{**asdict(s), "action": s.action.value,
@@ -155,24 +156,40 @@ def no_prior_run_message(workflow: str | None, directory: str | None) -> str:
 
 def plan_stages(stages: Sequence[StageDefinition], prior: PriorState | None, options: PlanOptions) -> WorkflowPlan:
     """Decide every stage before any work starts (pure: no I/O, no model calls)."""
-    selected = _select_targets(stages, options)
-    if options.rerun_from is not None:
-        if options.resume == "never":
-            raise WorkflowError("rerun_from needs resume=if-possible or always (resume=never reruns everything)")
-        position = _require_stage(stages, options.rerun_from, "rerun_from")
-        if position >= len(selected):
-            raise WorkflowError(f"rerun_from {options.rerun_from!r} comes after the last target "
-                                f"{selected[-1].name!r}, so nothing would rerun; target {options.rerun_from!r} "
-                                "too, or rerun from an earlier stage")
+    selected = check_plan_options(stages, options)
     usable = prior if prior is not None and prior.metadata is not None and options.resume != "never" else None
     fresh_reason = None
     if usable is None:
         fresh_reason = "resume=never" if options.resume == "never" else (
             prior.problem if prior is not None and prior.problem else NO_PRIOR_RUN)
-    walker = _Walker(prior=usable, options=options, fresh_reason=fresh_reason)
+    # The first stage's seed digest is an input of its own, known with or without usable metadata.
+    walker = _Walker(prior=usable, options=options, fresh_reason=fresh_reason,
+                     first_seed_digest=prior.first_seed_digest if prior is not None else None)
     planned = tuple(walker.decide(stage) for stage in selected)
     return WorkflowPlan(resume=options.resume, stages=planned,
                         not_targeted=tuple(s.name for s in stages[len(selected):]), fresh_reason=fresh_reason)
+
+
+def stage_names(names: str | Sequence[str] | None) -> tuple[str, ...]:
+    """``targets`` as a tuple of names: a single name is one target, not a list of characters."""
+    if names is None:
+        return ()
+    return (names,) if isinstance(names, str) else tuple(names)
+
+
+def check_plan_options(stages: Sequence[StageDefinition], options: PlanOptions) -> Sequence[StageDefinition]:
+    """The one check of ``targets`` and ``rerun_from``; returns the stages up to the last target."""
+    selected = _select_targets(stages, options)
+    if options.rerun_from is None:
+        return selected
+    if options.resume == "never":
+        raise WorkflowError("rerun_from needs resume=if-possible or always (resume=never reruns everything)")
+    position = _require_stage(stages, options.rerun_from, "rerun_from")
+    if position >= len(selected):
+        raise WorkflowError(f"rerun_from {options.rerun_from!r} comes after the last target "
+                            f"{selected[-1].name!r}, so nothing would rerun; target {options.rerun_from!r} "
+                            "too, or rerun from an earlier stage")
+    return selected
 
 
 def _select_targets(stages: Sequence[StageDefinition], options: PlanOptions) -> Sequence[StageDefinition]:
@@ -198,6 +215,7 @@ class _Walker:
     prior: PriorState | None
     options: PlanOptions
     fresh_reason: str | None
+    first_seed_digest: str | None = None
     forced: str | None = None  # why every later stage runs
     empty_upstream: str | None = None
     rerunning: bool = False
@@ -207,27 +225,23 @@ class _Walker:
 
     def decide(self, stage: StageDefinition) -> StagePlan:
         record = self.prior.metadata.stage(stage.index, stage.name) if self.prior and self.prior.metadata else None
-        inputs = self._inputs(stage)
-        fingerprint = stage_fingerprint(stage_components(stage, inputs)) if inputs else None
-        decision = self._decision(stage, record, inputs, fingerprint)
+        identity = self._identity(stage)
+        decision = self._decision(stage, record, identity)
         self._advance(stage, decision, record)
         return StagePlan(index=stage.index, name=stage.name, action=decision.action, reason=decision.reason,
-                         own_reason=decision.own, fingerprint=fingerprint,
-                         num_records=inputs.num_records if inputs else stage.num_records,
+                         own_reason=decision.own, fingerprint=identity.fingerprint if identity else None,
+                         num_records=identity.inputs.num_records if identity else stage.num_records,
                          prior_status=record.status.value if record else None,
                          last_run=record.finished_at or record.started_at if record else None)
 
-    def _inputs(self, stage: StageDefinition) -> StageInputs | None:
-        if stage.index == 0:
-            first_rows = stage.num_records or 0  # define_stage requires it for the first stage
-            return StageInputs(first_rows, None, self.prior.first_seed_digest if self.prior else None)
-        if self.forced is not None or self.upstream_identity is None:
+    def _identity(self, stage: StageDefinition) -> StageIdentity | None:
+        if stage.index > 0 and self.forced is not None:
             return None  # decided at run time, after the upstream stage has produced its output
-        rows = stage.num_records if stage.num_records is not None else self.upstream_rows
-        return StageInputs(rows, self.upstream_identity, None) if rows else None
+        return stage_identity(stage, first_seed_digest=self.first_seed_digest, upstream=self.upstream_identity,
+                              upstream_rows=self.upstream_rows)
 
-    def _decision(self, stage: StageDefinition, record: StageRecord | None, inputs: StageInputs | None,
-                  fingerprint: str | None) -> _Decision:
+    def _decision(self, stage: StageDefinition, record: StageRecord | None,
+                  identity: StageIdentity | None) -> _Decision:
         if self.empty_upstream is not None:
             return _Decision(StageAction.SKIP_EMPTY, f"upstream {self.empty_upstream!r} produced no rows")
         if stage.name == self.options.rerun_from:
@@ -240,10 +254,10 @@ class _Walker:
             return self._forced(stage, record, self.forced)
         if record is None:
             return _Decision(StageAction.RUN, "new stage (no prior run)", own=True)
-        if inputs is None or fingerprint is None:  # an upstream REUSE always gives both; be safe
+        if identity is None:  # an upstream REUSE always gives its output's identity and rows; be safe
             return _Decision(StageAction.RUN, "upstream output rows unknown", own=True)
-        if record.fingerprint != fingerprint:
-            return self._changed(stage, record, inputs)
+        if record.fingerprint != identity.fingerprint:
+            return self._changed(stage, record, identity.components)
         observed = self.prior.stages.get(stage.index) if self.prior else None
         return self._same_fingerprint(stage, record, observed or StageObservation(directory_exists=False))
 
@@ -262,10 +276,9 @@ class _Walker:
             return _Decision(StageAction.RUN, f"{'; '.join(changes)} (and {forced})", own=True)
         return _Decision(StageAction.RUN, forced)
 
-    def _changed(self, stage: StageDefinition, record: StageRecord, inputs: StageInputs) -> _Decision:
+    def _changed(self, stage: StageDefinition, record: StageRecord, new: StageComponents) -> _Decision:
         if record.fingerprint is None:
             return _Decision(StageAction.RUN, f"not generated before (last status {record.status.value})", own=True)
-        new = stage_components(stage, inputs)
         reason = describe_stage_changes(record.fingerprint_components, new, upstream=self.upstream_name)
         # Only what the stage receives changed (an upstream output regenerated by an earlier run,
         # or an override): not a reason of its own, so resume="always" accepts it.
@@ -274,12 +287,12 @@ class _Walker:
 
     def _same_fingerprint(self, stage: StageDefinition, record: StageRecord, observed: StageObservation) -> _Decision:
         if record.status in (StageStatus.COMPLETED, StageStatus.COMPLETED_EMPTY):
-            if stage.on_success is not None and stage.on_success_version is None:
+            if stage.on_success is not None and stage.options.on_success_version is None:
                 return _Decision(StageAction.RUN, "callback has no on_success_version", own=True)
             if observed.output_problem is not None:
                 return _Decision(StageAction.RUN, observed.output_problem, own=True)
             empty = record.status is StageStatus.COMPLETED_EMPTY
-            if empty and not stage.allow_empty and stage.name not in self.options.overrides:
+            if empty and not stage.options.allow_empty and stage.name not in self.options.overrides:
                 return _Decision(StageAction.RUN, "its output is empty, which was accepted only while an override "
                                                   "replaced it (allow_empty is off)", own=True)
             return _Decision(StageAction.REUSE, "unchanged" + (" (empty output)" if empty else ""))

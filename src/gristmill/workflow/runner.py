@@ -29,13 +29,7 @@ from gristmill.storage.layout import RESPONSE_CACHE_FILE, DatasetLayout
 from gristmill.storage.lock import DirectoryLock
 from gristmill.storage.metadata import DatasetMetadata, utc_now
 from gristmill.version import __version__
-from gristmill.workflow.fingerprint import (
-    StageInputs,
-    UpstreamIdentity,
-    output_identity,
-    stage_components,
-    stage_fingerprint,
-)
+from gristmill.workflow.fingerprint import UpstreamIdentity, output_identity, stage_identity
 from gristmill.workflow.metadata import (
     WORKFLOW_METADATA_FILE,
     StageRecord,
@@ -44,7 +38,7 @@ from gristmill.workflow.metadata import (
     resolve_stored,
     stored_path,
 )
-from gristmill.workflow.observe import OverrideInput, PriorState, parquet_output_files
+from gristmill.workflow.observe import OverrideInput, PriorState, first_seed_digest, parquet_output_files
 from gristmill.workflow.outputs import (
     clear_post_processing,
     output_file_records,
@@ -172,20 +166,26 @@ class WorkflowRunner:
         return result
 
     def _running_record(self, stage: StageDefinition, step: StagePlan, handoff: Handoff | None) -> StageRecord:
-        num_records = stage.num_records if stage.num_records is not None else (handoff.rows if handoff else 0)
-        inputs = StageInputs(num_records, handoff.identity if handoff else None, self.prior.first_seed_digest)
-        components = stage_components(stage, inputs)
-        fingerprint = stage_fingerprint(components)
-        if step.fingerprint is not None and step.fingerprint != fingerprint:
+        identity = stage_identity(stage, first_seed_digest=self._seed_digest(stage),
+                                  upstream=handoff.identity if handoff else None,
+                                  upstream_rows=handoff.rows if handoff else None)
+        if identity is None:
+            raise WorkflowError(f"internal error: stage {stage.name!r} runs without an upstream output")
+        if step.fingerprint is not None and step.fingerprint != identity.fingerprint:
             raise WorkflowError(f"stage {stage.name!r}: its fingerprint changed between planning and running; "
                                 "was a seed file or callback output edited during the run? Run again.")
         return StageRecord(
             index=stage.index, name=stage.name, directory=stage.directory_name, status=StageStatus.RUNNING,
-            depends_on=[handoff.stage] if handoff else [], last_action=step.action.value, fingerprint=fingerprint,
-            fingerprint_components=components, run_seed=self.run_seeds[stage.name], requested_rows=num_records,
+            depends_on=[handoff.stage] if handoff else [], last_action=step.action.value,
+            fingerprint=identity.fingerprint, fingerprint_components=identity.components,
+            run_seed=self.run_seeds[stage.name], requested_rows=identity.inputs.num_records,
             seeded_from=handoff.stage if handoff else None,
             seed_path=stored_path(handoff.path, self.workflow_dir) if handoff and handoff.path else None,
             started_at=utc_now())
+
+    def _seed_digest(self, stage: StageDefinition) -> str | None:
+        """The first stage's seed digest, read again now: a seed edited since planning is caught."""
+        return first_seed_digest([stage]) if stage.index == 0 else None
 
     def _validate(self, config: DatasetConfig) -> None:
         seed_columns = seed_column_names(config.seed) if config.seed is not None else []
@@ -228,7 +228,7 @@ class WorkflowRunner:
             record.output_files = output_file_records(parquet_output_files(selected), self.workflow_dir)
         rows = sum(f.rows for f in record.output_files)
         # An override replaces the output for the descendants, so an empty own output is no error then.
-        if rows == 0 and not stage.allow_empty and stage.name not in self.overrides:
+        if rows == 0 and not stage.options.allow_empty and stage.name not in self.overrides:
             raise WorkflowError(f"stage {stage.name!r} produced no rows ({selected}); pass allow_empty=True to let "
                                 "the workflow stop here, or loosen the filter")
         record.status = StageStatus.COMPLETED if rows else StageStatus.COMPLETED_EMPTY

@@ -28,7 +28,7 @@ strings; ``gristmill run`` puts the workflow file's directory on ``sys.path`` fi
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -36,32 +36,23 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from gristmill.config.dataset import DatasetConfig
 from gristmill.config.errors_format import first_problem
 from gristmill.config.run import RunConfig
-from gristmill.config.seeds import SamplingStrategy
 from gristmill.errors import ConfigError
 from gristmill.workflow.composite import CompositeWorkflow
+from gristmill.workflow.stage import StageOptions
 
 if TYPE_CHECKING:
     from gristmill.engine.services import EngineServices
 
 
-class StageSpec(BaseModel):
-    """One stage of a workflow file (the arguments of ``CompositeWorkflow.add_stage``)."""
-
-    model_config = ConfigDict(extra="forbid")
+class StageSpec(StageOptions):
+    """One stage of a workflow file: a name, a config and the ``StageOptions`` fields."""
 
     name: str = Field(description="Stage name (also part of its directory name).")
-    config: str | dict[str, Any] = Field(description="Path of a DatasetConfig YAML/JSON file, or the config inline.")
-    num_records: int | None = Field(default=None, description="Rows; default: the upstream output's row count.")
-    on_success: str | None = Field(default=None, description="'module:function' called with the stage directory.")
-    on_success_version: str | None = Field(default=None, description="Version of the callback; bump on change.")
-    output_processors: list[dict[str, Any]] = Field(default_factory=list,
-                                                    description="Processors run on the finished stage output.")
-    output: str = Field(default="final", description="'final' or 'processor:<name>'.")
-    allow_empty: bool = Field(default=False, description="Zero output rows end the workflow instead of failing.")
-    sampling_strategy: SamplingStrategy = Field(default=SamplingStrategy.ORDERED,
-                                                description="Order of the upstream rows used as seed.")
-    selection_strategy: dict[str, Any] | None = Field(default=None,
-                                                      description="index_range / partition_block of upstream rows.")
+    config: str | dict[str, object] = Field(description="Path of a DatasetConfig YAML/JSON file, or the config inline.")
+
+    def options(self) -> StageOptions:
+        """The stage's options without its name and config (already validated)."""
+        return StageOptions.model_construct(**{key: getattr(self, key) for key in StageOptions.model_fields})
 
 
 class WorkflowSpec(BaseModel):
@@ -71,7 +62,7 @@ class WorkflowSpec(BaseModel):
 
     name: str = Field(description="Workflow name; its directory is <artifact_path>/<name>.")
     artifact_path: str = Field(default="artifacts", description="Where workflow directories live.")
-    run: dict[str, Any] = Field(default_factory=dict, description="RunConfig fields (batch_size, seed, ...).")
+    run: dict[str, object] = Field(default_factory=dict, description="RunConfig fields (batch_size, seed, ...).")
     model_providers: str | None = Field(default=None, description="Model providers file.")
     model_configs: str | None = Field(default=None, description="Model configs file.")
     stages: list[StageSpec] = Field(min_length=1, description="Stages, in order.")
@@ -99,11 +90,7 @@ def build_workflow(spec: WorkflowSpec, *, base_dir: Path, services: EngineServic
     """The ``CompositeWorkflow`` a spec describes; config paths are relative to ``base_dir``."""
     workflow = CompositeWorkflow(services, spec.name, artifact_path=artifact_path)
     for stage in spec.stages:
-        workflow.add_stage(stage.name, _stage_config(stage, base_dir), num_records=stage.num_records,
-                           on_success=stage.on_success, on_success_version=stage.on_success_version,
-                           output_processors=stage.output_processors, output=stage.output,
-                           allow_empty=stage.allow_empty, sampling_strategy=stage.sampling_strategy,
-                           selection_strategy=stage.selection_strategy)
+        workflow.add_stage_options(stage.name, _stage_config(stage, base_dir), stage.options())
     return workflow
 
 

@@ -1,8 +1,10 @@
 """Stage definitions of a composite workflow, checked completely when they are added.
 
-Everything that can be checked without running anything is checked in ``define_stage``:
-a bad name, a bad ``num_records``, an ``output`` that names no processor, or clashing
-processor names fail before any directory exists. The stage config is copied at that
+A stage is a name, a dataset config and its ``StageOptions``: the one model of a stage's
+options, used by ``add_stage``, the YAML workflow file (``spec.StageSpec``) and the stage
+fingerprint. Everything that can be checked without running anything is checked in
+``define_stage``: a bad name, a bad ``num_records``, an ``output`` that names no processor, or
+clashing processor names fail before any directory exists. The stage config is copied at that
 moment, so later edits to the caller's builder or config do not leak into the workflow.
 """
 
@@ -10,43 +12,123 @@ from __future__ import annotations
 
 import re
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
-from pydantic import Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError, field_validator, model_validator
 
 from gristmill.config.base import import_reference
 from gristmill.config.dataset import ConfigBuilder, DatasetConfig
+from gristmill.config.errors_format import first_problem
+from gristmill.config.fingerprint import short_hash
 from gristmill.config.processors import Processor, SchemaTransformProcessor
 from gristmill.config.seeds import SamplingStrategy, SeedConfig, SelectionStrategy
 from gristmill.errors import WorkflowError
 
 #: A stage name is used as part of a directory name: ``stage-<index>-<name>``.
 _STAGE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
-_PROCESSOR_ADAPTER: TypeAdapter[Any] = TypeAdapter(Annotated[Processor, Field(discriminator="processor_type")])
-_SELECTION_ADAPTER: TypeAdapter[Any] = TypeAdapter(
-    Annotated[SelectionStrategy, Field(discriminator="selection_type")])
 
-OnSuccess = Callable[[Path], Any]
+#: ``on_success(stage_dir) -> path``: user code, so its return value is checked by
+#: ``outputs.run_callback`` rather than trusted.
+OnSuccess = Callable[[Path], object]
+
+
+class StageOptions(BaseModel):
+    """Everything about a stage besides its name and config: the keyword arguments of
+    ``CompositeWorkflow.add_stage`` and the stage fields of a workflow file, validated once.
+
+    >>> StageOptions(num_records=100, output="processor:chat").output
+    'processor:chat'
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+
+    num_records: int | None = Field(default=None, description=(
+        "Rows to generate; default: the upstream output's row count (required for the first stage)."))
+    on_success: OnSuccess | str | None = Field(default=None, description=(
+        "Called with the stage directory when the stage completes; returns a parquet file or directory "
+        "that becomes the stage's output. A callable or 'module:function'."))
+    on_success_version: str | None = Field(default=None, description=(
+        "Version of the on_success callback; bump it when the callback changes. Without it a callback "
+        "stage is never reused."))
+    output_processors: tuple[Annotated[Processor, Field(discriminator="processor_type")], ...] = Field(
+        default=(), description="Processors run, in order, on the finished stage dataset.")
+    output: str = Field(default="final", description=(
+        "'final' (the dataset, after output processors) or 'processor:<name>' (a named processor dataset)."))
+    allow_empty: bool = Field(default=False, description=(
+        "Zero output rows end the workflow (later stages are skipped) instead of failing."))
+    sampling_strategy: SamplingStrategy = Field(default=SamplingStrategy.ORDERED, description=(
+        "Order in which the upstream output's rows seed this stage: ordered or shuffle."))
+    selection_strategy: Annotated[SelectionStrategy, Field(discriminator="selection_type")] | None = Field(
+        default=None, description="Which upstream rows seed this stage: index_range or partition_block.")
+
+    @field_validator("num_records", mode="before")
+    @classmethod
+    def _positive_rows(cls, value: object) -> object:
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ValueError(f"num_records must be a positive integer, got {value!r}")
+        return value
+
+    @field_validator("on_success", mode="before")
+    @classmethod
+    def _callable_or_reference(cls, value: object) -> object:
+        if value is None or callable(value) or (isinstance(value, str) and ":" in value):
+            return value
+        raise ValueError(f"on_success must be a callable or 'module:function', got {value!r}")
+
+    @field_validator("output_processors", mode="after")
+    @classmethod
+    def _copied_unique(cls, value: tuple[Processor, ...]) -> tuple[Processor, ...]:
+        names = [p.name for p in value]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"duplicate output processor name(s) {dupes}; names must be unique")
+        return tuple(p.model_copy(deep=True) for p in value)  # later edits by the caller do not leak in
+
+    @field_validator("output", mode="after")
+    @classmethod
+    def _output_form(cls, value: str) -> str:
+        if value != "final" and not value.startswith("processor:"):
+            raise ValueError(f"output must be 'final' or 'processor:<name>', got {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _version_needs_callback(self) -> StageOptions:
+        if self.on_success_version is not None and self.on_success is None:
+            raise ValueError("on_success_version is set but there is no on_success callback")
+        return self
+
+    @property
+    def selected_processor(self) -> str | None:
+        """The processor named by ``output="processor:<name>"``, or None for ``"final"``."""
+        return self.output.split(":", 1)[1] if self.output.startswith("processor:") else None
+
+    def fingerprint_components(self, *, first_stage: bool) -> dict[str, JsonValue]:
+        """The options' part of the stage fingerprint (the strategies only matter downstream,
+        where they shape the hand-off from the upstream stage)."""
+        selection = self.selection_strategy.model_dump(mode="json") if self.selection_strategy else None
+        return {
+            "sampling_strategy": None if first_stage else self.sampling_strategy.value,
+            "selection_strategy": None if first_stage else selection,
+            "allow_empty": self.allow_empty,
+            "callback": None if self.on_success is None else {"version": self.on_success_version},
+            "output_processors": [{"name": p.name, "digest": short_hash(p.fingerprint_payload())}
+                                  for p in self.output_processors],
+            "output": self.output,
+        }
 
 
 @dataclass(frozen=True)
 class StageDefinition:
-    """One stage as added with ``CompositeWorkflow.add_stage`` (validated, config copied)."""
+    """One stage as added with ``CompositeWorkflow.add_stage``: validated, config copied, and the
+    ``on_success`` reference imported (``options.on_success`` is a callable or None here)."""
 
     index: int
     name: str
     config: DatasetConfig
-    num_records: int | None = None
-    on_success: OnSuccess | None = None
-    on_success_version: str | None = None
-    output_processors: tuple[Processor, ...] = ()
-    output: str = "final"
-    allow_empty: bool = False
-    sampling_strategy: SamplingStrategy = SamplingStrategy.ORDERED
-    selection_strategy: SelectionStrategy | None = None
+    options: StageOptions = StageOptions()
 
     @property
     def directory_name(self) -> str:
@@ -54,9 +136,24 @@ class StageDefinition:
         return f"stage-{self.index}-{self.name}"
 
     @property
+    def num_records(self) -> int | None:
+        """The rows the stage asks for itself (None: the upstream output's row count)."""
+        return self.options.num_records
+
+    @property
+    def on_success(self) -> OnSuccess | None:
+        """The callback (``define_stage`` imported a 'module:function' reference)."""
+        callback = self.options.on_success
+        return callback if callable(callback) else None
+
+    @property
+    def output_processors(self) -> tuple[Processor, ...]:
+        return self.options.output_processors
+
+    @property
     def selected_processor(self) -> str | None:
         """The processor named by ``output="processor:<name>"``, or None for ``"final"``."""
-        return self.output.split(":", 1)[1] if self.output.startswith("processor:") else None
+        return self.options.selected_processor
 
     def uses_models(self) -> bool:
         """True when some column calls a model (the stage needs the LLM runtime and cache)."""
@@ -70,45 +167,45 @@ class StageDefinition:
         """
         if self.index == 0 or source is None:
             return self.config
-        seed = SeedConfig(source=source, sampling_strategy=self.sampling_strategy,
-                          selection_strategy=self.selection_strategy)
+        seed = SeedConfig(source=source, sampling_strategy=self.options.sampling_strategy,
+                          selection_strategy=self.options.selection_strategy)
         return self.config.model_copy(update={"seed": seed}, deep=True)
 
 
-def define_stage(index: int, name: str, config: DatasetConfig | ConfigBuilder, *, existing: Sequence[str],
-                 num_records: int | None = None, on_success: OnSuccess | str | None = None,
-                 on_success_version: str | None = None, output_processors: Sequence[Any] | None = None,
-                 output: str = "final", allow_empty: bool = False,
-                 sampling_strategy: SamplingStrategy | str = SamplingStrategy.ORDERED,
-                 selection_strategy: SelectionStrategy | dict[str, Any] | None = None) -> StageDefinition:
-    """Validate everything about a new stage and return it; raises ``WorkflowError``."""
+def stage_options(name: str, options: StageOptions | Mapping[str, object]) -> StageOptions:
+    """``options`` validated as ``StageOptions``; ``WorkflowError`` names the stage and the problem."""
+    if isinstance(options, StageOptions):
+        return options
+    try:
+        return StageOptions.model_validate(dict(options))
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        text = first["msg"].removeprefix("Value error, ") if first["type"] == "value_error" else first_problem(exc)
+        raise WorkflowError(f"stage {name!r}: {text}") from None
+
+
+def define_stage(index: int, name: str, config: DatasetConfig | ConfigBuilder,
+                 options: StageOptions | Mapping[str, object] | None = None, *,
+                 existing: Sequence[str]) -> StageDefinition:
+    """Validate everything about a new stage and return it; raises ``WorkflowError``.
+
+    >>> define_stage(0, "people", cfg, {"num_records": 10}, existing=[])   # doctest: +SKIP
+    """
     check_stage_name(name, existing)
+    checked = stage_options(name, options or {})
     copied = _copy_config(name, config)
-    if num_records is not None:
-        _check_num_records(name, num_records)
-    elif index == 0:
+    if checked.num_records is None and index == 0:
         raise WorkflowError(f"stage {name!r} is the first stage: give num_records (there is no upstream "
                             "output to take the row count from)")
-    callback = _resolve_callback(name, on_success)
-    if on_success_version is not None and callback is None:
-        raise WorkflowError(f"stage {name!r}: on_success_version is set but there is no on_success callback")
-    processors = _parse_output_processors(name, copied, output_processors or ())
-    _check_output(name, output, copied, processors)
+    _check_processor_names(name, copied, checked)
     if index > 0 and copied.seed is not None:
         warnings.warn(f"stage {name!r}: its config has its own seed dataset, which is replaced by the output "
                       f"of the previous stage {existing[-1]!r}", stacklevel=3)
-    try:
-        strategy = SamplingStrategy(sampling_strategy)
-        selection = _SELECTION_ADAPTER.validate_python(selection_strategy) if isinstance(
-            selection_strategy, dict) else selection_strategy
-    except (ValueError, ValidationError) as exc:
-        raise WorkflowError(f"stage {name!r}: invalid sampling or selection strategy: {exc}") from None
-    return StageDefinition(index=index, name=name, config=copied, num_records=num_records, on_success=callback,
-                           on_success_version=on_success_version, output_processors=processors, output=output,
-                           allow_empty=bool(allow_empty), sampling_strategy=strategy, selection_strategy=selection)
+    resolved = checked.model_copy(update={"on_success": _resolve_callback(name, checked.on_success)})
+    return StageDefinition(index=index, name=name, config=copied, options=resolved)
 
 
-def check_stage_name(name: Any, existing: Sequence[str]) -> None:
+def check_stage_name(name: object, existing: Sequence[str]) -> None:
     """A stage name must be unique and safe as part of a directory name."""
     if not isinstance(name, str) or not _STAGE_NAME_RE.match(name):
         raise WorkflowError(f"stage name {name!r} is not usable as a directory name: use 1-100 letters, digits, "
@@ -117,14 +214,14 @@ def check_stage_name(name: Any, existing: Sequence[str]) -> None:
         raise WorkflowError(f"duplicate stage name {name!r}; stage names must be unique within a workflow")
 
 
-def check_workflow_name(name: Any) -> None:
+def check_workflow_name(name: object) -> None:
     """A workflow name is a directory name under the Mill's artifact path."""
     if not isinstance(name, str) or not _STAGE_NAME_RE.match(name):
         raise WorkflowError(f"workflow name {name!r} is not usable as a directory name: use 1-100 letters, "
                             "digits, '_', '-' or '.', starting with a letter or digit")
 
 
-def _copy_config(name: str, config: Any) -> DatasetConfig:
+def _copy_config(name: str, config: object) -> DatasetConfig:
     if isinstance(config, ConfigBuilder):
         return config.build()
     if isinstance(config, DatasetConfig):
@@ -133,51 +230,27 @@ def _copy_config(name: str, config: Any) -> DatasetConfig:
                         f"got {type(config).__name__}")
 
 
-def _check_num_records(name: str, num_records: Any) -> None:
-    if isinstance(num_records, bool) or not isinstance(num_records, int) or num_records < 1:
-        raise WorkflowError(f"stage {name!r}: num_records must be a positive integer, got {num_records!r}")
-
-
 def _resolve_callback(name: str, on_success: OnSuccess | str | None) -> OnSuccess | None:
     if on_success is None or callable(on_success):
         return on_success
-    if isinstance(on_success, str) and ":" in on_success:
-        try:
-            obj = import_reference(on_success)
-        except (ImportError, AttributeError) as exc:
-            raise WorkflowError(f"stage {name!r}: cannot import on_success {on_success!r}: {exc}") from None
-        if callable(obj):
-            return obj  # type: ignore[no-any-return]
-    raise WorkflowError(f"stage {name!r}: on_success must be a callable or 'module:function', got {on_success!r}")
+    try:
+        obj = import_reference(on_success)
+    except (ImportError, AttributeError) as exc:
+        raise WorkflowError(f"stage {name!r}: cannot import on_success {on_success!r}: {exc}") from None
+    if not callable(obj):
+        raise WorkflowError(f"stage {name!r}: on_success {on_success!r} is not callable")
+    return obj  # type: ignore[no-any-return]  # an imported user function
 
 
-def _parse_output_processors(name: str, config: DatasetConfig, items: Sequence[Any]) -> tuple[Processor, ...]:
-    parsed: list[Processor] = []
-    for item in items:
-        try:
-            proc = _PROCESSOR_ADAPTER.validate_python(item)
-        except ValidationError as exc:
-            raise WorkflowError(f"stage {name!r}: invalid output processor: {exc.errors()[0]['msg']}") from None
-        parsed.append(proc.model_copy(deep=True))
-    names = [p.name for p in parsed]
-    dupes = sorted({n for n in names if names.count(n) > 1})
-    if dupes:
-        raise WorkflowError(f"stage {name!r}: duplicate output processor name(s) {dupes}; names must be unique")
-    clashes = sorted(set(names) & {p.name for p in config.processors})
+def _check_processor_names(name: str, config: DatasetConfig, options: StageOptions) -> None:
+    """Output processors must not clash with the config's; ``output`` must name a processor dataset."""
+    names = {p.name for p in options.output_processors}
+    clashes = sorted(names & {p.name for p in config.processors})
     if clashes:
         raise WorkflowError(f"stage {name!r}: output processor name(s) {clashes} clash with processors of the "
                             "stage config; rename them")
-    return tuple(parsed)
-
-
-def _check_output(name: str, output: Any, config: DatasetConfig, processors: Sequence[Processor]) -> None:
-    if output == "final":
-        return
-    if not isinstance(output, str) or not output.startswith("processor:"):
-        raise WorkflowError(f"stage {name!r}: output must be 'final' or 'processor:<name>', got {output!r}")
-    wanted = output.split(":", 1)[1]
-    selectable = {p.name for p in config.processors if isinstance(p, SchemaTransformProcessor)}
-    selectable |= {p.name for p in processors}
-    if wanted not in selectable:
-        raise WorkflowError(f"stage {name!r}: output {output!r} names no processor with its own dataset; "
+    wanted = options.selected_processor
+    selectable = names | {p.name for p in config.processors if isinstance(p, SchemaTransformProcessor)}
+    if wanted is not None and wanted not in selectable:
+        raise WorkflowError(f"stage {name!r}: output {options.output!r} names no processor with its own dataset; "
                             f"choose one of {sorted(selectable) or 'none (add a schema_transform processor)'}")
