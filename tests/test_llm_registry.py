@@ -41,7 +41,7 @@ def test_loads_yaml_from_gristmill_home(clean_environ: Path) -> None:
     resolved = registry.resolve("default")
     assert resolved.provider.endpoint == "http://127.0.0.1:8000/v1"
     assert resolved.model.inference_parameters.temperature == 0.3
-    assert resolved.identity == "openai:http://127.0.0.1:8000/v1|qwen"
+    assert resolved.identity == "vllm|qwen"  # provider + model names, never the endpoint
 
 
 def test_arguments_and_paths_override_home(clean_environ: Path, tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field, field_validator
+from pydantic import ConfigDict, Field, field_validator
 
 from gristmill.config.base import ConfigModel
 
@@ -16,12 +16,20 @@ from gristmill.config.base import ConfigModel
 class ModelProvider(ConfigModel):
     """An endpoint that serves models: OpenAI-compatible HTTP, or the embedded local model."""
 
+    # A validation error must not quote what it was given: that may be a key (api_key=[key],
+    # extra_headers={"X": [token]}, a misspelt 'apikey: sk-...'). This holds when a provider is
+    # validated on its own; the registry also summarises errors without their inputs.
+    model_config = ConfigDict(hide_input_in_errors=True)
+
     name: str = Field(description="Provider name that model configs refer to.")
     endpoint: str = Field(default="", description="Base URL, e.g. 'https://api.openai.com/v1'; unused for local.")
     provider_type: Literal["openai", "local"] = Field(default="openai", description="Protocol of the endpoint.")
     # repr=False: a literal key or an auth header must not show up in reprs, logs or tracebacks.
-    api_key: str | None = Field(default=None, repr=False,
-                                description="'$ENV_VAR' (resolved at request time) or a literal key.")
+    api_key: str | None = Field(
+        default=None, repr=False,
+        description="'$ENV_VAR' or '${ENV_VAR}' (read at request time; the name must be letters, digits "
+                    "and '_', not starting with a digit), 'literal:<key>' for a key that looks like "
+                    "'$NAME', or the key itself (anything else, '$sk-...' included).")
     extra_headers: dict[str, str] = Field(default_factory=dict, repr=False,
                                           description="Headers added to every request.")
     extra_body: dict[str, Any] = Field(default_factory=dict, description="Fields merged into every request body.")
@@ -29,6 +37,12 @@ class ModelProvider(ConfigModel):
         default="json_schema",
         description="How JSON output is asked for: OpenAI 'json_schema' response format, 'json_object' "
                     "with the schema attached (llama.cpp, vLLM), or 'prompt' (instruction only).")
+    cache_namespace: str | None = Field(
+        default=None,
+        description="Extra part of the response-cache key. Answers are cached by provider name and "
+                    "model name, not by endpoint, so moving a server keeps its answers; set this when "
+                    "the provider now serves a different model under the same name, to stop reusing "
+                    "the old answers.")
 
     fingerprint_exclude: ClassVar[frozenset[str]] = frozenset({"api_key", "extra_headers", "endpoint"})
 

@@ -1,7 +1,8 @@
 """The response cache: every successful, parsed LLM answer, written as it arrives.
 
-One SQLite file in WAL mode per dataset (or per workflow), keyed by sha256 of (endpoint +
-model, the full request body, column name, dataset row index). Each answer is committed on
+One SQLite file in WAL mode per dataset (or per workflow), keyed by sha256 of (model identity:
+provider and model names, never the endpoint string; the full request body, column name, dataset
+row index). Each answer is committed on
 its own, so a process killed at any moment loses at most the answers still in flight: a
 resume, a larger ``num_records`` or a rerun of a changed stage asks the endpoint only for
 requests whose inputs changed. Errors and unparseable answers are never stored.
@@ -82,7 +83,10 @@ class ResponseCache:
 
     @staticmethod
     def key(*, identity: str, body: dict[str, Any], column: str, row: int) -> str:
-        """sha256 of (endpoint + model, full request body, column name, dataset row index)."""
+        """sha256 of (model identity, full request body, column name, dataset row index).
+
+        ``identity`` is ``ResolvedModel.identity``: provider and model names (and the provider's
+        ``cache_namespace``), so the same request to a moved or respelled endpoint still hits."""
         payload = json.dumps([identity, body, column, row], sort_keys=True, separators=(",", ":"),
                              ensure_ascii=False, default=str)
         return hashlib.sha256(payload.encode()).hexdigest()

@@ -2,41 +2,23 @@
 
 from __future__ import annotations
 
+import dataclasses
 import email.utils
 import json
-import os
 import time
 from typing import Any
 
 from gristmill.config.models import ModelProvider
-from gristmill.errors import ModelAuthError
 from gristmill.llm.http import ConnectionPool, HTTPConnectError, HTTPTimeout, HTTPTransportError
+from gristmill.llm.secrets import clip, env_var_name, provider_secrets, resolve_api_key
 from gristmill.llm.types import Attempt, Completion, Message, Outcome, RequestBody, classify_status
 
+# env_var_name and resolve_api_key live in llm.secrets; importable from here as before.
+__all__ = ["OpenAIClient", "env_var_name", "parse_completion", "parse_retry_after", "resolve_api_key"]
 
-def resolve_api_key(provider: ModelProvider) -> str | None:
-    """The key itself: ``"$VAR"``/``"${VAR}"`` read from the environment now, else the literal."""
-    key = provider.api_key
-    if not key:
-        return None
-    name = env_var_name(key)
-    if name is None:
-        return key
-    value = os.environ.get(name)
-    if not value:
-        raise ModelAuthError(f"provider {provider.name!r}: environment variable {name} is not set; "
-                             f"export {name}=... (its api_key is {key!r})")
-    return value
-
-
-def env_var_name(api_key: str) -> str | None:
-    """``"$OPENAI_API_KEY"`` -> ``"OPENAI_API_KEY"``; a literal key -> None."""
-    if api_key.startswith("${") and api_key.endswith("}"):
-        return api_key[2:-1]
-    if api_key.startswith("$"):
-        return api_key[1:]
-    return None
-
+# Characters of an error text we look at: far more than we keep (secrets.MESSAGE_LIMIT), so
+# redaction sees a key whole before the text is cut, but bounded against a megabyte error page.
+_ERROR_SCAN = 64 * 1024
 
 def parse_retry_after(value: str | None) -> float | None:
     """Seconds from a Retry-After header (delta-seconds, fractional tolerated, or an HTTP date)."""
@@ -54,14 +36,15 @@ def parse_retry_after(value: str | None) -> float | None:
 
 
 def _error_message(body: bytes) -> str:
+    """The endpoint's error text, whole: it is redacted before it is cut (see ``secrets.clip``)."""
     try:
         data = json.loads(body)
     except ValueError:
-        return body[:300].decode("utf-8", "replace").strip()
+        return body[:_ERROR_SCAN].decode("utf-8", "replace").strip()
     error = data.get("error", data) if isinstance(data, dict) else data
     if isinstance(error, dict):
-        return str(error.get("message") or error.get("detail") or error)[:500]
-    return str(error)[:500]
+        error = error.get("message") or error.get("detail") or error
+    return str(error)[:_ERROR_SCAN]
 
 
 class OpenAIClient:
@@ -85,6 +68,14 @@ class OpenAIClient:
 
     async def send(self, body: RequestBody, *, timeout: float) -> Attempt:
         key = resolve_api_key(self.provider)
+        attempt = await self._send(body, key, timeout=timeout)
+        if not attempt.message:
+            return attempt
+        # Every message goes out redacted, then cut: servers quote credentials in error texts.
+        return dataclasses.replace(attempt, message=clip(attempt.message, provider_secrets(self.provider, key)))
+
+    async def _send(self, body: RequestBody, key: str | None, *, timeout: float) -> Attempt:
+        """Send once with ``key``; the attempt's message is not redacted yet."""
         headers = f"Authorization: Bearer {key}\r\n" if key else ""
         data = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
         try:
@@ -97,9 +88,8 @@ class OpenAIClient:
         except HTTPTransportError as exc:
             return Attempt(Outcome.TRANSIENT, message=f"connection error: {exc}")
         if response.status != 200:
-            message = _redact(_error_message(response.body), [key, *self.provider.extra_headers.values()])
             return Attempt(classify_status(response.status), status=response.status,
-                           message=f"HTTP {response.status}: {message}",
+                           message=f"HTTP {response.status}: {_error_message(response.body)}",
                            retry_after=parse_retry_after(response.headers.get("retry-after")))
         return parse_completion(response.body)
 
@@ -123,9 +113,3 @@ def parse_completion(raw: bytes | dict[str, Any]) -> Attempt:
                             output_tokens=int(usage.get("completion_tokens") or 0))
     return Attempt(Outcome.OK, completion=completion, status=200)
 
-
-def _redact(message: str, secrets: list[str | None]) -> str:
-    """``message`` with the API key and every extra header value replaced by ``***``."""
-    for secret in sorted((s for s in secrets if s and len(s) >= 4), key=len, reverse=True):
-        message = message.replace(secret, "***")
-    return message

@@ -8,7 +8,7 @@ then the ``models`` of a dataset config (``extra_models`` of :meth:`ModelRegistr
 
     - name: openai
       endpoint: https://api.openai.com/v1
-      api_key: $OPENAI_API_KEY
+      api_key: $OPENAI_API_KEY      # a variable; a literal key as is, or 'literal:...'
 
 ``models.yaml``::
 
@@ -56,8 +56,12 @@ class ResolvedModel:
 
     @property
     def identity(self) -> str:
-        """Endpoint + model name: what the response cache keys on."""
-        return f"{self.provider.provider_type}:{self.provider.endpoint}|{self.model.model}"
+        """Provider name + model name (+ the provider's ``cache_namespace``): what the response
+        cache keys on. Never the endpoint: a trailing slash, ``localhost`` for ``127.0.0.1`` or a
+        local server back on another port must not re-pay cached answers."""
+        namespace = self.provider.cache_namespace
+        suffix = "" if namespace is None else f"|ns={namespace}"
+        return f"{self.provider.name}|{self.model.model}{suffix}"
 
     @property
     def throttle_key(self) -> tuple[str, str]:
@@ -75,13 +79,30 @@ def gristmill_home(home: str | Path | None = None) -> Path:
 def _read_list(path: Path, key: str) -> list[Any]:
     try:
         data = yaml.safe_load(path.read_text()) or []
-    except (OSError, yaml.YAMLError) as exc:
+    except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc}") from exc
+    except yaml.YAMLError as exc:
+        # from None, and no text of the error: PyYAML quotes the offending line, which may be
+        # the one holding a literal API key.
+        raise ConfigError(f"{path}: {_yaml_error_location(exc)}; fix the YAML there "
+                          "(the line is not shown: it may hold an API key)") from None
     if isinstance(data, dict):
         data = data.get(key, [data] if "name" in data or "alias" in data else [])
     if not isinstance(data, list):
         raise ConfigError(f"{path}: expected a list of {key}")
     return data
+
+
+def _yaml_error_location(exc: yaml.YAMLError) -> str:
+    """'invalid YAML at line 4, column 1 (in what starts at line 3, column 12)': positions only."""
+    problem = getattr(exc, "problem_mark", None)
+    context = getattr(exc, "context_mark", None)
+    if problem is None:
+        return "invalid YAML"
+    text = f"invalid YAML at line {problem.line + 1}, column {problem.column + 1}"
+    if context is not None and context.line != problem.line:
+        text += f" (in what starts at line {context.line + 1}, column {context.column + 1})"
+    return text
 
 
 def _load_items(source: Any, cls: type[Any], key: str, default_path: Path) -> list[Any]:

@@ -23,8 +23,9 @@ from typing import Any
 from gristmill.config.models import ModelConfig, ModelProvider
 from gristmill.errors import ConfigError, ModelAuthError, ModelError, ModelRateLimitError
 from gristmill.llm.local import LocalClient, check_local_available
-from gristmill.llm.openai import OpenAIClient, env_var_name
+from gristmill.llm.openai import OpenAIClient
 from gristmill.llm.registry import LOCAL_PROVIDER, ModelRegistry, ResolvedModel
+from gristmill.llm.secrets import env_var_name, looks_like_a_mistyped_variable
 from gristmill.llm.throttle import AdaptiveThrottle
 from gristmill.llm.types import Attempt, ChatClient, Completion, Message, Outcome, RequestBody
 
@@ -78,8 +79,8 @@ class ModelHandle:
                 return attempt.completion
             where = f"model {self.alias!r} ({self.resolved.provider.name}/{config.model})"
             if attempt.outcome is Outcome.AUTH:
-                raise ModelAuthError(f"{where} refused the credentials: {attempt.message.rstrip('.')}. Check the "
-                                     f"api_key of provider {self.resolved.provider.name!r}.")
+                raise ModelAuthError(f"{where} refused the credentials: {attempt.message.rstrip('.')}. "
+                                     f"{_auth_hint(self.resolved.provider)}")
             if attempt.outcome is Outcome.REJECTED:
                 raise ModelError(f"{where} rejected the request: {attempt.message}")
             if attempt.outcome is Outcome.RATE_LIMITED:
@@ -126,6 +127,16 @@ class ModelHandle:
         # request that takes over the freed slot runs only after that, so at any moment at most
         # max_parallel_requests answers are unstored (what a crash can cost).
         return attempt, pause
+
+
+def _auth_hint(provider: ModelProvider) -> str:
+    """What to check after a 401/403 (never the key itself)."""
+    hint = f"Check the api_key of provider {provider.name!r}."
+    if looks_like_a_mistyped_variable(provider.api_key):
+        # '$OPENAI-KEY' is not a variable name, so it was sent as the key itself.
+        hint += (" It starts with '$' but is not a $VARIABLE name (letters, digits, '_'), so it was "
+                 "sent as a literal key; write 'literal:...' to mean that, or fix the variable name.")
+    return hint
 
 
 def _backoff(base: float, failures: int) -> float:
