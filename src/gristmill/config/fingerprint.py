@@ -8,7 +8,7 @@ field                                      why it does not change generated data
 ``ModelProvider.api_key``                  a secret; never written anywhere
 ``ModelProvider.extra_headers``            transport (may carry credentials)
 ``ModelProvider.endpoint``                 where a model is served, not what it answers;
-                                           the response cache keys on it separately
+                                           neither the fingerprint nor the response cache uses it
 ``ModelConfig.max_parallel_requests``      concurrency
 ``ModelConfig.timeout``                    a timeout
 ``RunConfig`` (all of it)                  batch size, seed, cache, progress, error
