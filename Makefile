@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench venv clean
+.PHONY: demo test lint bench torture venv clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,10 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench examples
 	$(BIN)/mypy src/gristmill/storage src/gristmill/workflow
+
+# SIGKILL trials of a 3-stage LLM workflow and a table of state damage (a minute or so).
+torture: $(STAMP)
+	GRISTMILL_TORTURE=1 $(BIN)/python -m pytest -q tests/torture --torture-trials 8 --torture-seed 7
 
 bench: $(STAMP)
 	$(BIN)/python bench/bench_samplers.py
