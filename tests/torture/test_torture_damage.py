@@ -266,8 +266,6 @@ ITEM_NO_DELETE = ("issue item 'never deleting': a stage rerun for altered output
                   "overwriting the damaged file in place (DESIGN: moved aside, never deleted), and no warning")
 ITEM_TAMPERED = ("issue item 'tampered records cross-checked': a record pointing at another batch's file "
                  "(same size and rows) is trusted: batch 0 is read twice")
-ITEM_CACHE = ("issue item 'damaged cache': a garbled response-cache.sqlite raises sqlite3.DatabaseError, "
-              "not a gristmill error")
 XFAIL: dict[tuple[str, str, str], str] = {
     ("workflow", "truncate-batch", "if-possible"): ITEM_NO_DELETE,
     ("workflow", "flip-byte", "if-possible"): ITEM_CHECKSUM,
@@ -276,8 +274,6 @@ XFAIL: dict[tuple[str, str, str], str] = {
     ("dataset", "tamper-file", "always"): ITEM_TAMPERED,
     ("workflow", "tamper-workflow-file", "if-possible"): ITEM_TAMPERED,
     ("workflow", "tamper-workflow-file", "always"): ITEM_TAMPERED,
-    ("dataset", "garble-cache", "if-possible"): ITEM_CACHE,
-    ("dataset", "garble-cache", "always"): ITEM_CACHE,
 }
 
 

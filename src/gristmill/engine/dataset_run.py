@@ -67,6 +67,8 @@ class DatasetRun:
         job = self.job
         meta = stored.model_copy(deep=True) if stored is not None else self._fresh_metadata()
         meta.plan_rows(job.num_records)
+        if meta.status is DatasetStatus.COMPLETED and not meta.missing_batches():
+            return meta  # complete: nothing to build, so no cache or model is even opened
         needs_cache = self.response_cache is None and uses_models(job.config)
         with self.services.response_cache(job.layout.response_cache_path, needed=needs_cache,
                                           import_from=self.import_caches) as own_cache:

@@ -77,6 +77,9 @@ class ResponseCache:
                     self._db.execute("PRAGMA journal_mode=WAL")
                     self._db.execute("PRAGMA synchronous=NORMAL")
                     self._db.execute(_SCHEMA)
+        except sqlite3.DatabaseError as exc:  # garbled or foreign file: name it, never a raw sqlite error
+            self._db.close()
+            raise ArtifactError(f"{self.path} is not a usable response cache ({exc})") from None
         except BaseException:
             self._db.close()
             raise
