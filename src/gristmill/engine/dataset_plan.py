@@ -28,17 +28,22 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
-import pyarrow as pa
-import pyarrow.parquet as pq
-
 from gristmill.config.dataset import DatasetConfig
 from gristmill.config.fingerprint import FingerprintComponents, describe_changes
 from gristmill.config.run import ResumeMode, RunConfig
 from gristmill.engine.seeds import seed_digest
 from gristmill.errors import ArtifactError, ResumeError
-from gristmill.storage.atomic import sha256_file
-from gristmill.storage.layout import DatasetLayout, earlier_fresh_starts, fresh_sibling
-from gristmill.storage.metadata import DatasetMetadata
+from gristmill.storage.integrity import describe_file_problem, file_problem
+from gristmill.storage.layout import (
+    DROPPED_DIR,
+    PARQUET_DIR,
+    PROCESSORS_DIR,
+    DatasetLayout,
+    batch_file_name,
+    earlier_fresh_starts,
+    fresh_sibling,
+)
+from gristmill.storage.metadata import BatchRecord, DatasetMetadata, FileRecord
 
 
 class DatasetAction(StrEnum):
@@ -112,20 +117,23 @@ class DatasetRequest:
 
 
 # -- observe ---------------------------------------------------------------------------------
-def observe_dataset(root: Path, identity: DatasetIdentity, *, look_for_earlier: bool = True) -> DatasetObservation:
+def observe_dataset(root: Path, identity: DatasetIdentity, *, look_for_earlier: bool = True,
+                    verify: bool = False) -> DatasetObservation:
     """Read what is stored under ``root`` (and ``<root>_<timestamp>`` siblings when asked).
 
-    Batch files are verified (size and parquet footer row count) only for runs whose
-    fingerprint matches: a run that could not be continued anyway is not worth the reads.
+    Batch files are verified (size, parquet footer row count, CRC-32; the sha256 too with
+    ``verify``) only for runs whose fingerprint matches: a run that could not be continued
+    anyway is not worth the reads.
     """
-    main = observe_run(root, identity)
+    main = observe_run(root, identity, verify=verify)
     if main.empty:
         return DatasetObservation(main)
-    earlier = tuple(observe_run(p, identity) for p in earlier_fresh_starts(root)) if look_for_earlier else ()
+    earlier = tuple(observe_run(p, identity, verify=verify) for p in earlier_fresh_starts(root)) \
+        if look_for_earlier else ()
     return DatasetObservation(main, earlier, free_sibling=fresh_sibling(root))
 
 
-def observe_run(root: Path, identity: DatasetIdentity) -> StoredRun:
+def observe_run(root: Path, identity: DatasetIdentity, *, verify: bool = False) -> StoredRun:
     layout = DatasetLayout(root)
     if layout.is_empty():
         return StoredRun(root, empty=True)
@@ -137,37 +145,52 @@ def observe_run(root: Path, identity: DatasetIdentity) -> StoredRun:
     try:
         meta = DatasetMetadata.load(layout.metadata_path)
         if meta.fingerprint == identity.fingerprint:
-            verify_batches(meta, layout)
+            verify_batches(meta, layout, check_hashes=verify)
     except ArtifactError as exc:
         return StoredRun(root, problem=str(exc), has_cache=has_cache)
     return StoredRun(root, metadata=meta, has_cache=has_cache)
 
 
 def verify_batches(meta: DatasetMetadata, layout: DatasetLayout, *, check_hashes: bool = False) -> None:
-    """Raise ArtifactError naming the first recorded batch file that is missing or altered.
+    """Raise ArtifactError naming the first recorded batch file that is missing, altered or not
+    where its record says (see :func:`check_batch_names`).
 
-    Sizes and parquet footers (row counts) are always checked, which is cheap; the sha256 of
-    every byte only with ``check_hashes``.
+    Each file is checked by size, footer row count and CRC-32 (the sha256 where no CRC-32 was
+    recorded); ``check_hashes`` compares the sha256 of every file too.
     """
-    advice = "restore it, or rerun with resume=never to regenerate the dataset in a new directory"
+    check_batch_names(meta, layout)
     for record in meta.completed_batches:
-        for rec in [record, *record.processor_files.values(), *([record.dropped_file] if record.dropped_file else [])]:
-            path = layout.root / rec.file
-            if not path.is_file():
-                raise ArtifactError(f"{path} is recorded as complete but missing; {advice}")
-            size = path.stat().st_size
-            if size != rec.bytes or (check_hashes and sha256_file(path) != rec.sha256):
-                raise ArtifactError(f"{path} is truncated or altered ({size} bytes, {rec.bytes} recorded); {advice}")
-            if _footer_rows(path) != rec.rows:
-                raise ArtifactError(f"{path} is corrupt (its parquet footer does not hold the {rec.rows} rows "
-                                    f"recorded); {advice}")
+        for rec, _ in _named_files(record):
+            problem = file_problem(layout.root / rec.file, rec, full=check_hashes)
+            if problem is not None:
+                raise ArtifactError(f"{describe_file_problem(layout.root / rec.file, problem)}; {_VERIFY_ADVICE}")
 
 
-def _footer_rows(path: Path) -> int | None:
-    try:
-        return int(pq.read_metadata(path).num_rows)
-    except (pa.ArrowException, OSError):
-        return None
+_VERIFY_ADVICE = "restore it, or rerun with resume=never to regenerate the dataset in a new directory"
+
+
+def check_batch_names(meta: DatasetMetadata, layout: DatasetLayout) -> None:
+    """Every record must name its own file (``parquet-files/batch_NNNNN.parquet`` for batch N,
+    each file once): a record pointing at another batch's file would load its rows twice.
+    Reads nothing but the metadata; ArtifactError naming the record otherwise."""
+    seen: set[str] = set()
+    for record in meta.completed_batches:
+        for rec, expected in _named_files(record):
+            if rec.file != expected or rec.file in seen:
+                raise ArtifactError(f"{layout.metadata_path} is inconsistent: batch {record.index} names "
+                                    f"{layout.root / rec.file}, expected {layout.root / expected} (each batch has "
+                                    f"its own file); {_VERIFY_ADVICE}")
+            seen.add(rec.file)
+
+
+def _named_files(record: BatchRecord) -> list[tuple[FileRecord, str]]:
+    """Each file of a batch with the path it must have (relative, POSIX form)."""
+    name = batch_file_name(record.index)
+    files: list[tuple[FileRecord, str]] = [(record, f"{PARQUET_DIR}/{name}")]
+    files += [(rec, f"{PROCESSORS_DIR}/{proc}/{name}") for proc, rec in record.processor_files.items()]
+    if record.dropped_file is not None:
+        files.append((record.dropped_file, f"{DROPPED_DIR}/{name}"))
+    return files
 
 
 # -- decide ----------------------------------------------------------------------------------

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+
+from gristmill.errors import ConfigError
+from gristmill.storage.atomic import fsync_dir
 
 CONFIG_FILE = "config.json"
 METADATA_FILE = "metadata.json"
@@ -15,6 +19,10 @@ DROPPED_DIR = "dropped-columns"
 RESPONSE_CACHE_FILE = "response-cache.sqlite"
 ANALYSIS_FILE = "analysis.json"
 LOCK_FILE = ".gristmill.lock"
+TRASH_DIR = ".trash"  # directories moved aside, kept until `gristmill clean`
+MAX_NAME_BYTES = 255  # one path component on Linux, macOS and Windows filesystems
+# What fresh_sibling appends: "_YYYYmmdd-HHMMSS" and, when that is taken, "-NNN".
+SIBLING_SUFFIX_BYTES = len("_20260101-000000-999")
 
 
 def batch_file_name(index: int) -> str:
@@ -72,9 +80,21 @@ class DatasetLayout:
         return all(p.name == LOCK_FILE or p.name.startswith(f"{LOCK_FILE}.") for p in self.root.iterdir())
 
 
+def check_name_fits(name: str, *, what: str = "name") -> None:
+    """``ConfigError`` when ``name`` plus a timestamp suffix would pass the filesystem's limit of
+    255 bytes per name: a fresh start or a moved-aside copy is named ``<name>_<timestamp>``, so
+    such a name would fail with a bare ``OSError`` only once a run needs that sibling."""
+    size = len(os.fsencode(name))
+    if size + SIBLING_SUFFIX_BYTES > MAX_NAME_BYTES:
+        raise ConfigError(f"{what} {name[:40]!r}... is {size} bytes long; use at most "
+                          f"{MAX_NAME_BYTES - SIBLING_SUFFIX_BYTES} bytes (a file name may have {MAX_NAME_BYTES} "
+                          f"bytes and gristmill adds up to {SIBLING_SUFFIX_BYTES} for timestamped copies)")
+
+
 def fresh_sibling(root: Path) -> Path:
     """A new ``<root>_<timestamp>`` path beside ``root`` (``-2``, ``-3``... when taken); a fresh
     start goes there so that nothing under ``root`` is overwritten. Not created here."""
+    check_name_fits(root.name, what="directory name")
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     candidate, n = root.with_name(f"{root.name}_{stamp}"), 1
     while candidate.exists():
@@ -96,3 +116,18 @@ def earlier_fresh_starts(root: Path, *, limit: int = 5) -> list[Path]:
 def glob_escape(name: str) -> str:
     """``name`` with glob metacharacters escaped (``[`` ``*`` ``?``)."""
     return re.sub(r"([\[\]*?])", r"[\1]", name)
+
+
+def move_to_trash(path: Path, trash_dir: Path) -> Path:
+    """Move ``path`` (a file or directory) to ``<trash_dir>/<name>_<timestamp>`` and return where.
+
+    Never deleting is the point: a stage directory that reruns may hold files the user put there,
+    and what a run replaces stays recoverable until ``gristmill clean`` empties the trash. A
+    rename within one filesystem, so it costs the same for a 10 GB directory as for an empty one.
+    """
+    trash_dir.mkdir(parents=True, exist_ok=True)
+    target = fresh_sibling(trash_dir / path.name)
+    os.rename(path, target)
+    fsync_dir(trash_dir)
+    fsync_dir(path.parent)
+    return target

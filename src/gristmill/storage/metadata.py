@@ -35,7 +35,7 @@ class DatasetStatus(StrEnum):
 
 
 class FileRecord(BaseModel):
-    """One written file: path relative to the dataset directory, rows, size and digest."""
+    """One written file: path relative to the dataset directory, rows, size and digests."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -43,6 +43,9 @@ class FileRecord(BaseModel):
     rows: int
     bytes: int
     sha256: str
+    crc32: str | None = Field(default=None, description=(
+        "CRC-32 (8 hex digits), checked whenever the file is reused; absent in metadata written "
+        "before it was recorded, where the sha256 is checked instead."))
 
 
 class BatchSpec(BaseModel):

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.parquet as pq
+
+from gristmill.errors import ArtifactError
 
 _UNNAMED = re.compile(r"__index_level_\d+__")
 
@@ -42,3 +46,26 @@ def drop_pandas_index(table: pa.Table) -> pa.Table:
 def schema_without_pandas_index(schema: pa.Schema) -> pa.Schema:
     """The schema ``drop_pandas_index`` gives a table of ``schema``."""
     return drop_pandas_index(schema.empty_table()).schema
+
+
+def read_parquet_checked(path: Path) -> pa.Table:
+    """``pq.read_table(path)``, with a file that no longer decodes reported as ``ArtifactError``
+    naming it (never a raw ``OSError`` / ``ArrowInvalid`` from deep inside pyarrow)."""
+    try:
+        return pq.read_table(path)
+    except FileNotFoundError:
+        raise ArtifactError(f"{path} is recorded but missing; restore it or regenerate the dataset") from None
+    except (pa.ArrowException, OSError) as exc:
+        raise ArtifactError(f"{path} is damaged and cannot be read ({exc}); restore it or regenerate the "
+                            "dataset (resume=if-possible reruns what is damaged)") from None
+
+
+def read_parquet_metadata_checked(path: Path) -> pq.FileMetaData:
+    """A parquet footer (schema, row count), or ``ArtifactError`` naming the damaged file."""
+    try:
+        return pq.read_metadata(path)
+    except FileNotFoundError:
+        raise ArtifactError(f"{path} is recorded but missing; restore it or regenerate the dataset") from None
+    except (pa.ArrowException, OSError) as exc:
+        raise ArtifactError(f"{path} is damaged: its parquet footer cannot be read ({exc}); restore it or "
+                            "regenerate the dataset") from None

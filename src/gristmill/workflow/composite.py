@@ -42,7 +42,7 @@ from gristmill.config.seeds import SamplingStrategy, SelectionStrategy
 from gristmill.engine.services import EngineServices
 from gristmill.errors import ResumeError
 from gristmill.sampling.rng import stream_key
-from gristmill.storage.layout import DatasetLayout, fresh_sibling
+from gristmill.storage.layout import TRASH_DIR, DatasetLayout, fresh_sibling, move_to_trash
 from gristmill.storage.lock import DirectoryLock
 from gristmill.workflow.metadata import WORKFLOW_METADATA_FILE
 from gristmill.workflow.observe import OverrideInput, PriorState, check_overrides, observe_workflow
@@ -71,6 +71,16 @@ def stage_run_seed(workflow: str, stage: str, base_seed: int | None) -> int:
     """The run seed of a stage: stable across reruns, so a rerun stage reproduces its unchanged rows."""
     parts: tuple[object, ...] = (workflow, stage) if base_seed is None else (base_seed, workflow, stage)
     return stream_key("workflow-stage", *parts) % 2**63
+
+
+def _fresh_start_warning(name: str, problem: str, workflow_dir: Path) -> str:
+    """Move the unusable metadata file aside (never delete it) and say what the fresh start does."""
+    trash = workflow_dir / TRASH_DIR
+    metadata = workflow_dir / WORKFLOW_METADATA_FILE
+    kept = f"; the unusable file is kept as {move_to_trash(metadata, trash)}" if metadata.exists() else ""
+    return (f"workflow {name!r}: not resuming ({problem}); starting fresh in {workflow_dir}{kept}. The "
+            f"directory of every stage that runs is moved to {trash} (nothing is deleted; `gristmill clean` "
+            "empties it), and answers already paid for come from the workflow's response cache")
 
 
 class CompositeWorkflow:
@@ -165,8 +175,7 @@ class CompositeWorkflow:
             if on_plan is not None:
                 on_plan(plan)
             if options.resume == "if-possible" and prior.problem is not None:
-                warnings.warn(f"workflow {self.name!r}: not resuming ({prior.problem}); starting fresh in "
-                              f"{workflow_dir}", stacklevel=2)
+                warnings.warn(_fresh_start_warning(self.name, prior.problem, workflow_dir), stacklevel=2)
             runner = WorkflowRunner(self.services, workflow_dir=workflow_dir, workflow_name=self.name,
                                     stages=self._stages, plan=plan, prior=prior, overrides=overrides,
                                     run_seeds=self._run_seeds())

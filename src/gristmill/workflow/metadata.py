@@ -43,7 +43,10 @@ class OutputFile(BaseModel):
     file: str = Field(description="Path, relative to the workflow directory when inside it.")
     rows: int = Field(description="Rows in the file (from its footer).")
     bytes: int = Field(description="Size in bytes.")
-    sha256: str = Field(description="sha256 of the file's bytes.")
+    sha256: str = Field(description="sha256 of the file's bytes (compared under verify).")
+    crc32: str | None = Field(default=None, description=(
+        "CRC-32 of the file's bytes, compared whenever the output is reused; absent in metadata "
+        "written before it was recorded, where the sha256 is compared instead."))
 
 
 class StageRecord(BaseModel):

@@ -15,10 +15,11 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from gristmill.engine.dataset_plan import verify_batches
+from gristmill.engine.dataset_plan import check_batch_names, verify_batches
 from gristmill.engine.seeds import seed_digest
 from gristmill.errors import ArtifactError, WorkflowError
 from gristmill.storage.atomic import sha256_file
+from gristmill.storage.integrity import file_problem
 from gristmill.storage.layout import DatasetLayout
 from gristmill.storage.metadata import DatasetMetadata
 from gristmill.workflow.metadata import (
@@ -95,40 +96,50 @@ def observe_stage(workflow_dir: Path, record: StageRecord, *, verify: bool) -> S
         problem = _output_problem(workflow_dir, record, verify=verify) or _load_dataset(stage_dir)[1]
         return StageObservation(directory_exists=True, output_problem=problem)
     if record.status in (StageStatus.RUNNING, StageStatus.FAILED):
-        return StageObservation(directory_exists=True, dataset=_dataset_snapshot(stage_dir))
+        return StageObservation(directory_exists=True, dataset=_dataset_snapshot(stage_dir, verify=verify))
     return StageObservation(directory_exists=True)
 
 
 def _output_problem(workflow_dir: Path, record: StageRecord, *, verify: bool) -> str | None:
+    """Why the recorded output cannot be handed on as recorded: a file missing or altered
+    (checksum always, sha256 under ``verify``), a file named twice, or a total that its files'
+    footers do not bear out (a downstream stage would cycle its seed to the claimed rows)."""
     if not record.output_files:
         return "no output files recorded"
+    seen: set[str] = set()
     for entry in record.output_files:
         path = resolve_stored(entry.file, workflow_dir)
-        if not path.is_file():
-            return f"output {path.name} missing"
-        if path.stat().st_size != entry.bytes:
-            return f"output {path.name} altered (size changed)"
-        if verify and sha256_file(path) != entry.sha256:
-            return f"output {path.name} altered (content changed)"
+        if entry.file in seen:
+            return f"output {path.name} recorded twice"
+        seen.add(entry.file)
+        problem = file_problem(path, entry, full=verify)
+        if problem is not None:
+            return f"output {path.name} {problem}"
+    total = sum(entry.rows for entry in record.output_files)
+    if record.output_rows != total:
+        return f"recorded output_rows {record.output_rows} disagree with its files' {total} rows"
     return None
 
 
-def _load_dataset(stage_dir: Path, *, verify: bool = False) -> tuple[DatasetMetadata | None, str | None]:
-    """The stage dataset's metadata (its recorded batches checked with ``verify``), or why it is
+def _load_dataset(stage_dir: Path, *, verify: bool = False,
+                  full: bool = False) -> tuple[DatasetMetadata | None, str | None]:
+    """The stage dataset's metadata (its recorded batches checked with ``verify``, their sha256
+    too with ``full``), or why it is
     unusable: the first clause of the ``ArtifactError``, which names the file (the advice after
     it is for ``create()`` and does not apply to a stage)."""
     layout = DatasetLayout(stage_dir)
     try:
         meta = DatasetMetadata.load(layout.metadata_path)
+        check_batch_names(meta, layout)  # a reused stage's results load these records
         if verify:
-            verify_batches(meta, layout)
+            verify_batches(meta, layout, check_hashes=full)
     except ArtifactError as exc:
         return None, str(exc).split(";")[0]
     return meta, None
 
 
-def _dataset_snapshot(stage_dir: Path) -> DatasetSnapshot:
-    meta, problem = _load_dataset(stage_dir, verify=True)
+def _dataset_snapshot(stage_dir: Path, *, verify: bool) -> DatasetSnapshot:
+    meta, problem = _load_dataset(stage_dir, verify=True, full=verify)
     if meta is None:
         return DatasetSnapshot(problem=problem)
     return DatasetSnapshot(batch_size=meta.batch_size, run_seed=meta.run_seed,

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pyarrow as pa
@@ -26,8 +26,10 @@ import pyarrow.parquet as pq
 from gristmill.config.processors import Processor, SchemaTransformProcessor
 from gristmill.engine.processors import columns_to_drop, schema_transform
 from gristmill.errors import ConfigError, WorkflowError
-from gristmill.storage.atomic import sha256_file, write_parquet_atomic
-from gristmill.storage.layout import PARQUET_DIR, PROCESSORS_DIR, batch_file_name
+from gristmill.storage.atomic import file_digests, write_parquet_atomic
+from gristmill.storage.layout import PARQUET_DIR, PROCESSORS_DIR, batch_file_name, move_to_trash
+from gristmill.storage.metadata import DatasetMetadata
+from gristmill.storage.tables import read_parquet_checked, read_parquet_metadata_checked
 from gristmill.workflow.metadata import OutputFile, stored_path
 from gristmill.workflow.observe import parquet_output_files
 from gristmill.workflow.stage import StageDefinition
@@ -36,21 +38,43 @@ OUTPUT_PROCESSORS_DIR = "output-processors"
 CALLBACK_OUTPUTS_DIR = "callback-outputs"
 
 
-def clear_post_processing(stage_dir: Path) -> None:
-    """Remove output-processor and callback results (they are rebuilt after every run or resume)."""
+def clear_post_processing(stage_dir: Path, trash_dir: Path) -> None:
+    """Move output-processor and callback results into ``trash_dir`` (they are rebuilt after every
+    run or resume; moved, not deleted, as a callback may have left files of its own there)."""
     for name in (OUTPUT_PROCESSORS_DIR, CALLBACK_OUTPUTS_DIR):
         if (stage_dir / name).exists():
-            shutil.rmtree(stage_dir / name)
+            move_to_trash(stage_dir / name, trash_dir / stage_dir.name)
 
 
-def run_output_processors(stage: StageDefinition, stage_dir: Path, batch_files: Sequence[Path]) -> None:
-    """Apply the stage's output processors, in order, to every main batch file."""
+def run_output_processors(stage: StageDefinition, stage_dir: Path,
+                          batch_files: Sequence[Path]) -> dict[str, list[Path]]:
+    """Apply the stage's output processors, in order, to every main batch file; returns the files
+    each processor wrote, in order (exactly those: never whatever else lies in its directory)."""
     root = stage_dir / OUTPUT_PROCESSORS_DIR
+    written: dict[str, list[Path]] = {proc.name: [] for proc in stage.output_processors}
+    if not written:
+        return written
     for index, path in enumerate(batch_files):
-        table = pq.read_table(path)
+        table = read_parquet_checked(path)
         for proc in stage.output_processors:
             table = _apply(stage, proc, table)
-            write_parquet_atomic(root / proc.name / batch_file_name(index), table)
+            written[proc.name].append(write_parquet_atomic(root / proc.name / batch_file_name(index), table).path)
+    return written
+
+
+def own_output_files(stage: StageDefinition, stage_dir: Path, dataset: DatasetMetadata,
+                     processed: Mapping[str, list[Path]]) -> list[Path]:
+    """The files of the stage's selected output before any callback, from what was recorded or
+    written (see ``own_output_path`` for which output is selected)."""
+    wanted = stage.selected_processor
+    if wanted is not None and wanted in processed:
+        return processed[wanted]
+    if wanted is not None:  # a schema_transform of the stage config
+        return [stage_dir / b.processor_files[wanted].file for b in dataset.completed_batches
+                if wanted in b.processor_files]
+    if stage.output_processors:
+        return processed[stage.output_processors[-1].name]
+    return [stage_dir / b.file for b in dataset.completed_batches]
 
 
 def _apply(stage: StageDefinition, proc: Processor, table: pa.Table) -> pa.Table:
@@ -125,6 +149,10 @@ def check_parquet_output(stage: StageDefinition, path: Path) -> list[tuple[Path,
 def output_file_records(files: Sequence[Path], workflow_dir: Path,
                         rows: Sequence[int] | None = None) -> list[OutputFile]:
     """Rows (from footers, unless already known), size and sha256 of every output file, paths in stored form."""
-    counts = list(rows) if rows is not None else [pq.ParquetFile(path).metadata.num_rows for path in files]
-    return [OutputFile(file=stored_path(path, workflow_dir), rows=count, bytes=path.stat().st_size,
-                       sha256=sha256_file(path)) for path, count in zip(files, counts, strict=True)]
+    counts = list(rows) if rows is not None else [read_parquet_metadata_checked(path).num_rows for path in files]
+    records = []
+    for path, count in zip(files, counts, strict=True):
+        sha256, crc32 = file_digests(path)
+        records.append(OutputFile(file=stored_path(path, workflow_dir), rows=count, bytes=path.stat().st_size,
+                                  sha256=sha256, crc32=crc32))
+    return records

@@ -10,7 +10,6 @@ upstream ran and came out empty (``allow_empty``) is skipped rather than run.
 from __future__ import annotations
 
 import contextlib
-import shutil
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -25,11 +24,12 @@ from gristmill.engine.seeds import seed_column_names
 from gristmill.engine.services import EngineServices
 from gristmill.errors import GristmillError, WorkflowError
 from gristmill.results import DatasetResults
-from gristmill.storage.layout import RESPONSE_CACHE_FILE, DatasetLayout
+from gristmill.storage.layout import RESPONSE_CACHE_FILE, TRASH_DIR, DatasetLayout, move_to_trash
 from gristmill.storage.lock import DirectoryLock
 from gristmill.storage.metadata import DatasetMetadata, utc_now
 from gristmill.version import __version__
 from gristmill.workflow.fingerprint import UpstreamIdentity, output_identity, stage_identity
+from gristmill.workflow.handoff import handoff_directory, link_handoff
 from gristmill.workflow.metadata import (
     WORKFLOW_METADATA_FILE,
     StageRecord,
@@ -42,6 +42,7 @@ from gristmill.workflow.observe import OverrideInput, PriorState, first_seed_dig
 from gristmill.workflow.outputs import (
     clear_post_processing,
     output_file_records,
+    own_output_files,
     own_output_path,
     run_callback,
     run_output_processors,
@@ -57,13 +58,18 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Handoff:
-    """What the next stage receives: the selected output, its rows and its identity."""
+    """What the next stage receives: the selected output, its rows and its identity.
+
+    ``files`` are the recorded files of that output, the only ones the next stage reads
+    (``path`` is where they live, for the record and for messages).
+    """
 
     stage: str
     path: Path | None
     rows: int
     identity: UpstreamIdentity | None
     empty_from: str | None = None  # the stage that came out empty, propagated through skips
+    files: tuple[Path, ...] = ()
 
 
 class WorkflowRunner:
@@ -138,8 +144,10 @@ class WorkflowRunner:
         record = prior.model_copy(deep=True)
         record.last_action = StageAction.REUSE.value
         empty = record.status is StageStatus.COMPLETED_EMPTY
+        files = tuple(resolve_stored(f.file, self.workflow_dir) for f in prior.output_files)
         handoff = Handoff(stage.name, resolve_stored(prior.output_path, self.workflow_dir), prior.output_rows,
-                          output_identity(prior.fingerprint, prior.output_files, None), stage.name if empty else None)
+                          output_identity(prior.fingerprint, prior.output_files, None), stage.name if empty else None,
+                          files)
         handoff = self._apply_override(stage, record, handoff)
         self._save(record)
         return handoff, DatasetResults(self.workflow_dir / stage.directory_name)
@@ -147,7 +155,7 @@ class WorkflowRunner:
     def _generate(self, stage: StageDefinition, step: StagePlan, handoff: Handoff | None,
                   cache: ResponseCache | None) -> tuple[Handoff, StageResult]:
         record = self._running_record(stage, step, handoff)
-        config = stage.with_handoff(str(handoff.path) if handoff and handoff.path else None)
+        config = stage.with_handoff(self._seed_source(stage, handoff))
         with stage_errors(stage):
             self._validate(config)  # with the real hand-off; before anything of the stage is touched
         self._save(record)
@@ -183,6 +191,12 @@ class WorkflowRunner:
             seed_path=stored_path(handoff.path, self.workflow_dir) if handoff and handoff.path else None,
             started_at=utc_now())
 
+    def _seed_source(self, stage: StageDefinition, handoff: Handoff | None) -> str | None:
+        """The directory holding exactly the upstream's recorded files (see ``workflow/handoff.py``)."""
+        if handoff is None or handoff.path is None or stage.index == 0:
+            return None
+        return str(link_handoff(handoff.files, handoff_directory(self.workflow_dir, stage.directory_name)))
+
     def _seed_digest(self, stage: StageDefinition) -> str | None:
         """The first stage's seed digest, read again now: a seed edited since planning is caught."""
         return first_seed_digest([stage]) if stage.index == 0 else None
@@ -194,11 +208,14 @@ class WorkflowRunner:
     def _run_dataset(self, stage: StageDefinition, step: StagePlan, config: DatasetConfig, record: StageRecord,
                      cache: ResponseCache | None) -> DatasetMetadata:
         stage_dir = self.workflow_dir / stage.directory_name
+        trash = self.workflow_dir / TRASH_DIR
         if step.action is StageAction.RUN:
             if stage_dir.exists():
-                shutil.rmtree(stage_dir)  # an error removing it surfaces: never run over stale files
+                # Never run over stale files, never delete them either: the old directory may hold
+                # the user's files; it stays in .trash until `gristmill clean`.
+                move_to_trash(stage_dir, trash)
         else:
-            clear_post_processing(stage_dir)
+            clear_post_processing(stage_dir, trash)
         run_config = self.services.run_config.model_copy(update={"seed": record.run_seed})
         identity = dataset_identity(config, include_seed_source=False)
         job = DatasetJob(config=config, layout=DatasetLayout(stage_dir), dataset_name=stage.directory_name,
@@ -216,8 +233,7 @@ class WorkflowRunner:
     def _finish(self, stage: StageDefinition, record: StageRecord,
                 dataset: DatasetMetadata) -> tuple[Handoff, StageResult]:
         stage_dir = self.workflow_dir / stage.directory_name
-        if stage.output_processors:
-            run_output_processors(stage, stage_dir, [stage_dir / b.file for b in dataset.completed_batches])
+        processed = run_output_processors(stage, stage_dir, [stage_dir / b.file for b in dataset.completed_batches])
         selected = own_output_path(stage, stage_dir)
         if stage.on_success is not None:
             selected, counted = run_callback(stage, stage_dir)
@@ -225,7 +241,8 @@ class WorkflowRunner:
             record.output_files = output_file_records([f for f, _ in counted], self.workflow_dir,
                                                       [n for _, n in counted])
         else:
-            record.output_files = output_file_records(parquet_output_files(selected), self.workflow_dir)
+            record.output_files = output_file_records(own_output_files(stage, stage_dir, dataset, processed),
+                                                      self.workflow_dir)
         rows = sum(f.rows for f in record.output_files)
         # An override replaces the output for the descendants, so an empty own output is no error then.
         if rows == 0 and not stage.options.allow_empty and stage.name not in self.overrides:
@@ -236,8 +253,9 @@ class WorkflowRunner:
         record.actual_rows, record.usage, record.finished_at = dataset.actual_rows, dataset.usage, utc_now()
         if record.fingerprint is None:
             raise WorkflowError(f"internal error: stage {stage.name!r} has no fingerprint")
+        files = tuple(resolve_stored(f.file, self.workflow_dir) for f in record.output_files)
         handoff = Handoff(stage.name, selected, rows, output_identity(record.fingerprint, record.output_files, None),
-                          None if rows else stage.name)
+                          None if rows else stage.name, files)
         handoff = self._apply_override(stage, record, handoff)
         return handoff, DatasetResults(stage_dir, dataset)
 
@@ -248,7 +266,8 @@ class WorkflowRunner:
         if override is None or record.fingerprint is None:
             return handoff
         return Handoff(stage.name, override.path, override.rows,
-                       output_identity(record.fingerprint, record.output_files, override.sha256))
+                       output_identity(record.fingerprint, record.output_files, override.sha256),
+                       files=tuple(parquet_output_files(override.path)))
 
     @contextlib.contextmanager
     def _response_cache(self) -> Iterator[ResponseCache | None]:

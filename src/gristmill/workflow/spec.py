@@ -80,9 +80,21 @@ def load_workflow_spec(path: str | Path) -> WorkflowSpec:
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected a mapping with 'name' and 'stages' at the top level")
     try:
-        return WorkflowSpec.model_validate(data)
+        spec = WorkflowSpec.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(f"{source}: {first_problem(exc)}") from None
+    _check_model_files(spec, source)
+    return spec
+
+
+def _check_model_files(spec: WorkflowSpec, source: Path) -> None:
+    """A model file the workflow names must exist: ignoring it would run with other models."""
+    base = source.resolve().parent
+    for field in ("model_providers", "model_configs"):
+        name = getattr(spec, field)
+        if name is not None and not (base / name).is_file():
+            raise ConfigError(f"{source}: {field} names {name!r}, but {base / name} does not exist; fix the path "
+                              "(relative paths are taken from the workflow file's directory) or remove the line")
 
 
 def build_workflow(spec: WorkflowSpec, *, base_dir: Path, services: EngineServices,
