@@ -56,6 +56,14 @@ def project(tmp_path: Path) -> Path:
     return tmp_path
 
 
+def test_version_prints_the_package_version(tmp_path: Path) -> None:
+    import gristmill
+
+    result = run_cli("--version", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"gristmill {gristmill.__version__}"
+
+
 def test_validate_reports_the_columns_and_fingerprint(project: Path) -> None:
     result = run_cli("validate", str(project / "configs" / "items.yaml"), cwd=project / "work")
     assert result.returncode == 0, result.stderr

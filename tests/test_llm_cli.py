@@ -65,6 +65,22 @@ def test_models_check_names_a_missing_key_variable(clean_environ: Path) -> None:
     assert result.exit_code == 1 and "GM_CLI_API_KEY" in result.output
 
 
+def test_public_functions_behind_the_models_commands(clean_environ: Path) -> None:
+    # The CLI uses only these (gristmill.llm's public names); scripts can too.
+    from gristmill.llm import check_models, describe_models, gristmill_home
+
+    assert gristmill_home() == clean_environ
+    with LLMTestServer() as server:
+        write_registry(clean_environ, server.url, api_key="sk-literal-secret")
+        summaries = describe_models()
+        assert [m.alias for m in summaries] == ["default", "other"]
+        assert summaries[0].endpoint == server.url and summaries[0].error is None
+        assert "sk-literal-secret" not in repr(summaries)
+        checks = check_models(["default"])
+    assert [(c.alias, c.ok) for c in checks] == [("default", True)]
+    assert checks[0].latency_ms is not None and checks[0].latency_ms >= 0
+
+
 def test_cache_stats_and_clear(tmp_path: Path) -> None:
     with LLMTestServer() as server:
         provider, model = provider_and_model(server.url)

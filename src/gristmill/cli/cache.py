@@ -1,20 +1,24 @@
 """``gristmill cache stats | clear PATH``: the response cache of a dataset or workflow.
 
 PATH is a dataset directory, a workflow directory, or the ``response-cache.sqlite`` file.
-Clearing it means the next run pays again for every LLM request.
+Clearing it means the next run pays again for every LLM request. Thin commands over
+``gristmill.llm.ResponseCache``, loaded when a command runs.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
+from gristmill.cli.errors import print_error
 from gristmill.errors import ArtifactError
-from gristmill.llm.cache import ResponseCache
+
+if TYPE_CHECKING:
+    from gristmill.llm import ResponseCache
 
 CACHE_FILE = "response-cache.sqlite"
 
@@ -27,18 +31,20 @@ PathArg = Annotated[Path, typer.Argument(help="Dataset or workflow directory, or
 def _cache_file(path: Path) -> Path:
     candidate = path / CACHE_FILE if path.is_dir() else path
     if not candidate.is_file():
-        console.print(f"[bold red]error:[/] no response cache at {escape(str(candidate))} (runs write one as "
-                      f"{CACHE_FILE} in the dataset or workflow directory when the config has LLM columns)")
+        print_error(f"no response cache at {candidate} (runs write one as {CACHE_FILE} in the dataset or "
+                    "workflow directory when the config has LLM columns)")
         raise typer.Exit(1)
     return candidate
 
 
 def _open(file: Path, mode: str) -> ResponseCache:
     """The cache, or one clean error line (a non-SQLite or foreign SQLite file is never written to)."""
+    from gristmill.llm import ResponseCache
+
     try:
         return ResponseCache(file, mode=mode)
     except ArtifactError as exc:
-        console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        print_error(str(exc))
         raise typer.Exit(1) from None
 
 

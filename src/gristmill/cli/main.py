@@ -2,58 +2,38 @@
 
 from __future__ import annotations
 
-import functools
 import sys
-import warnings
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
-from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 import gristmill as gm
+from gristmill.cli import cache, models, workflow
+from gristmill.cli.errors import DebugOption, user_errors
 
+# Heavy modules (pandas, pyarrow, the engine) load inside the commands, through ``gm.<name>``
+# on first use, so ``gristmill --help`` stays fast.
 app = typer.Typer(help="gristmill: synthetic datasets from configs, with resumable workflows.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 console = Console()
-err_console = Console(stderr=True)
-F = TypeVar("F", bound=Callable[..., Any])
-
-DebugOption = Annotated[bool, typer.Option("--debug", help="Show the full traceback on errors.")]
 
 
-def user_errors(func: F) -> F:
-    """Turn gristmill errors into one clear red line and exit code 1 (``--debug``: traceback)."""
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        debug = bool(kwargs.get("debug"))
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("always")
-                warnings.showwarning = _show_warning
-                return func(*args, **kwargs)
-        except gm.GristmillError as exc:
-            if debug:
-                raise
-            # One line, whatever the terminal width or the message (YAML errors span lines).
-            text = " ".join(f"{type(exc).__name__}: {exc}".split())
-            err_console.print(f"[bold red]error:[/] {escape(text)}", highlight=False, soft_wrap=True)
-            raise typer.Exit(1) from None
-        except KeyboardInterrupt:
-            err_console.print("[yellow]interrupted[/]: completed batches are kept; rerun with --resume if-possible")
-            raise typer.Exit(130) from None
-
-    return wrapper  # type: ignore[return-value]
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"gristmill {gm.__version__}")
+        raise typer.Exit()
 
 
-def _show_warning(message: Any, category: Any, filename: str, lineno: int, file: Any = None,
-                  line: Any = None) -> None:
-    err_console.print(f"[yellow]warning:[/] {escape(str(message))}", highlight=False, soft_wrap=True)
+@app.callback()
+def main(
+    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.", is_eager=True,
+                                          callback=_print_version)] = False,
+) -> None:
+    """gristmill: synthetic datasets from configs, with resumable workflows."""
 
 
 def load_config(path: Path) -> gm.DatasetConfig:
@@ -63,6 +43,7 @@ def load_config(path: Path) -> gm.DatasetConfig:
     config = gm.DatasetConfig.from_json(path) if path.suffix.lower() == ".json" else gm.DatasetConfig.from_yaml(path)
     if str(path.parent.resolve()) not in sys.path:  # custom columns may live next to the config
         sys.path.insert(0, str(path.parent.resolve()))
+    gm.allow_directory(path.parent)  # and are the user's code, unlike a string in the config (docs/trust.md)
     return config
 
 
@@ -132,6 +113,8 @@ def print_usage(usage: dict[str, dict[str, int]], *, label: str) -> None:
 
 def run_config(**options: Any) -> gm.RunConfig:
     """A RunConfig from command-line options; a bad value is a ConfigError naming the option."""
+    from pydantic import ValidationError
+
     try:
         return gm.RunConfig(**options)
     except ValidationError as exc:
@@ -167,26 +150,9 @@ def validate(
     console.print(f"[green]valid[/]: {len(cfg.columns)} columns, fingerprint {cfg.fingerprint()[:12]}")
 
 
-def _mount_optional() -> None:
-    # Sub-commands from other parts of the package, mounted when present.
-    import importlib
-
-    for module_name, name, help_text in [("models", "models", "List and check configured models."),
-                                         ("cache", "cache", "Inspect or clear a response cache."),
-                                         ("workflow", None, None)]:
-        try:
-            module = importlib.import_module(f"gristmill.cli.{module_name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"gristmill.cli.{module_name}":
-                raise
-            continue
-        if name is None:
-            module.register(app)
-        else:
-            app.add_typer(module.app, name=name, help=help_text)
-
-
-_mount_optional()
+app.add_typer(models.app, name="models", help="List and check configured models.")
+app.add_typer(cache.app, name="cache", help="Inspect or clear a response cache.")
+workflow.register(app)
 
 if __name__ == "__main__":  # pragma: no cover
     app()

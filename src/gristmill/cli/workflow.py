@@ -2,7 +2,8 @@
 
     gristmill run WORKFLOW.yaml [--resume never|if-possible|always] [--target STAGE]...
                                 [--rerun-from STAGE] [--override STAGE=PATH]...
-    gristmill plan WORKFLOW.yaml [--resume ...] [--json]
+    gristmill plan WORKFLOW.yaml [--resume ...] [--target STAGE]... [--rerun-from STAGE] [--json]
+    gristmill plan CONFIG.yaml -n ROWS [--name NAME] [--artifact-path DIR] [--resume ...] [--json]
     gristmill status DIR [--json]
 
 Thin commands over ``gristmill.workflow``; ``register(app)`` mounts them on the top-level app.
@@ -12,8 +13,9 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -21,14 +23,11 @@ from rich.markup import escape
 from rich.table import Table
 
 import gristmill as gm
+from gristmill.cli.errors import DebugOption, user_errors
 from gristmill.errors import ConfigError, WorkflowError
-from gristmill.workflow import (
-    WORKFLOW_METADATA_FILE,
-    StageAction,
-    WorkflowMetadata,
-    WorkflowPlan,
-    load_workflow_metadata,
-)
+
+if TYPE_CHECKING:  # loaded by the commands that use them, so `gristmill --help` stays fast
+    from gristmill.workflow import CompositeWorkflow, WorkflowMetadata, WorkflowPlan
 
 console = Console()
 
@@ -37,15 +36,13 @@ TargetOption = Annotated[list[str] | None, typer.Option("--target", help="Materi
 RerunOption = Annotated[str | None, typer.Option("--rerun-from", help="Force this stage and all later ones to run.")]
 OverrideOption = Annotated[list[str] | None, typer.Option(
     "--override", help="STAGE=PATH: use an approved parquet file as the stage's output (repeatable).")]
-DebugOption = Annotated[bool, typer.Option("--debug", help="Show the full traceback on errors.")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of a table.")]
-_ACTION_STYLE = {StageAction.REUSE: "green", StageAction.RESUME: "cyan", StageAction.RUN: "yellow",
-                 StageAction.SKIP_EMPTY: "magenta"}
+_ACTION_STYLE = {"reuse": "green", "resume": "cyan", "run": "yellow", "skip_empty": "magenta"}
 
 
 def run_command(
     workflow: WorkflowArg,
-    resume: Annotated[str, typer.Option(help="never | if-possible | always")] = "never",
+    resume: Annotated[str, typer.Option(help="never | if-possible | always")] = "if-possible",
     target: TargetOption = None,
     rerun_from: RerunOption = None,
     override: OverrideOption = None,
@@ -53,7 +50,7 @@ def run_command(
 ) -> None:
     """Plan and run a workflow file: unchanged stages are reused, changed ones rerun."""
     wf = _load(workflow)
-    with wf.mill:
+    with wf:
         # The plan printed is the one executed: run() makes it under the workflow lock.
         results = wf.run(resume=resume, targets=target, rerun_from=rerun_from,
                          stage_output_overrides=_overrides(override),
@@ -63,17 +60,31 @@ def run_command(
 
 
 def plan_command(
-    workflow: WorkflowArg,
+    file: Annotated[Path, typer.Argument(help="Workflow file, or a dataset config (YAML/JSON with 'columns').")],
     resume: Annotated[str, typer.Option(help="never | if-possible | always")] = "if-possible",
     target: TargetOption = None,
     rerun_from: RerunOption = None,
     override: OverrideOption = None,
+    num_records: Annotated[int | None, typer.Option(
+        "--num-records", "-n", help="Rows to create (dataset config only, required there).")] = None,
+    name: Annotated[str | None, typer.Option(
+        "--name", help="Dataset name (dataset config only; default: the config's file stem).")] = None,
+    artifact_path: Annotated[Path, typer.Option(
+        "--artifact-path", help="Where datasets are written (dataset config only).")] = Path("artifacts"),
+    batch_size: Annotated[int | None, typer.Option(help="Rows per batch file (dataset config only).")] = None,
     as_json: JsonOption = False,
     debug: DebugOption = False,
 ) -> None:
-    """Show what ``run`` would do for every stage, and why; nothing is written."""
-    wf = _load(workflow)
-    with wf.mill:
+    """Show what ``run`` (or ``create`` for a dataset config) would do, and why; nothing is written."""
+    if _is_dataset_config(file):
+        if target or rerun_from or override:
+            raise WorkflowError("--target, --rerun-from and --override apply to workflow files, not to a "
+                                f"dataset config ({file})")
+        request = DatasetPlanRequest(num_records, name or file.stem, artifact_path, batch_size, resume)
+        _plan_dataset(file, request, as_json=as_json)
+        return
+    wf = _load(file)
+    with wf:
         plan = wf.plan(resume=resume, targets=target, rerun_from=rerun_from,
                        stage_output_overrides=_overrides(override))
     if as_json:
@@ -82,6 +93,60 @@ def plan_command(
     print_plan(plan, title=f"plan of workflow {wf.name!r} ({wf.workflow_dir})")
     for blocker in plan.always_blockers() if plan.resume == "always" else []:
         console.print(f"[red]resume=always would refuse[/]: {escape(blocker)}")
+
+
+@dataclass(frozen=True)
+class DatasetPlanRequest:
+    """What ``gristmill plan CONFIG`` asks: the arguments ``gristmill create`` would get."""
+
+    num_records: int | None
+    dataset_name: str
+    artifact_path: Path
+    batch_size: int | None
+    resume: str
+
+
+def _plan_dataset(path: Path, request: DatasetPlanRequest, *, as_json: bool) -> None:
+    """Print ``Mill.plan_dataset``'s decision for a dataset config file."""
+    if request.num_records is None:
+        raise ConfigError(f"{path} is a dataset config: give --num-records/-n, the rows create would make")
+    # Loaded as ``gristmill create`` loads it (cli.main imports this module, so not its helper).
+    config = gm.DatasetConfig.from_json(path) if path.suffix.lower() == ".json" else gm.DatasetConfig.from_yaml(path)
+    _importable_next_to(path)
+    with gm.Mill(request.artifact_path, run_config=_run_config(request.batch_size)) as mill:
+        decision = mill.plan_dataset(config, num_records=request.num_records, dataset_name=request.dataset_name,
+                                     resume=request.resume)
+    if as_json:
+        typer.echo(json.dumps({"dataset": request.dataset_name, "action": decision.action.value,
+                               "path": str(decision.path), "reason": decision.reason, "warning": decision.warning,
+                               "batches_missing": decision.batches_missing}, indent=2))
+        return
+    console.print(f"plan of dataset {escape(repr(request.dataset_name))} ({escape(str(decision.path))})")
+    console.print(f"  [bold]{decision.action.value.upper()}[/]  {escape(decision.reason)}"
+                  + (f" ({decision.batches_missing} batches to build)" if decision.batches_missing else ""))
+    if decision.warning:
+        console.print(f"[yellow]warning[/]: {escape(decision.warning)}")
+
+
+def _run_config(batch_size: int | None) -> gm.RunConfig:
+    """``RunConfig`` with the batch size given on the command line; a bad one names the option."""
+    from pydantic import ValidationError
+
+    try:
+        return gm.RunConfig() if batch_size is None else gm.RunConfig(batch_size=batch_size)
+    except ValidationError as exc:
+        raise ConfigError(f"--batch-size: {exc.errors(include_url=False)[0]['msg']}") from None
+
+
+def _is_dataset_config(path: Path) -> bool:
+    """True for a mapping with ``columns`` and no ``stages`` (a workflow file has ``stages``)."""
+    import yaml  # here, not at the top: ``gristmill --help`` stays fast
+
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return False  # reported by the workflow loader, which names the file
+    return isinstance(data, dict) and "columns" in data and "stages" not in data
 
 
 def status_command(
@@ -120,13 +185,19 @@ def print_plan(plan: WorkflowPlan, *, title: str) -> None:
     console.print(table)
 
 
-def _load(path: Path) -> Any:
+def _load(path: Path) -> CompositeWorkflow:
     if not path.is_file():
         raise ConfigError(f"workflow file {str(path)!r} does not exist")
-    base = str(path.resolve().parent)
-    if base not in sys.path:  # callbacks and custom columns may live next to the workflow file
-        sys.path.insert(0, base)
+    _importable_next_to(path)
     return gm.load_workflow(path)
+
+
+def _importable_next_to(path: Path) -> None:
+    """Put the file's directory first on ``sys.path``: callbacks and custom columns may live there."""
+    base = str(path.resolve().parent)
+    if base not in sys.path:
+        sys.path.insert(0, base)
+    gm.allow_directory(base)  # a .py file beside the workflow file is the user's code (docs/trust.md)
 
 
 def _overrides(items: list[str] | None) -> dict[str, str]:
@@ -140,6 +211,8 @@ def _overrides(items: list[str] | None) -> dict[str, str]:
 
 
 def _read_status(directory: Path) -> WorkflowMetadata:
+    from gristmill.workflow import WORKFLOW_METADATA_FILE, load_workflow_metadata
+
     path = directory / WORKFLOW_METADATA_FILE
     if not path.is_file():
         raise WorkflowError(f"{directory} holds no {WORKFLOW_METADATA_FILE}; pass a workflow directory "
@@ -157,8 +230,6 @@ def _read_status(directory: Path) -> WorkflowMetadata:
 
 def register(app: typer.Typer) -> None:
     """Add ``run``, ``plan`` and ``status`` to the top-level ``gristmill`` app."""
-    from gristmill.cli.main import user_errors  # imported here: main imports this module while loading
-
     app.command("run")(user_errors(run_command))
     app.command("plan")(user_errors(plan_command))
     app.command("status")(user_errors(status_command))

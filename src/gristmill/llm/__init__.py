@@ -12,8 +12,55 @@ module                 role
 ``cache``              ``ResponseCache``: SQLite (WAL) store of parsed answers
 ``parsing``/``schema`` reasoning, code and JSON extraction; JSON-schema validation
 ``types``              values passed between them
+``inventory``          ``describe_models`` / ``check_models``: what is configured, and does it answer
 =====================  ==============================================================
 
 Column generators (``engine/generators/llm.py``) are the only callers outside this package,
-besides the Mill, which builds the runtime, and the CLI.
+besides the Mill, which builds the runtime. The names below are this layer's public API (the
+CLI uses only these); they load on first use (PEP 562), so importing one submodule, or this
+package for one name, does not load the HTTP client or the runtime.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+# Public name -> its module, read by ``__getattr__``; ``__all__`` and the TYPE_CHECKING imports
+# list the same names (checked by tests/test_import_time.py).
+_EXPORTS: dict[str, str] = {
+    "ModelCheck": "gristmill.llm.inventory",
+    "ModelSummary": "gristmill.llm.inventory",
+    "ResponseCache": "gristmill.llm.cache",
+    "check_models": "gristmill.llm.inventory",
+    "describe_models": "gristmill.llm.inventory",
+    "gristmill_home": "gristmill.llm.registry",
+}
+
+__all__ = [
+    "ModelCheck",
+    "ModelSummary",
+    "ResponseCache",
+    "check_models",
+    "describe_models",
+    "gristmill_home",
+]
+
+if TYPE_CHECKING:
+    from gristmill.llm.cache import ResponseCache
+    from gristmill.llm.inventory import ModelCheck, ModelSummary, check_models, describe_models
+    from gristmill.llm.registry import gristmill_home
+
+
+def __getattr__(name: str) -> Any:
+    """Load a public name on first use, then keep it in the package's namespace."""
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

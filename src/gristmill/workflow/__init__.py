@@ -5,18 +5,31 @@
 ``observe`` (reads prior state), ``plan`` (the pure planner), ``runner`` (executes a plan),
 ``outputs`` (output processors, callbacks), ``results``, ``composite`` (the user-facing
 ``CompositeWorkflow``) and ``spec`` (YAML workflow files).
+
+Names load on first use (PEP 562), so reading ``workflow-metadata.json`` does not import the
+engine.
 """
 
-from gristmill.workflow.composite import CompositeWorkflow
-from gristmill.workflow.fingerprint import FORMAT_VERSION
-from gristmill.workflow.metadata import (
-    WORKFLOW_METADATA_FILE,
-    StageStatus,
-    WorkflowMetadata,
-    load_workflow_metadata,
-)
-from gristmill.workflow.plan import StageAction, StagePlan, WorkflowPlan
-from gristmill.workflow.results import SkippedStageResult, WorkflowResults
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+# Public name -> its module, read by ``__getattr__``; ``__all__`` and the TYPE_CHECKING imports
+# list the same names (checked by tests/test_import_time.py).
+_EXPORTS: dict[str, str] = {
+    "FORMAT_VERSION": "gristmill.workflow.fingerprint",
+    "WORKFLOW_METADATA_FILE": "gristmill.workflow.metadata",
+    "CompositeWorkflow": "gristmill.workflow.composite",
+    "SkippedStageResult": "gristmill.workflow.results",
+    "StageAction": "gristmill.workflow.plan",
+    "StagePlan": "gristmill.workflow.plan",
+    "StageStatus": "gristmill.workflow.metadata",
+    "WorkflowMetadata": "gristmill.workflow.metadata",
+    "WorkflowPlan": "gristmill.workflow.plan",
+    "WorkflowResults": "gristmill.workflow.results",
+    "load_workflow_metadata": "gristmill.workflow.metadata",
+}
 
 __all__ = [
     "FORMAT_VERSION",
@@ -31,3 +44,29 @@ __all__ = [
     "WorkflowResults",
     "load_workflow_metadata",
 ]
+
+if TYPE_CHECKING:
+    from gristmill.workflow.composite import CompositeWorkflow
+    from gristmill.workflow.fingerprint import FORMAT_VERSION
+    from gristmill.workflow.metadata import (
+        WORKFLOW_METADATA_FILE,
+        StageStatus,
+        WorkflowMetadata,
+        load_workflow_metadata,
+    )
+    from gristmill.workflow.plan import StageAction, StagePlan, WorkflowPlan
+    from gristmill.workflow.results import SkippedStageResult, WorkflowResults
+
+
+def __getattr__(name: str) -> Any:
+    """Load a public name on first use, then keep it in the package's namespace."""
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
