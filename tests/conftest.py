@@ -9,9 +9,12 @@ from pathlib import Path
 import pytest
 
 import gristmill as gm
+from gristmill.config import trust
 
 # Provider keys a developer may have exported; a test must never reach a real endpoint with them.
 _SECRET_SUFFIXES = ("_API_KEY", "_API_TOKEN")
+_TEST_MODULES = ("tests", "slowfns", "test_config", "test_config_fuzz", "test_workflow_crash", "test_workflow_seeded",
+                 "test_workflow_run", "wfcli_callbacks", "workflow_demo")
 
 
 @pytest.fixture(autouse=True)
@@ -19,6 +22,10 @@ def clean_environ(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.
     """Point ``GRISTMILL_HOME`` at an empty directory and drop provider API keys."""
     home = tmp_path_factory.mktemp("gristmill-home")
     monkeypatch.setenv("GRISTMILL_HOME", str(home))
+    # Configs name callables only from allowed modules (docs/trust.md); the suite allows its own
+    # helper modules the way a user allows theirs. Subprocesses inherit the variable.
+    monkeypatch.setenv(trust.ENV_VAR, ",".join(_TEST_MODULES))
+    trust.reset()
     for name in list(os.environ):
         if name.endswith(_SECRET_SUFFIXES):
             monkeypatch.delenv(name)

@@ -51,7 +51,10 @@ def test_batch_mode_through_create_gets_each_batch(mill: gm.Mill) -> None:
     assert sizes == [50, 50, 20]
 
 
-def test_function_by_module_qualname(mill: gm.Mill) -> None:
+def test_function_by_module_qualname(mill: gm.Mill, monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(gm.ConfigError, match="allow_modules"):  # configs are data: docs/trust.md
+        mill.preview(config(f"{__name__}:square_batch", mode="batch"), num_records=5)
+    monkeypatch.setenv("GRISTMILL_ALLOW_MODULES", __name__)
     by_name = mill.preview(config(f"{__name__}:square_batch", mode="batch"), num_records=5)
     assert by_name["out"].tolist() == [0, 1, 4, 9, 16]
 

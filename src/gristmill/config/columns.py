@@ -84,6 +84,10 @@ def template_variables(template: str) -> set[str]:
         names = meta.find_undeclared_variables(_jinja_env.parse(template))
     except TemplateError as exc:  # syntax errors, unknown filters or tests: user input
         raise ConfigError(f"invalid Jinja template {template!r}: {exc}") from exc
+    except RecursionError:  # Jinja's parser recurses once per nesting level: '((((...))))'
+        shown = template if len(template) <= 60 else f"{template[:60]}... ({len(template)} characters)"
+        raise ConfigError(f"template {shown!r} is nested too deeply to parse; flatten its parentheses, "
+                          "brackets or blocks") from None
     # Jinja's own globals (range, dict, namespace...) are not columns.
     return set(names) - set(_jinja_env.globals)
 
@@ -154,7 +158,8 @@ class CustomColumn(ColumnConfig):
     ``mode="row"``: ``fn(row: dict) -> value`` (or a dict of the ``writes`` columns).
     ``mode="batch"``: ``fn(df: pandas.DataFrame) -> DataFrame | dict[str, sequence] | sequence``.
     Identified in the fingerprint by module, qualname and ``version``: bump ``version``
-    when the function's output changes.
+    when the function's output changes. A ``'module:qualname'`` string resolves only from a
+    module the user allows (``config/trust.py``, ``docs/trust.md``); a callable always works.
     """
 
     column_type: Literal["custom"] = "custom"
@@ -184,6 +189,8 @@ class CustomColumn(ColumnConfig):
             obj = import_reference(str(self.function))
         except (ImportError, AttributeError) as exc:
             raise ConfigError(f"column {self.name!r}: cannot import function {self.function!r}: {exc}") from exc
+        except ConfigError as exc:  # a module the user has not allowed (config/trust.py)
+            raise ConfigError(f"column {self.name!r}: {exc}") from None
         return obj  # type: ignore[no-any-return]
 
     def check_ready(self) -> None:

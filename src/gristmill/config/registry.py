@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 
 from gristmill.config.base import ConfigModel, import_reference
+from gristmill.config.trust import add_trusted_source
 from gristmill.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -243,3 +244,23 @@ _REGISTRY = Registry()
 def get_registry() -> Registry:
     """The process-wide registry that config parsing and the engine use."""
     return _REGISTRY
+
+
+def _registered_modules() -> set[str]:
+    """Packages of installed plugins' entry points and modules named by registrations: configs may
+    name callables from these (``config/trust.py``)."""
+    from importlib import metadata  # here: scanning installed packages is not free
+
+    modules = {ep.module.rpartition(".")[0] or ep.module for ep in metadata.entry_points(group=PLUGIN_GROUP)}
+    registry = get_registry()
+    entries: list[object] = [*registry.column_types().values(), *registry.processor_types().values(),
+                             *registry.seed_readers().values()]
+    for entry in entries:
+        for field in ("generator", "implementation", "read"):
+            value = getattr(entry, field, None)
+            if isinstance(value, str):
+                modules.add(value.partition(":")[0])
+    return modules
+
+
+add_trusted_source(_registered_modules)

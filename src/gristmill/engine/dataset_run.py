@@ -175,11 +175,11 @@ class _BatchWriter:
             dropped = self._record(written, batch.dropped.num_rows)
         main = self._record(write_parquet_atomic(self.layout.batch_path(index), batch.main), batch.main.num_rows)
         return BatchRecord(index=index, file=main.file, rows=main.rows, bytes=main.bytes, sha256=main.sha256,
-                           processor_files=named, dropped_file=dropped)
+                           crc32=main.crc32, processor_files=named, dropped_file=dropped)
 
     def _record(self, written: WrittenFile, rows: int) -> FileRecord:
         return FileRecord(file=written.path.relative_to(self.layout.root).as_posix(), rows=rows,
-                          bytes=written.num_bytes, sha256=written.sha256)
+                          bytes=written.num_bytes, sha256=written.sha256, crc32=written.crc32)
 
 
 def _merge_usage(meta: DatasetMetadata, base: Usage, context: EngineContext) -> None:

@@ -1,7 +1,9 @@
 """Sandboxed Jinja rendering over rows, with a vectorised fast path.
 
-Templates come from configs that may be shared, so they render in Jinja's immutable
-sandbox. Most templates are plain substitutions (``"{{ category }}-{{ price }}"``); those
+Templates come from configs that may be shared, so they render in a bounded sandbox
+(``engine/sandbox.py``): Jinja's immutable sandbox plus a time and an output limit per cell
+(``TemplateLimits``; a run sets them with ``RunConfig.template_time_limit`` and
+``template_output_limit``). Most templates are plain substitutions (``"{{ category }}-{{ price }}"``); those
 skip Jinja per row and are assembled column-wise, which is what makes expression columns
 cheap at 100k rows. Both paths produce the same text (the fast path renders values with
 ``str()``, as Jinja does).
@@ -13,12 +15,12 @@ from collections.abc import Callable, Sequence
 from functools import lru_cache
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateError, Undefined, nodes
-from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2 import Template, TemplateError, Undefined, nodes
 
+from gristmill.engine.sandbox import BoundedSandbox, TemplateLimitError, TemplateLimits, cell_budget
 from gristmill.errors import ConfigError, GenerationError
 
-_env = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
+_env = BoundedSandbox()
 
 # A plan for the fast path: literal text, or a column name plus attribute/item path.
 _Part = str | tuple[str, tuple[str, ...]]
@@ -27,11 +29,19 @@ _DICT_ATTRS = frozenset(dir(dict))
 
 
 @lru_cache(maxsize=512)
-def _compile(template: str) -> Any:
+def _compile(template: str) -> Template:
     try:
         return _env.from_string(template)
     except TemplateError as exc:
         raise ConfigError(f"invalid Jinja template {template!r}: {exc}") from exc
+    except RecursionError:  # Jinja's parser recurses once per nesting level: '((((...))))'
+        raise ConfigError(f"template {_short(template)} is nested too deeply to parse; "
+                          "flatten its parentheses, brackets or blocks") from None
+
+
+def _short(template: str, limit: int = 60) -> str:
+    """The template for an error message: deeply nested ones are long and unreadable."""
+    return repr(template) if len(template) <= limit else repr(template[:limit]) + f"... ({len(template)} characters)"
 
 
 @lru_cache(maxsize=512)
@@ -39,7 +49,7 @@ def _fast_plan(template: str) -> tuple[_Part, ...] | None:
     """Parts of a template made only of text and ``{{ name }}`` / ``{{ name.attr }}``, else None."""
     try:
         body = _env.parse(template).body
-    except TemplateError:
+    except (TemplateError, RecursionError):  # the Jinja path reports it
         return None
     parts: list[_Part] = []
     for node in body:
@@ -101,46 +111,86 @@ def _jinja_str(value: Any) -> str:
 
 def render_column(template: str, num_rows: int, column: Callable[[str], list[Any]],
                   nested: Callable[[str, tuple[str, ...]], list[Any] | None] | None = None, *,
-                  row_offset: int = 0) -> list[str]:
+                  row_offset: int = 0, limits: TemplateLimits | None = None) -> list[str]:
     """Render ``template`` for ``num_rows`` rows; ``column(name)`` returns a column's values.
-    Errors name the failing row as ``row_offset + i``.
+    Errors name the failing row as ``row_offset + i``; every row is bounded by ``limits``
+    (default ``TemplateLimits()``: 1 s and 1,000,000 characters per cell).
 
     ``nested(name, attrs)``, when given, may return the values of ``name.attr...`` directly
     (e.g. one field of a struct column) so the fast path need not build whole row objects.
     """
+    limits = limits or TemplateLimits()
+    texts = _render_fast(template, num_rows, column, nested)
+    if texts is None:
+        return _render_rows_jinja(template, num_rows, column, row_offset, limits)
+    for i, text in enumerate(texts):  # plain substitutions cannot amplify, but a cell is a cell
+        if len(text) > limits.output_limit:
+            raise GenerationError(_limit_message(template, f"output ({len(text):,} characters) is over the output "
+                                                 f"limit of {limits.output_limit:,} characters per cell",
+                                                 row_offset + i))
+    return texts
+
+
+def _render_fast(template: str, num_rows: int, column: Callable[[str], list[Any]],
+                 nested: Callable[[str, tuple[str, ...]], list[Any] | None] | None) -> list[str] | None:
+    """The rows of a plain-substitution template assembled column-wise; None: use Jinja."""
     plan = _fast_plan(template)
-    if plan is not None:
-        try:
-            pieces = [[p] * num_rows if isinstance(p, str) else _fast_values(p, column, nested) for p in plan]
-        except (KeyError, AttributeError, TypeError):
-            pieces = None  # fall back to Jinja for its exact error message
-        if pieces is not None:
-            return ["".join(row) for row in zip(*pieces, strict=True)] if pieces else [""] * num_rows
-    names = sorted(_referenced(template))
-    cols = {name: column(name) for name in names}
+    if plan is None:
+        return None
+    try:
+        pieces = [[p] * num_rows if isinstance(p, str) else _fast_values(p, column, nested) for p in plan]
+    except (KeyError, AttributeError, TypeError):
+        return None  # Jinja gives the exact error message
+    return ["".join(row) for row in zip(*pieces, strict=True)] if pieces else [""] * num_rows
+
+
+def _limit_message(template: str, problem: str, row: int) -> str:
+    return (f"template {_short(template)} went over a limit on row {row}: {problem}; simplify the template, or raise "
+            "RunConfig(template_time_limit=..., template_output_limit=...) if the work is intended")
+
+
+def _render_rows_jinja(template: str, num_rows: int, column: Callable[[str], list[Any]], row_offset: int,
+                       limits: TemplateLimits) -> list[str]:
     compiled = _compile(template)
+    cols = {name: column(name) for name in sorted(_referenced(template))}
     results = []
     for i in range(num_rows):
         try:
-            results.append(compiled.render({name: values[i] for name, values in cols.items()}))
-        except Exception as exc:  # the template is user code: 1 / 0, 'a' + 1, unsafe access...
-            raise GenerationError(f"template {template!r} failed on row {row_offset + i}: "
+            results.append(_render_cell(compiled, {name: values[i] for name, values in cols.items()}, limits))
+        except TemplateLimitError as exc:
+            raise GenerationError(_limit_message(template, str(exc), row_offset + i)) from None
+        except Exception as exc:  # the template is user code: 1 / 0, 'a' + 1, unsafe access, recursion...
+            raise GenerationError(f"template {_short(template)} failed on row {row_offset + i}: "
                                   f"{type(exc).__name__}: {exc}") from exc
     return results
 
 
-def render_rows(template: str, rows: Sequence[dict[str, Any]]) -> list[str]:
+def _render_cell(compiled: Template, context: dict[str, Any], limits: TemplateLimits) -> str:
+    """One cell, chunk by chunk, so an over-long output stops as soon as it passes the limit."""
+    parts: list[str] = []
+    size = 0
+    with cell_budget(limits) as budget:
+        for chunk in compiled.generate(context):
+            size += len(chunk)
+            budget.check_size(size)
+            budget.tick()
+            parts.append(chunk)
+    return "".join(parts)
+
+
+def render_rows(template: str, rows: Sequence[dict[str, Any]], *, limits: TemplateLimits | None = None) -> list[str]:
     """Render ``template`` once per row dict (used by LLM prompts and processors)."""
-    return render_column(template, len(rows), lambda name: [row.get(name) for row in rows])
+    return render_column(template, len(rows), lambda name: [row.get(name) for row in rows], limits=limits)
 
 
-def render_one(template: str, row: dict[str, Any]) -> str:
+def render_one(template: str, row: dict[str, Any], *, limits: TemplateLimits | None = None) -> str:
     """Render ``template`` for a single row."""
-    return render_rows(template, [row])[0]
+    return render_rows(template, [row], limits=limits)[0]
 
 
 @lru_cache(maxsize=512)
 def _referenced(template: str) -> frozenset[str]:
     from jinja2 import meta
 
+    _compile(template)  # the same errors as rendering: ConfigError for syntax or nesting
     return frozenset(meta.find_undeclared_variables(_env.parse(template)))

@@ -9,6 +9,7 @@ import numpy as np
 
 from gristmill.config.columns import ExpressionColumn
 from gristmill.engine.generators.base import BatchFrame, ColumnValues, EngineContext
+from gristmill.engine.sandbox import TemplateLimits
 from gristmill.engine.templates import render_column
 from gristmill.errors import GenerationError
 
@@ -40,13 +41,16 @@ _CASTS: dict[str, tuple[Callable[[str], Any], Any]] = {
 
 
 class ExpressionGenerator:
+    """Renders an expression column; each cell is bounded by the run's template limits."""
+
     def __init__(self, column: ExpressionColumn, context: EngineContext) -> None:
         self.column = column
+        self.limits = TemplateLimits.from_run_config(context.run_config)
 
     async def generate(self, frame: BatchFrame) -> dict[str, ColumnValues]:
         try:
             texts = render_column(self.column.expr, frame.num_rows, frame.pylist, frame.nested,
-                                  row_offset=frame.row_offset)
+                                  row_offset=frame.row_offset, limits=self.limits)
         except GenerationError as exc:
             raise GenerationError(f"expression column {self.column.name!r}: {exc}") from exc
         return {self.column.name: self._cast(texts)}
