@@ -145,8 +145,6 @@ def test_ctrl_c_during_a_slow_render_exits_130(tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
-@pytest.mark.xfail(strict=True, reason="engine/loop.py BackgroundLoop.close() closes a loop whose thread is "
-                                      "still rendering (join timed out): RuntimeError, exit 1")
 def test_ctrl_c_during_a_render_longer_than_the_close_timeout_exits_130(tmp_path: Path) -> None:
     result = interrupt_preview(tmp_path, time_limit=30.0)
     assert "Cannot close a running event loop" not in result.stderr

@@ -20,7 +20,12 @@ from gristmill.errors import ArtifactError, ConfigError
 from gristmill.storage.atomic import fsync_dir, temp_path_for, write_bytes_atomic
 from gristmill.storage.layout import ANALYSIS_FILE, DatasetLayout
 from gristmill.storage.metadata import DatasetMetadata
-from gristmill.storage.tables import drop_pandas_index, schema_without_pandas_index
+from gristmill.storage.tables import (
+    drop_pandas_index,
+    read_parquet_checked,
+    read_parquet_metadata_checked,
+    schema_without_pandas_index,
+)
 
 EXPORT_FORMATS = ("jsonl", "csv", "parquet")
 
@@ -28,7 +33,7 @@ EXPORT_FORMATS = ("jsonl", "csv", "parquet")
 def unified_schema(paths: Sequence[Path]) -> pa.Schema:
     """One schema for all files, from their footers: first-seen column order, null-typed
     columns promoted to the type other batches have."""
-    schemas = [schema_without_pandas_index(pq.read_schema(p)) for p in paths]
+    schemas = [schema_without_pandas_index(read_parquet_metadata_checked(p).schema.to_arrow_schema()) for p in paths]
     return pa.unify_schemas(schemas, promote_options="permissive")
 
 
@@ -39,7 +44,7 @@ def iter_parquet_tables(paths: Sequence[Path]) -> Iterator[pa.Table]:
         return
     schema = unified_schema(paths)
     for path in paths:
-        table = drop_pandas_index(pq.read_table(path))
+        table = drop_pandas_index(read_parquet_checked(path))
         yield table.select(schema.names).cast(schema) if table.schema != schema else table
 
 
@@ -52,7 +57,7 @@ def read_parquet_files(paths: Sequence[Path]) -> pd.DataFrame:
 
 def count_parquet_rows(paths: Sequence[Path]) -> int:
     """Row count from parquet footers only (no data pages read)."""
-    return sum(pq.ParquetFile(p).metadata.num_rows for p in paths)
+    return sum(read_parquet_metadata_checked(p).num_rows for p in paths)
 
 
 def parquet_files(path: Path) -> list[Path]:

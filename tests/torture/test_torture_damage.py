@@ -260,21 +260,10 @@ CASES = [
     Case("garble-journal-tail", garble_journal_tail),
 ]
 
-# (target, case, mode) -> the issue item whose fix makes it pass.
-ITEM_CHECKSUM = "issue item 'checksums on reuse': a reused stage output with a flipped byte is not checked"
-ITEM_NO_DELETE = ("issue item 'never deleting': a stage rerun for altered output clears its directory, "
-                  "overwriting the damaged file in place (DESIGN: moved aside, never deleted), and no warning")
-ITEM_TAMPERED = ("issue item 'tampered records cross-checked': a record pointing at another batch's file "
-                 "(same size and rows) is trusted: batch 0 is read twice")
-XFAIL: dict[tuple[str, str, str], str] = {
-    ("workflow", "truncate-batch", "if-possible"): ITEM_NO_DELETE,
-    ("workflow", "flip-byte", "if-possible"): ITEM_CHECKSUM,
-    ("workflow", "flip-byte", "always"): ITEM_CHECKSUM,
-    ("dataset", "tamper-file", "if-possible"): ITEM_TAMPERED,
-    ("dataset", "tamper-file", "always"): ITEM_TAMPERED,
-    ("workflow", "tamper-workflow-file", "if-possible"): ITEM_TAMPERED,
-    ("workflow", "tamper-workflow-file", "always"): ITEM_TAMPERED,
-}
+# (target, case, mode) -> the issue item whose fix makes it pass; empty since those fixes landed
+# (checksums on reuse, never deleting, tampered records, damaged cache). A new damage case that
+# fails today goes here with its reason, strict, so the fix flips it.
+XFAIL: dict[tuple[str, str, str], str] = {}
 
 
 def _params() -> Iterator[Any]:

@@ -44,5 +44,8 @@ class BackgroundLoop:
             if self._loop is not None and self._thread is not None:
                 self._loop.call_soon_threadsafe(self._loop.stop)
                 self._thread.join(timeout=5)
-                self._loop.close()
+                # A loop still running (a render that ignores Ctrl-C for longer) cannot be
+                # closed; its daemon thread ends with the process.
+                if not self._thread.is_alive():
+                    self._loop.close()
             self._loop, self._thread = None, None

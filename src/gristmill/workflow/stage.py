@@ -25,7 +25,7 @@ from gristmill.config.errors_format import first_problem
 from gristmill.config.fingerprint import short_hash
 from gristmill.config.processors import Processor, SchemaTransformProcessor
 from gristmill.config.seeds import SamplingStrategy, SeedConfig, SelectionStrategy
-from gristmill.errors import WorkflowError
+from gristmill.errors import ConfigError, WorkflowError
 
 #: A stage name is used as part of a directory name: ``stage-<index>-<name>``.
 _STAGE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
@@ -237,6 +237,8 @@ def _resolve_callback(name: str, on_success: OnSuccess | str | None) -> OnSucces
         obj = import_reference(on_success)
     except (ImportError, AttributeError) as exc:
         raise WorkflowError(f"stage {name!r}: cannot import on_success {on_success!r}: {exc}") from None
+    except ConfigError as exc:  # a module configs may not name (docs/trust.md)
+        raise WorkflowError(f"stage {name!r}: on_success: {exc}") from None
     if not callable(obj):
         raise WorkflowError(f"stage {name!r}: on_success {on_success!r} is not callable")
     return obj  # type: ignore[no-any-return]  # an imported user function

@@ -25,8 +25,9 @@ from typing import Any
 
 from gristmill.config.llm_columns import REASONING_SUFFIX, LLMColumnBase, LLMJudgeColumn
 from gristmill.engine.generators.base import BatchFrame, ColumnValues, EngineContext
+from gristmill.engine.sandbox import TemplateLimits
 from gristmill.engine.templates import render_column
-from gristmill.errors import ModelAuthError, ModelError, ModelResponseError
+from gristmill.errors import GenerationError, ModelAuthError, ModelError, ModelResponseError
 from gristmill.llm.cache import ResponseCache
 from gristmill.llm.parsing import ParseError, extract_code, extract_json, split_reasoning
 from gristmill.llm.schema import validate
@@ -163,13 +164,17 @@ class LLMColumnGenerator:
         self.max_corrections = getattr(column, "max_corrections", 0)
         self.schema = self.format.json_schema(column)
         self.instruction = self.format.instruction(column)
+        self.limits = TemplateLimits.from_run_config(context.run_config)
 
     def messages(self, frame: BatchFrame) -> list[list[Message]]:
         """The chat messages of every row of the batch."""
         n = frame.num_rows
-        prompts = render_column(self.column.prompt, n, frame.pylist)
-        systems = (render_column(self.column.system_prompt, n, frame.pylist)
-                   if self.column.system_prompt else None)
+        try:
+            prompts = render_column(self.column.prompt, n, frame.pylist, limits=self.limits)
+            systems = (render_column(self.column.system_prompt, n, frame.pylist, limits=self.limits)
+                       if self.column.system_prompt else None)
+        except GenerationError as exc:  # a template over its time or size limit: name the column
+            raise GenerationError(f"column {self.column.name!r} prompt: {exc}") from None
         if systems is None and isinstance(self.column, LLMJudgeColumn):
             systems = ["You are a careful, impartial judge."] * n
         suffix = "\n\n" + self.instruction if self.instruction else ""
