@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from pydantic import ValidationError
+
+from gristmill.config.base import ConfigValidationError
 from gristmill.config.dataset import ConfigBuilder, DatasetConfig
 from gristmill.config.models import ModelConfig, ModelProvider
 from gristmill.config.run import ResumeMode, RunConfig
@@ -50,13 +54,16 @@ class Mill:
     client (``gristmill.testing.FunctionModel`` for tests) instead of an HTTP or local one.
     """
 
-    def __init__(self, artifact_path: str | Path = "artifacts", *, run_config: RunConfig | None = None,
+    def __init__(self, artifact_path: str | os.PathLike[str] = "artifacts", *,
+                 run_config: RunConfig | Mapping[str, Any] | None = None,
                  model_providers: Sequence[ModelProvider] | str | Path | None = None,
                  model_configs: Sequence[ModelConfig] | str | Path | None = None,
                  clients: Mapping[str, ChatClient] | None = None) -> None:
-        self.artifact_path = Path(artifact_path)
+        """``run_config`` may be a ``RunConfig`` or a dict of its fields; a bad argument of any
+        kind is a ``ConfigError`` now, not an ``AttributeError`` at the first ``create``."""
+        self.artifact_path = _artifact_path(artifact_path)
         models = ModelSources(providers=model_providers, models=model_configs, clients=clients)
-        self.services = EngineServices(run_config=run_config or RunConfig(), models=models)
+        self.services = EngineServices(run_config=_run_config(run_config), models=models)
 
     @property
     def run_config(self) -> RunConfig:
@@ -115,12 +122,21 @@ class Mill:
         return plan_dataset(observation, identity, DatasetRequest(num_records, self.run_config, mode))
 
     def preview(self, config: DatasetConfig | ConfigBuilder, num_records: int = 10) -> pd.DataFrame:
-        """Generate ``num_records`` rows in memory; nothing is written."""
+        """Generate ``num_records`` rows in memory; nothing is written where datasets live.
+
+        The rows are the first ones ``create(config, num_records=...)`` would write with the default
+        ``dataset_name`` (same derived seed unless ``RunConfig.seed`` is set), and LLM answers are
+        kept in a response cache for the Mill's life: a repeated or grown preview pays only for new
+        requests (``RunConfig(cache=False)`` turns that off).
+        """
         config = _as_config(config)
         _check_num_records(num_records)
         self.validate(config)
-        return preview_rows(config, num_records=num_records, run_config=self.run_config, loop=self.services.loop,
-                            llm=self.services.llm_for(config))
+        # A fixed seed (not a fresh random one per call) is what lets a repeated preview hit the cache.
+        run_config = self.run_config.model_copy(update={"seed": dataset_run_seed("dataset", self.run_config.seed)})
+        llm = self.services.llm_for(config)
+        return preview_rows(config, num_records=num_records, run_config=run_config, loop=self.services.loop,
+                            llm=llm, response_cache=self.services.preview_cache() if llm is not None else None)
 
     def validate(self, config: DatasetConfig | ConfigBuilder) -> None:
         """Static checks (column graph, seed readable, model aliases known); raises ConfigError."""
@@ -176,6 +192,30 @@ def _may_write(root: Path) -> bool:
     """False for a non-empty directory without metadata.json: someone else's files."""
     layout = DatasetLayout(root)
     return layout.is_empty() or layout.metadata_path.exists()
+
+
+def _artifact_path(value: object) -> Path:
+    """``value`` as the directory datasets are written under; ConfigError for anything else."""
+    if isinstance(value, str | os.PathLike):
+        with contextlib.suppress(TypeError):  # a bytes path
+            return Path(value)
+    raise ConfigError(f"artifact_path must be a directory path (a str or pathlib.Path), got {type(value).__name__}; "
+                      "e.g. Mill(artifact_path='artifacts')")
+
+
+def _run_config(value: object) -> RunConfig:
+    """``value`` as a RunConfig: None means the defaults, a mapping is validated field by field."""
+    if value is None:
+        return RunConfig()
+    if isinstance(value, RunConfig):
+        return value
+    if isinstance(value, Mapping):
+        try:
+            return RunConfig.model_validate(dict(value))
+        except ValidationError as exc:
+            raise ConfigValidationError.of(exc, RunConfig) from None
+    raise ConfigError(f"run_config must be a RunConfig or a dict of its fields, got {type(value).__name__}; "
+                      "e.g. run_config=RunConfig(batch_size=100)")
 
 
 def _as_config(config: object) -> DatasetConfig:

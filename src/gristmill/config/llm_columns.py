@@ -12,6 +12,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, Field, field_validator
 
 from gristmill.config.columns import ColumnConfig, template_variables
+from gristmill.config.json_schema import schema_problems
 
 REASONING_SUFFIX = "__reasoning"
 
@@ -81,6 +82,16 @@ class LLMStructuredColumn(LLMColumnBase):
     def _schema_of_model(cls, value: Any) -> Any:
         if isinstance(value, type) and issubclass(value, BaseModel):
             return value.model_json_schema()
+        return value
+
+    @field_validator("output_format")
+    @classmethod
+    def _check_schema(cls, value: dict[str, Any]) -> dict[str, Any]:
+        # A malformed schema would accept or refuse every answer, after each was paid for.
+        problems = schema_problems(value)
+        if problems:
+            more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+            raise ValueError(f"not a valid JSON schema: {'; '.join(problems[:3])}{more}")
         return value
 
 

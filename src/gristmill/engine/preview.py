@@ -16,14 +16,20 @@ from gristmill.engine.loop import BackgroundLoop
 from gristmill.engine.seeds import SeedReader, load_seed_table
 
 if TYPE_CHECKING:
+    from gristmill.llm.cache import ResponseCache
     from gristmill.llm.runtime import LLMRuntime
 
 
 def preview_rows(config: DatasetConfig, *, num_records: int, run_config: RunConfig, loop: BackgroundLoop,
-                 llm: LLMRuntime | None = None) -> pd.DataFrame:
-    """The first ``num_records`` rows a run with ``run_config`` would produce (dropped columns included)."""
+                 llm: LLMRuntime | None = None, response_cache: ResponseCache | None = None) -> pd.DataFrame:
+    """The first ``num_records`` rows a run with ``run_config`` would produce (dropped columns included).
+
+    ``response_cache`` answers requests an earlier preview already paid for; it must not be a
+    dataset's own cache (the caller owns it, and a preview writes into no dataset).
+    """
     seed = run_config.seed if run_config.seed is not None else secrets.randbits(63)
-    context = EngineContext(config=config, run_config=run_config, dataset_dir=None, llm=llm)
+    context = EngineContext(config=config, run_config=run_config, dataset_dir=None, llm=llm,
+                            response_cache=response_cache)
     reader = SeedReader(load_seed_table(config.seed), config.seed.sampling_strategy, seed) if config.seed else None
     plan = BatchPlan.prepare(config, context, reader)
     tables = []

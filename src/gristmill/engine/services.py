@@ -9,17 +9,24 @@ a Mill's private state.
 from __future__ import annotations
 
 import contextlib
+import fnmatch
+import os
+import shutil
+import tempfile
 import warnings
+import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from gristmill.config.dataset import DatasetConfig
 from gristmill.config.models import ModelConfig, ModelProvider
+from gristmill.config.processors import DropColumnsProcessor, SchemaTransformProcessor
 from gristmill.config.run import RunConfig
 from gristmill.engine.batches import check_columns
 from gristmill.engine.loop import BackgroundLoop
+from gristmill.engine.processors import columns_to_drop
 from gristmill.engine.progress import ProgressReporter, default_progress
 from gristmill.errors import ArtifactError, ConfigError
 
@@ -38,6 +45,59 @@ class ModelSources:
     models: Sequence[ModelConfig] | str | Path | None = None
     clients: Mapping[str, ChatClient] | None = None
 
+    def __post_init__(self) -> None:
+        # Checked now: the registry is read lazily, at the first LLM column, where a wrong type
+        # would surface as a TypeError far from the argument that caused it.
+        object.__setattr__(self, "providers", _model_source("model_providers", self.providers, ModelProvider))
+        object.__setattr__(self, "models", _model_source("model_configs", self.models, ModelConfig))
+        if self.clients is not None and not isinstance(self.clients, Mapping):
+            raise ConfigError(f"clients must be a mapping of provider name to client, got "
+                              f"{type(self.clients).__name__}; e.g. clients={{fm.name: fm}}")
+
+
+def _model_source(argument: str, value: Any, kind: type[Any]) -> Any:
+    """``value`` as the registry takes it: None, a YAML path or a list (one model is wrapped in one)."""
+    if value is None or isinstance(value, str | Path):
+        return value
+    if isinstance(value, os.PathLike):
+        return Path(value)
+    if isinstance(value, kind):
+        return [value]
+    if isinstance(value, Sequence):
+        return list(value)
+    raise ConfigError(f"{argument} must be a list of {kind.__name__}, a YAML file path or None, "
+                      f"got {type(value).__name__}")
+
+
+# Processors known to leave the main table's columns alone; any other (a plugin's) may add columns.
+_COLUMN_KEEPING_PROCESSORS = (DropColumnsProcessor, SchemaTransformProcessor)
+
+
+def check_some_column_is_kept(config: DatasetConfig, seed_columns: Sequence[str]) -> None:
+    """ConfigError when every column is dropped: such a run would report rows it never wrote
+    (parquet files without columns), and every later resume would call its batches corrupt."""
+    if any(not isinstance(p, _COLUMN_KEEPING_PROCESSORS) for p in config.processors):
+        return
+    names = list(dict.fromkeys([*seed_columns, *(o for c in config.columns for o in c.output_columns())]))
+    flagged = [o for c in config.columns if c.drop for o in c.output_columns()]
+    dropped = columns_to_drop(config.processors, names, flagged)
+    if set(names) - set(dropped):
+        return
+    by_reason: dict[str, list[str]] = {}
+    for name in names:
+        by_reason.setdefault("drop=True" if name in flagged else _dropping_processor(config, name), []).append(name)
+    reasons = "; ".join(f"{', '.join(map(repr, group))} ({reason})" for reason, group in by_reason.items())
+    raise ConfigError(f"every column is dropped, so the dataset would have no columns: {reasons}; "
+                      "keep at least one column (set drop=False on it, or leave it out of drop_columns)")
+
+
+def _dropping_processor(config: DatasetConfig, name: str) -> str:
+    """'processor <name>' of the first drop_columns processor whose patterns match ``name``."""
+    for proc in config.processors:
+        if isinstance(proc, DropColumnsProcessor) and any(fnmatch.fnmatchcase(name, p) for p in proc.column_names):
+            return f"processor {proc.name!r}"
+    return "dropped"
+
 
 def uses_models(config: DatasetConfig) -> bool:
     """True when some column of ``config`` calls a model."""
@@ -52,6 +112,8 @@ class EngineServices:
         self.models = models or ModelSources()
         self.loop = BackgroundLoop()
         self._llm: LLMRuntime | None = None
+        self._preview_cache: ResponseCache | None = None
+        self._preview_cleanup: weakref.finalize[Any, Any] | None = None
 
     def llm(self) -> LLMRuntime:
         """The LLM runtime, created on first use (loading the model registry)."""
@@ -77,6 +139,7 @@ class EngineServices:
             raise ConfigError("the config has no columns; add at least one with add_column(...)")
         if seed_columns is not None:
             check_columns(config, seed_columns)
+            check_some_column_is_kept(config, seed_columns)
         aliases = {alias for column in config.columns for alias in column.model_aliases()}
         if aliases:
             self.llm().check_aliases(aliases, config.models)
@@ -102,10 +165,39 @@ class EngineServices:
         finally:
             cache.close()
 
+    def preview_cache(self) -> ResponseCache | None:
+        """The response cache every preview of this Mill shares (None with ``cache=False``).
+
+        It lives in a private temporary directory for the Mill's life and is removed by
+        ``close()`` (or when the Mill is garbage-collected): a preview writes nothing where
+        datasets live, yet repeating one, or growing it, pays only for new requests.
+        """
+        if not self.run_config.cache:
+            return None
+        if self._preview_cache is None:
+            from gristmill.llm.cache import ResponseCache
+
+            directory = Path(tempfile.mkdtemp(prefix="gristmill-preview-"))
+            self._preview_cache = ResponseCache(directory / "response-cache.sqlite")
+            self._preview_cleanup = weakref.finalize(self, _remove_preview_cache, self._preview_cache, directory)
+        return self._preview_cache
+
+    def preview_cache_path(self) -> Path | None:
+        """Where the preview cache lives, once a preview has opened it."""
+        return self._preview_cache.path if self._preview_cache is not None else None
+
     def close(self) -> None:
-        """Release connection pools and the background loop."""
+        """Release connection pools, the preview cache and the background loop."""
+        if self._preview_cleanup is not None:
+            self._preview_cleanup()  # runs once; a later finalizer call does nothing
+            self._preview_cache = self._preview_cleanup = None
         if self._llm is not None:
             self.loop.run(self._llm.aclose())
             self._llm = None
         self.loop.close()
 
+
+def _remove_preview_cache(cache: ResponseCache, directory: Path) -> None:
+    """Close the preview cache and delete its temporary directory (never references the Mill)."""
+    cache.close()
+    shutil.rmtree(directory, ignore_errors=True)
