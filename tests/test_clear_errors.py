@@ -239,8 +239,6 @@ def _closed_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@pytest.mark.xfail(strict=True, reason="engine/generators/llm.py LLMColumnGenerator._stop_error always says "
-                                       "'Completed batches are kept; fix the endpoint and resume.' (not owned here)")
 def test_a_failing_preview_never_says_resume(tmp_path: Path) -> None:
     provider, model = provider_and_model(f"http://127.0.0.1:{_closed_port()}/v1", max_retries=0)
     cfg = gm.ConfigBuilder().add_column(name="t", column_type="llm_text", prompt="hi")

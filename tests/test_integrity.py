@@ -260,9 +260,9 @@ def test_name_too_long_for_a_timestamped_sibling_is_a_config_error(tmp_path: Pat
 
 def test_long_dataset_name_fails_before_any_work(mill: gm.Mill) -> None:
     name = "x" * 250
-    mill.create(people(), num_records=4, dataset_name=name)
     with pytest.raises(ConfigError, match="255"):
-        mill.create(people(), num_records=4, dataset_name=name, resume="never")
+        mill.create(people(), num_records=4, dataset_name=name)
+    assert not (mill.artifact_path / name).exists()
 
 
 def test_missing_model_providers_file_is_a_config_error(tmp_path: Path) -> None:

@@ -163,10 +163,10 @@ def test_complete_dataset_resumes_as_noop_and_grows_on_larger_num_records(workdi
 
 def test_never_does_not_overwrite(workdir: Path) -> None:
     mill = _mill(workdir / "a")
-    first = mill.create(_config(workdir), num_records=30, dataset_name="ds")
+    first = mill.create(_config(workdir), num_records=30, dataset_name="ds", resume="never")
     before = _digests(first)
     with pytest.warns(UserWarning, match="already holds data; writing to"):
-        second = mill.create(_config(workdir), num_records=30, dataset_name="ds")
+        second = mill.create(_config(workdir), num_records=30, dataset_name="ds", resume="never")
     assert second.artifact_path != first.artifact_path
     assert second.artifact_path.name.startswith("ds_")
     assert _digests(first) == before

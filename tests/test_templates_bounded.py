@@ -9,7 +9,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
@@ -63,9 +62,11 @@ def test_plain_substitutions_count_towards_the_output_limit_too() -> None:
 
 
 def test_limits_come_from_the_run_config_with_defaults() -> None:
-    assert TemplateLimits.from_run_config(object()) == TemplateLimits(time_limit=1.0, output_limit=1_000_000)
-    run = SimpleNamespace(template_time_limit=5, template_output_limit=20)
+    assert TemplateLimits.from_run_config(gm.RunConfig()) == TemplateLimits(time_limit=1.0, output_limit=1_000_000)
+    run = gm.RunConfig(template_time_limit=5, template_output_limit=20)
     assert TemplateLimits.from_run_config(run) == TemplateLimits(time_limit=5.0, output_limit=20)
+    with pytest.raises(gm.ConfigError, match="template_time_limit"):
+        gm.RunConfig(template_time_limit=0)
 
 
 def test_ordinary_templates_render_as_before() -> None:

@@ -15,6 +15,7 @@ from gristmill.config.base import ConfigValidationError
 from gristmill.config.dataset import ConfigBuilder, DatasetConfig
 from gristmill.config.models import ModelConfig, ModelProvider
 from gristmill.config.run import ResumeMode, RunConfig
+from gristmill.config.trust import allow_directory
 from gristmill.engine.dataset_plan import (
     DatasetDecision,
     DatasetObservation,
@@ -30,7 +31,7 @@ from gristmill.engine.services import EngineServices, ModelSources
 from gristmill.errors import ConfigError
 from gristmill.results import DatasetResults
 from gristmill.sampling.rng import stream_key
-from gristmill.storage.layout import DatasetLayout
+from gristmill.storage.layout import DatasetLayout, check_name_fits
 from gristmill.storage.lock import DirectoryLock
 from gristmill.storage.metadata import DatasetMetadata
 from gristmill.workflow.composite import CompositeWorkflow
@@ -71,12 +72,14 @@ class Mill:
 
     # -- datasets ----------------------------------------------------------------------------
     def create(self, config: DatasetConfig | ConfigBuilder, *, num_records: int, dataset_name: str = "dataset",
-               resume: ResumeMode | str = ResumeMode.NEVER) -> DatasetResults:
+               resume: ResumeMode | str = ResumeMode.IF_POSSIBLE, verify: bool = False) -> DatasetResults:
         """Generate ``num_records`` rows into ``<artifact_path>/<dataset_name>``.
 
-        With ``resume``, continue a run that crashed or was stopped, or extend a dataset to a
-        larger ``num_records``; a complete dataset resumes as a no-op. ``plan_dataset`` says
-        beforehand which of these a call will do.
+        By default (``resume=IF_POSSIBLE``) a rerun continues a run that crashed or was stopped,
+        extends a dataset to a larger ``num_records``, reuses a complete one as it is, and after a
+        config change starts fresh beside it, answering unchanged LLM requests from the earlier
+        run's cache. ``plan_dataset`` says beforehand which of these a call will do. ``verify``
+        also compares the sha256 of every stored file (the CRC-32 is always checked).
         """
         config, mode = _as_config(config), ResumeMode.parse(resume)
         _check_num_records(num_records)
@@ -87,7 +90,8 @@ class Mill:
         # Observed and decided under the lock, so nobody changes it meanwhile; a directory that is
         # not a gristmill dataset is never written to, not even a lock file.
         with DirectoryLock(root) if _may_write(root) else contextlib.nullcontext():
-            observation = observe_dataset(root, identity, look_for_earlier=mode is ResumeMode.IF_POSSIBLE)
+            observation = observe_dataset(root, identity, look_for_earlier=mode is ResumeMode.IF_POSSIBLE,
+                                          verify=verify)
             decision = plan_dataset(observation, identity, DatasetRequest(num_records, self.run_config, mode))
             target = decision.path
             if decision.warning:
@@ -110,6 +114,7 @@ class Mill:
 
     def plan_dataset(self, config: DatasetConfig | ConfigBuilder, *, num_records: int,
                      dataset_name: str = "dataset", resume: ResumeMode | str = ResumeMode.IF_POSSIBLE,
+                     verify: bool = False,
                      ) -> DatasetDecision:
         """What ``create`` with these arguments would do, and why; reads stored state only."""
         config, mode = _as_config(config), ResumeMode.parse(resume)
@@ -118,7 +123,8 @@ class Mill:
         self.validate(config)
         identity = dataset_identity(config)
         root = self.artifact_path / dataset_name
-        observation = observe_dataset(root, identity, look_for_earlier=mode is ResumeMode.IF_POSSIBLE)
+        observation = observe_dataset(root, identity, look_for_earlier=mode is ResumeMode.IF_POSSIBLE,
+                                          verify=verify)
         return plan_dataset(observation, identity, DatasetRequest(num_records, self.run_config, mode))
 
     def preview(self, config: DatasetConfig | ConfigBuilder, num_records: int = 10) -> pd.DataFrame:
@@ -168,6 +174,7 @@ def load_workflow(path: str | Path, *, mill: Mill | None = None) -> CompositeWor
     source = Path(path)
     spec = load_workflow_spec(source)
     base = source.resolve().parent
+    allow_directory(base)  # callbacks beside the file are the user's code, as for the CLI (docs/trust.md)
     if mill is None:
         mill = Mill((base / spec.artifact_path).resolve(), run_config=spec_run_config(spec),
                     model_providers=base / spec.model_providers if spec.model_providers else None,
@@ -234,3 +241,4 @@ def _check_num_records(num_records: object) -> None:
 def _check_dataset_name(name: object) -> None:
     if not isinstance(name, str) or not name or name in {".", ".."} or any(c in name for c in "/\\\x00"):
         raise ConfigError(f"dataset_name {name!r} must be a plain directory name (no path separators)")
+    check_name_fits(name, what="dataset_name")

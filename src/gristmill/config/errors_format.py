@@ -31,7 +31,7 @@ def config_error(exc: ValidationError, *, source: str = "config", prefix: tuple[
         where = format_location(loc)
         nested = _NESTED_PATH.match(message)
         if nested:  # a validator reported a field below this location ("params.low: ...")
-            where, message = f"{where}.{nested[1]}", nested[2]
+            where, message = (f"{where}.{nested[1]}" if loc else nested[1]), nested[2]
         lines.append(f"{where}: {message}")
     detail = "; ".join(lines)
     return ConfigError(f"invalid {source}: {detail}")

@@ -13,6 +13,7 @@ from pydantic import BaseModel, Field, field_validator
 
 from gristmill.config.columns import ColumnConfig, template_variables
 from gristmill.config.json_schema import schema_problems
+from gristmill.errors import ConfigError
 
 REASONING_SUFFIX = "__reasoning"
 
@@ -32,7 +33,10 @@ class LLMColumnBase(ColumnConfig):
     @classmethod
     def _check_template(cls, value: str | None) -> str | None:
         if value is not None:
-            template_variables(value)
+            try:
+                template_variables(value)
+            except ConfigError as exc:  # a ValueError lets pydantic name the column and field
+                raise ValueError(str(exc)) from None
         return value
 
     def required_columns(self) -> set[str]:

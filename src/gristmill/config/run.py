@@ -35,7 +35,9 @@ class RunConfig(ConfigModel):
     ``seed`` must match for a resume (they decide which rows each batch holds)."""
 
     batch_size: int = Field(default=1000, ge=1, description="Rows per parquet batch file (the checkpoint unit).")
-    seed: int | None = Field(default=None, description="Run seed; drawn once and recorded when None.")
+    seed: int | None = Field(default=None, description=(
+        "Run seed; when None, a dataset's is derived from its name (a stage's from the workflow and "
+        "stage names) and recorded."))
     cache: bool = Field(default=True, description="Keep LLM responses in the response cache.")
     analysis: bool = Field(default=False, description=(
         "Compute column statistics (analysis.json) at the end of create(); otherwise the first "
@@ -44,3 +46,8 @@ class RunConfig(ConfigModel):
     max_error_rate: float = Field(default=0.5, ge=0, le=1,
                                   description="Stop early when this share of LLM cells in a window fails.")
     error_window: int = Field(default=50, ge=1, description="Cells per window of the error-rate check.")
+    template_time_limit: float | None = Field(default=None, gt=0, description=(
+        "Seconds one cell's template (expression or prompt) may take to render before the cell "
+        "fails; None: 1 second."))
+    template_output_limit: int | None = Field(default=None, ge=1, description=(
+        "Characters one cell's template may produce before the cell fails; None: 1,000,000."))

@@ -28,6 +28,8 @@ from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.utils import generate_lorem_ipsum
 
+from gristmill.config.run import RunConfig
+
 DEFAULT_TIME_LIMIT = 1.0
 """Seconds one cell's template may take to render (``RunConfig.template_time_limit``)."""
 DEFAULT_OUTPUT_LIMIT = 1_000_000
@@ -50,11 +52,10 @@ class TemplateLimits:
     output_limit: int = DEFAULT_OUTPUT_LIMIT
 
     @classmethod
-    def from_run_config(cls, run_config: object) -> TemplateLimits:
-        """The limits a run asks for (``template_time_limit`` / ``template_output_limit`` on its
-        ``RunConfig``), the module defaults where it does not say."""
-        time_limit = getattr(run_config, "template_time_limit", None)
-        output_limit = getattr(run_config, "template_output_limit", None)
+    def from_run_config(cls, run_config: RunConfig) -> TemplateLimits:
+        """The limits a run asks for (``RunConfig.template_time_limit`` / ``template_output_limit``),
+        the module defaults where it does not say."""
+        time_limit, output_limit = run_config.template_time_limit, run_config.template_output_limit
         return cls(time_limit=DEFAULT_TIME_LIMIT if time_limit is None else float(time_limit),
                    output_limit=DEFAULT_OUTPUT_LIMIT if output_limit is None else int(output_limit))
 

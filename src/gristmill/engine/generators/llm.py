@@ -165,6 +165,7 @@ class LLMColumnGenerator:
         self.schema = self.format.json_schema(column)
         self.instruction = self.format.instruction(column)
         self.limits = TemplateLimits.from_run_config(context.run_config)
+        self.previewing = context.dataset_dir is None  # preview writes nothing: no resume to suggest
 
     def messages(self, frame: BatchFrame) -> list[list[Message]]:
         """The chat messages of every row of the batch."""
@@ -238,7 +239,8 @@ class LLMColumnGenerator:
         return ModelError(
             f"stopping: {self.errors.failures} of the last {len(self.errors.outcomes)} cells of column "
             f"{self.column.name!r} failed on model {self.handle.alias!r}; last error: {self.errors.last_error}. "
-            "Completed batches are kept; fix the endpoint and resume.")
+            + ("Nothing was written; fix the endpoint and preview again." if self.previewing else
+               "Completed batches are kept; fix the endpoint and resume."))
 
     async def _cell(self, body: dict[str, Any], key: str | None, failed: _BatchFailures) -> dict[str, Any] | None:
         try:
