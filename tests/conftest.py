@@ -13,8 +13,8 @@ from gristmill.config import trust
 
 # Provider keys a developer may have exported; a test must never reach a real endpoint with them.
 _SECRET_SUFFIXES = ("_API_KEY", "_API_TOKEN")
-_TEST_MODULES = ("tests", "slowfns", "test_fingerprint", "test_config", "test_config_fuzz", "test_workflow_crash", "test_workflow_seeded",
-                 "test_workflow_run", "wfcli_callbacks", "workflow_demo")
+_TEST_MODULES = ("tests", "slowfns", "test_fingerprint", "test_config", "test_config_fuzz", "test_workflow_crash",
+                 "test_workflow_seeded", "test_workflow_run", "wfcli_callbacks", "workflow_demo")
 
 
 @pytest.fixture(autouse=True)
