@@ -113,3 +113,26 @@ def test_batches_finished_out_of_order_resume_exactly_the_missing_ones(tmp_path:
     assert [b.index for b in resumed.metadata.completed_batches] == [0, 1, 2, 3, 4]
     for a, b in zip(resumed.metadata.completed_batches, reference.metadata.completed_batches, strict=True):
         assert pq.read_table(tmp_path / "out-of-order" / a.file).equals(pq.read_table(tmp_path / "in-order" / b.file))
+
+
+def _garbled_cache(tmp_path: Path) -> tuple[FunctionModel, gm.Mill]:
+    fm = FunctionModel(lambda request: "ok")
+    mill = _mill(tmp_path, fm)
+    mill.create(_builder(), num_records=5, dataset_name="items")
+    (tmp_path / "items" / "response-cache.sqlite").write_bytes(b"not a database" * 100)
+    return fm, mill
+
+
+def test_a_damaged_cache_is_moved_aside_under_if_possible(tmp_path: Path) -> None:
+    fm, mill = _garbled_cache(tmp_path)
+    with mill, pytest.warns(UserWarning, match="moved it to response-cache.sqlite.damaged"):
+        grown = mill.create(_builder(), num_records=10, dataset_name="items", resume="if-possible")
+    assert grown.count_records() == 10 and len(fm.calls) == 10  # only the new rows were asked for
+    assert [p.name for p in (tmp_path / "items").glob("response-cache.sqlite.damaged*")]
+
+
+def test_a_damaged_cache_is_an_artifact_error_under_always(tmp_path: Path) -> None:
+    _, mill = _garbled_cache(tmp_path)
+    with mill, pytest.raises(gm.ArtifactError, match="response-cache.sqlite is not a usable response cache"):
+        mill.create(_builder(), num_records=10, dataset_name="items", resume="always")
+    assert (tmp_path / "items" / "response-cache.sqlite").read_bytes().startswith(b"not a database")

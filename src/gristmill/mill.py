@@ -101,7 +101,8 @@ class Mill:
             job = DatasetJob(config=config, layout=DatasetLayout(target), dataset_name=dataset_name,
                              num_records=num_records, run_config=self.run_config.model_copy(update={"seed": seed}),
                              identity=identity)
-            run = DatasetRun(job, self.services, import_caches=decision.import_caches)
+            run = DatasetRun(job, self.services, import_caches=decision.import_caches,
+                             move_damaged_cache=mode is not ResumeMode.ALWAYS)
             if target == root:
                 meta = run.execute(stored)
             else:

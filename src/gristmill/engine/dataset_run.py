@@ -53,12 +53,14 @@ class DatasetRun:
     """Generates the missing batches of one job with the directory lock held by the caller."""
 
     def __init__(self, job: DatasetJob, services: EngineServices, *, response_cache: ResponseCache | None = None,
-                 import_caches: Sequence[Path] = (), executor: BatchExecutor | None = None) -> None:
+                 import_caches: Sequence[Path] = (), executor: BatchExecutor | None = None,
+                 move_damaged_cache: bool = True) -> None:
         self.job = job
         self.services = services
         self.response_cache = response_cache  # a workflow's shared cache; None: the dataset opens its own
         self.import_caches = tuple(import_caches)  # earlier runs' caches that a fresh run starts from
         self.executor = executor or LocalExecutor()
+        self.move_damaged_cache = move_damaged_cache  # False under resume=always: a damaged cache raises
         self.generated_rows = 0  # rows built by this execute() (0 when the dataset was complete)
         self.run_usage: Usage = {}  # this execute()'s usage alone
 
@@ -71,7 +73,8 @@ class DatasetRun:
             return meta  # complete: nothing to build, so no cache or model is even opened
         needs_cache = self.response_cache is None and uses_models(job.config)
         with self.services.response_cache(job.layout.response_cache_path, needed=needs_cache,
-                                          import_from=self.import_caches) as own_cache:
+                                          import_from=self.import_caches,
+                                          move_damaged=self.move_damaged_cache) as own_cache:
             context = EngineContext(config=job.config, run_config=job.run_config, dataset_dir=job.layout.root,
                                     llm=self.services.llm_for(job.config),
                                     response_cache=self.response_cache or own_cache, cache_scope=job.cache_scope)

@@ -29,6 +29,7 @@ from gristmill.engine.loop import BackgroundLoop
 from gristmill.engine.processors import columns_to_drop
 from gristmill.engine.progress import ProgressReporter, default_progress
 from gristmill.errors import ArtifactError, ConfigError
+from gristmill.storage.layout import fresh_sibling
 
 if TYPE_CHECKING:
     from gristmill.llm.cache import ResponseCache
@@ -145,16 +146,18 @@ class EngineServices:
             self.llm().check_aliases(aliases, config.models)
 
     @contextlib.contextmanager
-    def response_cache(self, path: Path, *, needed: bool,
-                       import_from: Sequence[Path] = ()) -> Iterator[ResponseCache | None]:
+    def response_cache(self, path: Path, *, needed: bool, import_from: Sequence[Path] = (),
+                       move_damaged: bool = True) -> Iterator[ResponseCache | None]:
         """The response cache at ``path`` while a run needs one (None when nothing calls a model
-        or caching is off). ``import_from``: earlier caches whose answers a fresh run starts from."""
+        or caching is off). ``import_from``: earlier caches whose answers a fresh run starts from.
+
+        A damaged cache file is moved aside (``<name>.damaged-<timestamp>``, kept, never deleted)
+        with a warning and a new one started: its answers are paid again, the run goes on. With
+        ``move_damaged=False`` (``resume=always``) it raises ``ArtifactError`` naming the file."""
         if not needed or not self.run_config.cache:
             yield None
             return
-        from gristmill.llm.cache import ResponseCache
-
-        cache = ResponseCache(path)
+        cache = _open_cache(path, move_damaged=move_damaged)
         for earlier in import_from:
             try:
                 cache.import_from(earlier)
@@ -201,3 +204,18 @@ def _remove_preview_cache(cache: ResponseCache, directory: Path) -> None:
     """Close the preview cache and delete its temporary directory (never references the Mill)."""
     cache.close()
     shutil.rmtree(directory, ignore_errors=True)
+
+
+def _open_cache(path: Path, *, move_damaged: bool) -> ResponseCache:
+    from gristmill.llm.cache import ResponseCache
+
+    try:
+        return ResponseCache(path)
+    except ArtifactError as exc:
+        if not move_damaged or not path.is_file():
+            raise
+        aside = fresh_sibling(path.with_name(f"{path.name}.damaged"))
+        path.rename(aside)
+        warnings.warn(f"{exc}; moved it to {aside.name} and started a new response cache: requests it "
+                      "held are paid again", stacklevel=4)
+        return ResponseCache(path)

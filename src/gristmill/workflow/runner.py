@@ -275,5 +275,6 @@ class WorkflowRunner:
         running = [self.stages[s.name] for s in self.plan.stages
                    if s.action in (StageAction.RUN, StageAction.RESUME)]
         needed = any(stage.uses_models() for stage in running)
-        with self.services.response_cache(self.workflow_dir / RESPONSE_CACHE_FILE, needed=needed) as cache:
+        with self.services.response_cache(self.workflow_dir / RESPONSE_CACHE_FILE, needed=needed,
+                                          move_damaged=self.plan.resume is not ResumeMode.ALWAYS) as cache:
             yield cache
