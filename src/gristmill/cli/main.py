@@ -84,19 +84,22 @@ def create(
     config: Annotated[Path, typer.Argument(help="Dataset config (YAML or JSON).")],
     num_records: Annotated[int, typer.Option("--num-records", "-n", help="Rows to generate.")],
     name: Annotated[str | None, typer.Option("--name", help="Dataset name (default: the config's file stem).")] = None,
-    resume: Annotated[gm.ResumeMode, typer.Option(help="never | if-possible | always")] = gm.ResumeMode.NEVER,
+    resume: Annotated[gm.ResumeMode, typer.Option(help="never | if-possible | always")] = gm.ResumeMode.IF_POSSIBLE,
     artifact_path: Annotated[Path, typer.Option("--artifact-path", help="Where datasets are written.")] = Path(
         "artifacts"),
     batch_size: Annotated[int | None, typer.Option(help="Rows per batch file.")] = None,
-    seed: Annotated[int | None, typer.Option(help="Run seed (recorded; drawn when omitted).")] = None,
+    seed: Annotated[int | None, typer.Option(help="Run seed (recorded; derived from the name when omitted).")] = None,
+    verify: Annotated[bool, typer.Option(
+        "--verify", help="Also compare the sha256 of every stored file (the CRC-32 is always checked).")] = False,
     debug: DebugOption = False,
 ) -> None:
-    """Generate a dataset into ARTIFACT_PATH/NAME, with a progress bar."""
+    """Generate a dataset into ARTIFACT_PATH/NAME, with a progress bar; a rerun continues it."""
     cfg = load_config(config)
     updates: dict[str, Any] = {k: v for k, v in {"batch_size": batch_size, "seed": seed}.items() if v is not None}
     mill = gm.Mill(artifact_path, run_config=run_config(**updates))
     with mill:
-        results = mill.create(cfg, num_records=num_records, dataset_name=name or config.stem, resume=resume)
+        results = mill.create(cfg, num_records=num_records, dataset_name=name or config.stem, resume=resume,
+                              verify=verify)
         meta = results.metadata
         console.print(f"[green]done[/]: {meta.actual_rows} rows in {len(meta.completed_batches)} batch files at "
                       f"[bold]{results.artifact_path}[/]; generated now: {results.generated_rows} rows "

@@ -37,6 +37,8 @@ RerunOption = Annotated[str | None, typer.Option("--rerun-from", help="Force thi
 OverrideOption = Annotated[list[str] | None, typer.Option(
     "--override", help="STAGE=PATH: use an approved parquet file as the stage's output (repeatable).")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of a table.")]
+VerifyOption = Annotated[bool, typer.Option(
+    "--verify", help="Also compare the sha256 of every stored file (the CRC-32 is always checked).")]
 _ACTION_STYLE = {"reuse": "green", "resume": "cyan", "run": "yellow", "skip_empty": "magenta"}
 
 
@@ -46,6 +48,7 @@ def run_command(
     target: TargetOption = None,
     rerun_from: RerunOption = None,
     override: OverrideOption = None,
+    verify: VerifyOption = False,
     debug: DebugOption = False,
 ) -> None:
     """Plan and run a workflow file: unchanged stages are reused, changed ones rerun."""
@@ -53,7 +56,7 @@ def run_command(
     with wf:
         # The plan printed is the one executed: run() makes it under the workflow lock.
         results = wf.run(resume=resume, targets=target, rerun_from=rerun_from,
-                         stage_output_overrides=_overrides(override),
+                         stage_output_overrides=_overrides(override), verify=verify,
                          on_plan=lambda plan: print_plan(plan, title=f"plan of workflow {wf.name!r}"))
         console.print(f"[green]done[/]: {results.count_records()} rows from stage "
                       f"{results.final_stage!r} in [bold]{results.workflow_dir}[/]")
@@ -73,6 +76,7 @@ def plan_command(
         "--artifact-path", help="Where datasets are written (dataset config only).")] = Path("artifacts"),
     batch_size: Annotated[int | None, typer.Option(help="Rows per batch file (dataset config only).")] = None,
     as_json: JsonOption = False,
+    verify: VerifyOption = False,
     debug: DebugOption = False,
 ) -> None:
     """Show what ``run`` (or ``create`` for a dataset config) would do, and why; nothing is written."""
@@ -86,7 +90,7 @@ def plan_command(
     wf = _load(file)
     with wf:
         plan = wf.plan(resume=resume, targets=target, rerun_from=rerun_from,
-                       stage_output_overrides=_overrides(override))
+                       stage_output_overrides=_overrides(override), verify=verify)
     if as_json:
         typer.echo(json.dumps({"workflow": wf.name, "directory": str(wf.workflow_dir), **plan.to_dict()}, indent=2))
         return
@@ -228,8 +232,26 @@ def _read_status(directory: Path) -> WorkflowMetadata:
     return loaded.metadata
 
 
+def clean_command(
+    directory: Annotated[Path, typer.Argument(help="Workflow directory.")],
+    yes: Annotated[bool, typer.Option("--yes", help="Delete; without it, only list what would go.")] = False,
+    debug: DebugOption = False,
+) -> None:
+    """Empty a workflow's trash (what reruns moved aside); lists it first, deletes with --yes."""
+    from gristmill.workflow import empty_trash, trash_entries
+
+    entries = empty_trash(directory) if yes else trash_entries(directory)
+    for entry in entries:
+        console.print(f"{'deleted' if yes else 'would delete'} {escape(str(entry.path))} "
+                      f"({entry.num_bytes:,} bytes)")
+    total = sum(entry.num_bytes for entry in entries)
+    verb = "deleted" if yes else "nothing deleted yet; pass --yes to delete"
+    console.print(f"{len(entries)} item(s), {total:,} bytes: {verb}" if entries else "the trash is empty")
+
+
 def register(app: typer.Typer) -> None:
-    """Add ``run``, ``plan`` and ``status`` to the top-level ``gristmill`` app."""
+    """Add ``run``, ``plan``, ``status`` and ``clean`` to the top-level ``gristmill`` app."""
     app.command("run")(user_errors(run_command))
     app.command("plan")(user_errors(plan_command))
     app.command("status")(user_errors(status_command))
+    app.command("clean")(user_errors(clean_command))

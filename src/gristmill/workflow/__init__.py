@@ -29,6 +29,9 @@ _EXPORTS: dict[str, str] = {
     "WorkflowPlan": "gristmill.workflow.plan",
     "WorkflowResults": "gristmill.workflow.results",
     "load_workflow_metadata": "gristmill.workflow.metadata",
+    "TrashEntry": "gristmill.workflow.clean",
+    "empty_trash": "gristmill.workflow.clean",
+    "trash_entries": "gristmill.workflow.clean",
 }
 
 __all__ = [
@@ -39,13 +42,17 @@ __all__ = [
     "StageAction",
     "StagePlan",
     "StageStatus",
+    "TrashEntry",
     "WorkflowMetadata",
     "WorkflowPlan",
     "WorkflowResults",
+    "empty_trash",
     "load_workflow_metadata",
+    "trash_entries",
 ]
 
 if TYPE_CHECKING:
+    from gristmill.workflow.clean import TrashEntry, empty_trash, trash_entries
     from gristmill.workflow.composite import CompositeWorkflow
     from gristmill.workflow.fingerprint import FORMAT_VERSION
     from gristmill.workflow.metadata import (
