@@ -42,7 +42,7 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench examples
-	$(BIN)/mypy src/gristmill/storage src/gristmill/workflow
+	$(BIN)/mypy --strict src/gristmill
 
 # SIGKILL trials of a 3-stage LLM workflow and a table of state damage (a minute or so).
 torture: $(STAMP)
