@@ -84,7 +84,7 @@ def create(
     config: Annotated[Path, typer.Argument(help="Dataset config (YAML or JSON).")],
     num_records: Annotated[int, typer.Option("--num-records", "-n", help="Rows to generate.")],
     name: Annotated[str | None, typer.Option("--name", help="Dataset name (default: the config's file stem).")] = None,
-    resume: Annotated[gm.ResumeMode, typer.Option(help="never | if-possible | always")] = gm.ResumeMode.IF_POSSIBLE,
+    resume: Annotated[str, typer.Option(help="never | if-possible | always")] = "if-possible",
     artifact_path: Annotated[Path, typer.Option("--artifact-path", help="Where datasets are written.")] = Path(
         "artifacts"),
     batch_size: Annotated[int | None, typer.Option(help="Rows per batch file.")] = None,
