@@ -165,3 +165,17 @@ def test_cli_runner_in_process(project: Path, monkeypatch: pytest.MonkeyPatch) -
     bad = runner.invoke(app, ["validate", str(project / "configs" / "bad.yaml")])
     assert bad.exit_code == 1
     assert bad.exception is None or isinstance(bad.exception, SystemExit)
+
+
+def test_schema_prints_every_registered_column_type() -> None:
+    import json as json_module
+
+    from typer.testing import CliRunner
+
+    from gristmill.cli.main import app as cli_app
+
+    result = CliRunner().invoke(cli_app, ["schema"])
+    assert result.exit_code == 0, result.output
+    text = json_module.dumps(json_module.loads(result.output))
+    for column_type in ("sampler", "expression", "custom", "llm_text", "llm_structured", "llm_judge", "llm_code"):
+        assert f'"{column_type}"' in text

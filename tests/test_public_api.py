@@ -60,6 +60,7 @@ EXPECTED_ALL = [
     "__version__",
     "allow_directory",
     "allow_modules",
+    "dataset_config_json_schema",
     "load_workflow",
 ]
 

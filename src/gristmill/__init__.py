@@ -24,6 +24,7 @@ from gristmill.version import __version__
 _EXPORTS: dict[str, str] = {
     "allow_directory": "gristmill.config.trust",
     "allow_modules": "gristmill.config.trust",
+    "dataset_config_json_schema": "gristmill.config.schema",
     "ArtifactError": "gristmill.errors",
     "ColumnInequality": "gristmill.config",
     "CompositeWorkflow": "gristmill.workflow",
@@ -117,6 +118,7 @@ __all__ = [
     "__version__",
     "allow_directory",
     "allow_modules",
+    "dataset_config_json_schema",
     "load_workflow",
 ]
 
@@ -146,6 +148,7 @@ if TYPE_CHECKING:
         SeedConfig,
     )
     from gristmill.config.run import ResumeMode
+    from gristmill.config.schema import dataset_config_json_schema
     from gristmill.config.trust import allow_directory, allow_modules
     from gristmill.errors import (
         ArtifactError,

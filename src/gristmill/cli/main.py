@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -151,6 +152,14 @@ def validate(
     with gm.Mill() as mill:
         mill.validate(cfg)
     console.print(f"[green]valid[/]: {len(cfg.columns)} columns, fingerprint {cfg.fingerprint()[:12]}")
+
+
+@app.command()
+@user_errors
+def schema(debug: DebugOption = False) -> None:
+    """Print the JSON schema of a dataset config (every registered column type), for editors:
+    gristmill schema > dataset.schema.json"""
+    typer.echo(json.dumps(gm.dataset_config_json_schema(), indent=2))
 
 
 app.add_typer(models.app, name="models", help="List and check configured models.")
