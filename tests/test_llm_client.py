@@ -382,3 +382,26 @@ def test_code_answer_without_a_fence_and_no_corrections_fails_the_cell(server: L
     assert result.load_dataset()["out"].isna().all()
     assert server.stats()["requests"] == 4
     assert _cache_entries(tmp_path / "artifacts") == 0
+
+
+def test_a_number_as_content_is_a_malformed_answer_retried_then_failed_per_cell(server: LLMTestServer,
+                                                                              tmp_path: Path) -> None:
+    server.configure(numeric_content_rate=1.0)
+    with make_mill(tmp_path, server.url, max_retries=1, max_error_rate=1.0) as mill:
+        result = mill.create(text_config(), num_records=6)  # the run finishes: only its cells fail
+    assert result.load_dataset()["text"].isna().all()
+    assert result.usage["default"]["failures"] == 6 and server.stats()["completions"] == 12  # 1 retry each
+
+
+def test_usage_counts_that_are_not_numbers_keep_the_paid_answer(server: LLMTestServer, tmp_path: Path) -> None:
+    server.configure(text_usage=True)
+    with make_mill(tmp_path, server.url) as mill:
+        result = mill.create(text_config(), num_records=6)
+    assert result.load_dataset()["text"].notna().all()
+    assert result.usage["default"]["input_tokens"] == 0 and result.usage["default"].get("failures", 0) == 0
+
+
+@pytest.mark.parametrize("extra", [{"x": float("nan")}, {"x": [1, float("inf")]}, {"x": {1: 2}}, {"x": object()}])
+def test_inference_extra_must_be_finite_json(extra: dict[str, Any]) -> None:
+    with pytest.raises(gm.ConfigError, match="extra"):
+        gm.InferenceParameters(extra=extra)

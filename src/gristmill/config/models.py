@@ -6,6 +6,7 @@ see ``fingerprint_exclude`` on each model.
 
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar, Literal
 
 from pydantic import ConfigDict, Field, field_validator
@@ -46,6 +47,12 @@ class ModelProvider(ConfigModel):
 
     fingerprint_exclude: ClassVar[frozenset[str]] = frozenset({"api_key", "extra_headers", "endpoint"})
 
+    @field_validator("extra_body")
+    @classmethod
+    def _check_extra_body(cls, value: dict[str, Any]) -> dict[str, Any]:
+        check_json_value(value, "extra_body")
+        return value
+
     def fingerprint_payload(self) -> Any:
         return self.model_dump(mode="json", exclude=set(self.fingerprint_exclude))
 
@@ -59,6 +66,12 @@ class InferenceParameters(ConfigModel):
     seed: int | None = Field(default=None, description="Endpoint-side sampling seed, where supported.")
     stop: list[str] | None = Field(default=None, description="Stop sequences.")
     extra: dict[str, Any] = Field(default_factory=dict, description="Other body fields sent as-is.")
+
+    @field_validator("extra")
+    @classmethod
+    def _check_extra(cls, value: dict[str, Any]) -> dict[str, Any]:
+        check_json_value(value, "extra")
+        return value
 
 
 class ModelConfig(ConfigModel):
@@ -91,3 +104,20 @@ class ModelConfig(ConfigModel):
 
     def fingerprint_payload(self) -> Any:
         return self.model_dump(mode="json", exclude=set(self.fingerprint_exclude))
+
+
+def check_json_value(value: object, where: str) -> None:
+    """Raise ValueError unless ``value`` is plain JSON with finite numbers: it is sent in every
+    request body, where NaN or an object the encoder does not know fails only at run time."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{where}: {value} is not a finite number; JSON request bodies cannot carry it")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise ValueError(f"{where}: key {key!r} is not a string")
+            check_json_value(item, f"{where}.{key}")
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            check_json_value(item, f"{where}[{index}]")
+    elif value is not None and not isinstance(value, str | int | float | bool):
+        raise ValueError(f"{where}: a {type(value).__name__} is not a JSON value")

@@ -98,18 +98,31 @@ class OpenAIClient:
 
 
 def parse_completion(raw: bytes | dict[str, Any]) -> Attempt:
-    """An OpenAI chat-completion body as an Attempt (REJECTED when it has no usable message)."""
+    """An OpenAI chat-completion body as an Attempt. A body without a usable message (not JSON,
+    no choices, ``content`` neither text nor null) is malformed: TRANSIENT, so it is retried and
+    then fails its cell, never the run."""
     try:
         data = json.loads(raw) if isinstance(raw, bytes) else raw
         message = data["choices"][0]["message"]
-    except (ValueError, KeyError, IndexError, TypeError):
+        content = message.get("content")
+        if content is not None and not isinstance(content, str):
+            raise TypeError(f"content is {type(content).__name__}")
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError):
         text = raw[:200].decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)[:200]
         return Attempt(Outcome.TRANSIENT, status=200, message=f"malformed completion body: {text!r}")
-    usage = data.get("usage") or {}
+    usage = data.get("usage")
+    usage = usage if isinstance(usage, dict) else {}
     reasoning = message.get("reasoning_content") or message.get("reasoning")
-    completion = Completion(content=message.get("content") or "",
+    # Token counts are bookkeeping: a garbled one counts as 0 rather than losing a paid answer.
+    completion = Completion(content=content or "",
                             reasoning=reasoning if isinstance(reasoning, str) else None,
-                            input_tokens=int(usage.get("prompt_tokens") or 0),
-                            output_tokens=int(usage.get("completion_tokens") or 0))
+                            input_tokens=_token_count(usage.get("prompt_tokens")),
+                            output_tokens=_token_count(usage.get("completion_tokens")))
     return Attempt(Outcome.OK, completion=completion, status=200)
+
+
+def _token_count(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != value or value < 0:
+        return 0
+    return int(value) if value != float("inf") else 0
 

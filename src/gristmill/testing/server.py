@@ -68,6 +68,8 @@ class ServerBehavior:
     empty_rate: float = 0.0  # share of answers with empty content
     prose_rate: float = 0.0  # share of code answers given as prose, without a fenced block
     unsupported_params: str = ""  # comma-separated body fields answered 400 'Unsupported parameter'
+    numeric_content_rate: float = 0.0  # share of answers whose message content is a number, not text
+    text_usage: bool = False  # usage token counts sent as words ("many"), as a broken proxy might
     seed: int = 0
 
 
@@ -248,15 +250,20 @@ class _App:
             message["content"] = f"<think>Considering request {h % 1000}. {content}"
         elif self.behavior.reasoning == "field":
             message["reasoning_content"] = f"Considering request {h % 1000}."
+        if self.behavior.numeric_content_rate and self.rng.random() < self.behavior.numeric_content_rate:
+            message["content"] = 42
         prompt_tokens = len(seed_text.split())
         completion_tokens = len(content.split())
         self.stats.prompt_tokens += prompt_tokens
         self.stats.completion_tokens += completion_tokens
+        usage: dict[str, Any] = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                                 "total_tokens": prompt_tokens + completion_tokens}
+        if self.behavior.text_usage:
+            usage = {key: "many" for key in usage}
         return {"id": f"chatcmpl-{h:x}", "object": "chat.completion", "created": 0,
                 "model": request.get("model", "test-model"),
                 "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
-                "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                          "total_tokens": prompt_tokens + completion_tokens}}
+                "usage": usage}
 
     def content(self, request: dict[str, Any], messages: list[dict[str, Any]], h: int) -> str:
         text = "\n".join(_text(m.get("content")) for m in messages)
