@@ -116,9 +116,16 @@ columns:
 
 # Runs the real CLI with a chosen default time limit (RunConfig has no CLI flag for it).
 DRIVER = """\
+import pathlib
 import sys
 import gristmill.engine.sandbox as sandbox
+import gristmill.engine.templates as templates
 sandbox.DEFAULT_TIME_LIMIT = float(sys.argv.pop(1))
+original = templates.render_column
+def render_column(*args, **kwargs):  # tells the test that rendering has started
+    pathlib.Path("rendering").touch()
+    return original(*args, **kwargs)
+templates.render_column = render_column  # bound before the expression generator imports it
 from gristmill.cli.main import app
 app(prog_name="gristmill")
 """
@@ -132,7 +139,10 @@ def interrupt_preview(tmp_path: Path, time_limit: float) -> subprocess.Completed
                             cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             # a child of a background shell job would otherwise inherit SIGINT ignored
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    time.sleep(4)  # imports done, the first cell rendering
+    deadline = time.monotonic() + 60
+    while not (tmp_path / "rendering").exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)  # inside the first cell's render, well before its time limit
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
