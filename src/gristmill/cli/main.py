@@ -92,11 +92,15 @@ def create(
     seed: Annotated[int | None, typer.Option(help="Run seed (recorded; derived from the name when omitted).")] = None,
     verify: Annotated[bool, typer.Option(
         "--verify", help="Also compare the sha256 of every stored file (the CRC-32 is always checked).")] = False,
+    executor: Annotated[str | None, typer.Option(
+        help="local | ray: where batches are built (ray needs gristmill[ray]).")] = None,
+    ray_address: Annotated[str | None, typer.Option(help="Ray cluster address (default: start a local one).")] = None,
     debug: DebugOption = False,
 ) -> None:
     """Generate a dataset into ARTIFACT_PATH/NAME, with a progress bar; a rerun continues it."""
     cfg = load_config(config)
-    updates: dict[str, Any] = {k: v for k, v in {"batch_size": batch_size, "seed": seed}.items() if v is not None}
+    options = {"batch_size": batch_size, "seed": seed, "executor": executor, "ray_address": ray_address}
+    updates: dict[str, Any] = {k: v for k, v in options.items() if v is not None}
     mill = gm.Mill(artifact_path, run_config=run_config(**updates))
     with mill:
         results = mill.create(cfg, num_records=num_records, dataset_name=name or config.stem, resume=resume,

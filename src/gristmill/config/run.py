@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Literal
 
 from pydantic import Field
 
@@ -51,3 +52,10 @@ class RunConfig(ConfigModel):
         "fails; None: 1 second."))
     template_output_limit: int | None = Field(default=None, ge=1, description=(
         "Characters one cell's template may produce before the cell fails; None: 1,000,000."))
+    executor: Literal["local", "ray"] = Field(default="local", description=(
+        "Where batches are built: 'local' in this process, one after another; 'ray' as Ray tasks, "
+        "in parallel across a Ray cluster's workers (needs the gristmill[ray] extra; LLM columns "
+        "are not supported there yet)."))
+    ray_address: str | None = Field(default=None, description=(
+        "With executor='ray': the cluster to connect to ('host:port', 'ray://host:port' or 'auto'); "
+        "None starts a local Ray instance on this machine (or joins the one RAY_ADDRESS names)."))

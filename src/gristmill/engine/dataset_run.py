@@ -7,7 +7,7 @@ it continues the metadata it is given, or starts the metadata of a fresh run.
 
 from __future__ import annotations
 
-import time
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,18 +16,24 @@ from typing import TYPE_CHECKING
 from gristmill.config.dataset import DatasetConfig
 from gristmill.config.fingerprint import FINGERPRINT_VERSION
 from gristmill.config.run import RunConfig
+from gristmill.engine.batch_job import (
+    PortableBatchJob,
+    build_and_write,
+    import_paths,
+    prepare_plan,
+    trusted_references,
+)
 from gristmill.engine.batches import BatchPlan
 from gristmill.engine.dataset_plan import DatasetIdentity
-from gristmill.engine.executor import BatchExecutor, LocalExecutor
+from gristmill.engine.executor import BatchExecutor
 from gristmill.engine.generators import EngineContext
-from gristmill.engine.processors import ProcessedBatch
-from gristmill.engine.seeds import SeedReader, load_seed_table
-from gristmill.engine.services import EngineServices, uses_models
+from gristmill.engine.loop import BackgroundLoop
+from gristmill.engine.services import EngineServices, check_executor_supports, uses_models
 from gristmill.errors import ArtifactError, GristmillError
-from gristmill.storage.atomic import WrittenFile, write_json_atomic, write_parquet_atomic
+from gristmill.storage.atomic import write_json_atomic
 from gristmill.storage.journal import JOURNAL_FILE, BatchJournal
 from gristmill.storage.layout import DatasetLayout
-from gristmill.storage.metadata import BatchRecord, BatchSpec, DatasetMetadata, DatasetStatus, FileRecord, utc_now
+from gristmill.storage.metadata import BatchRecord, BatchSpec, DatasetMetadata, DatasetStatus, utc_now
 from gristmill.version import __version__
 
 if TYPE_CHECKING:
@@ -59,7 +65,8 @@ class DatasetRun:
         self.services = services
         self.response_cache = response_cache  # a workflow's shared cache; None: the dataset opens its own
         self.import_caches = tuple(import_caches)  # earlier runs' caches that a fresh run starts from
-        self.executor = executor or LocalExecutor()
+        # The Mill's choice (RunConfig.executor) unless the caller brings its own.
+        self.executor = executor if executor is not None else services.executor()
         self.move_damaged_cache = move_damaged_cache  # False under resume=always: a damaged cache raises
         self.generated_rows = 0  # rows built by this execute() (0 when the dataset was complete)
         self.run_usage: Usage = {}  # this execute()'s usage alone
@@ -71,6 +78,7 @@ class DatasetRun:
         meta.plan_rows(job.num_records)
         if meta.status is DatasetStatus.COMPLETED and not meta.missing_batches():
             return meta  # complete: nothing to build, so no cache or model is even opened
+        check_executor_supports(self.executor.name, job.config)  # before any file is written
         needs_cache = self.response_cache is None and uses_models(job.config)
         with self.services.response_cache(job.layout.response_cache_path, needed=needs_cache,
                                           import_from=self.import_caches,
@@ -83,9 +91,7 @@ class DatasetRun:
             return self._generate(meta, plan, context)
 
     def _prepare(self, context: EngineContext, run_seed: int) -> BatchPlan:
-        seed = self.job.config.seed
-        reader = SeedReader(load_seed_table(seed), seed.sampling_strategy, run_seed) if seed is not None else None
-        return BatchPlan.prepare(self.job.config, context, reader)
+        return prepare_plan(self.job.config, context, run_seed)
 
     def _fresh_metadata(self) -> DatasetMetadata:
         job = self.job
@@ -111,7 +117,7 @@ class DatasetRun:
         self._compact(meta, journal)
         progress = self.services.progress()
         progress.start(self.job.dataset_name, total=meta.target_rows, completed=meta.actual_rows)
-        writer = _BatchWriter(self.job.layout, plan, context, self.services, meta.run_seed)
+        writer = _BatchWriter(self.job, plan, self.services.loop, meta.run_seed)
         left = {spec.index for spec in missing}
 
         def commit(record: BatchRecord) -> None:
@@ -151,38 +157,21 @@ class DatasetRun:
 
 
 class _BatchWriter:
-    """The local ``BatchJob``: build a batch on the Mill's loop, write its files atomically."""
+    """The ``BatchJob`` of a dataset run: builds batches on the Mill's loop, or hands a worker
+    the portable form of itself to build them there (the same ``build_and_write`` either way)."""
 
-    def __init__(self, layout: DatasetLayout, plan: BatchPlan, context: EngineContext, services: EngineServices,
-                 run_seed: int) -> None:
-        self.layout, self.plan, self.context = layout, plan, context
-        self.services, self.run_seed = services, run_seed
+    def __init__(self, job: DatasetJob, plan: BatchPlan, loop: BackgroundLoop, run_seed: int) -> None:
+        self.job, self.plan, self.loop, self.run_seed = job, plan, loop, run_seed
 
     def build_and_write(self, spec: BatchSpec) -> BatchRecord:
-        started = time.perf_counter()
-        batch = self.services.loop.run(self.plan.build(batch_index=spec.index, row_offset=spec.row_offset,
-                                                       num_rows=spec.rows, run_seed=self.run_seed))
-        record = self._write(spec.index, batch)
-        record.row_offset = spec.row_offset
-        record.seconds = round(time.perf_counter() - started, 6)
-        return record
+        return build_and_write(self.plan, self.job.layout, spec, run_seed=self.run_seed, run=self.loop.run)
 
-    def _write(self, index: int, batch: ProcessedBatch) -> BatchRecord:
-        # Side files first, the main file last: the metadata update that follows is what
-        # marks the batch complete, so a crash anywhere before it just redoes the batch.
-        named = {name: self._record(write_parquet_atomic(self.layout.processor_batch_path(name, index), table),
-                                    table.num_rows) for name, table in batch.named.items()}
-        dropped = None
-        if batch.dropped is not None:
-            written = write_parquet_atomic(self.layout.dropped_batch_path(index), batch.dropped)
-            dropped = self._record(written, batch.dropped.num_rows)
-        main = self._record(write_parquet_atomic(self.layout.batch_path(index), batch.main), batch.main.num_rows)
-        return BatchRecord(index=index, file=main.file, rows=main.rows, bytes=main.bytes, sha256=main.sha256,
-                           crc32=main.crc32, processor_files=named, dropped_file=dropped)
-
-    def _record(self, written: WrittenFile, rows: int) -> FileRecord:
-        return FileRecord(file=written.path.relative_to(self.layout.root).as_posix(), rows=rows,
-                          bytes=written.num_bytes, sha256=written.sha256, crc32=written.crc32)
+    def portable(self) -> PortableBatchJob:
+        job = self.job
+        modules = trusted_references(job.config)
+        return PortableBatchJob(token=uuid.uuid4().hex, config=job.config, dataset_dir=job.layout.root.resolve(),
+                                run_seed=self.run_seed, run_config=job.run_config, cache_scope=job.cache_scope,
+                                trusted_modules=modules, import_paths=import_paths(modules))
 
 
 def _merge_usage(meta: DatasetMetadata, base: Usage, context: EngineContext) -> None:

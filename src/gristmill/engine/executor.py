@@ -8,22 +8,30 @@ by (run seed, batch index, column) and completion is recorded as a set of indice
 driver writes ``metadata.json``.
 
 ``LocalExecutor`` builds batches one after another on the Mill's event loop (LLM requests
-inside a batch run concurrently). A distributed executor implements the same two methods
-and needs no change to the planners or to storage.
+inside a batch run concurrently). ``RayExecutor`` (``ray_executor.py``) ships
+``job.portable()`` to Ray workers, which build and write batches with the same code
+(``batch_job.build_and_write``) and return their records to the driver to commit.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from gristmill.storage.metadata import BatchRecord, BatchSpec
+
+if TYPE_CHECKING:
+    from gristmill.engine.batch_job import PortableBatchJob
 
 
 class BatchJob(Protocol):
     """Builds one batch and writes its files; returns the record of what it wrote."""
 
     def build_and_write(self, spec: BatchSpec) -> BatchRecord: ...
+
+    def portable(self) -> PortableBatchJob:
+        """The job as a picklable value another process can build batches from."""
+        ...
 
 
 class BatchExecutor(Protocol):
@@ -32,6 +40,10 @@ class BatchExecutor(Protocol):
     name: str
 
     def run(self, specs: Sequence[BatchSpec], job: BatchJob, commit: Callable[[BatchRecord], None]) -> None: ...
+
+    def close(self) -> None:
+        """Release what the executor holds (a cluster connection it opened); the Mill's close() calls it."""
+        ...
 
 
 class LocalExecutor:
@@ -42,3 +54,6 @@ class LocalExecutor:
     def run(self, specs: Sequence[BatchSpec], job: BatchJob, commit: Callable[[BatchRecord], None]) -> None:
         for spec in specs:
             commit(job.build_and_write(spec))
+
+    def close(self) -> None:
+        pass

@@ -1,8 +1,9 @@
 """What one ``Mill`` shares with every dataset and workflow stage it runs.
 
 ``EngineServices`` is the only object the workflow layer gets from the Mill: the event loop,
-the LLM runtime (clients and throttles, built on first use), progress display, run options,
-response caches and the static checks of a config. Nothing outside this module reaches into
+the LLM runtime (clients and throttles, built on first use), the batch executor
+(``RunConfig.executor``), progress display, run options, response caches and the static checks
+of a config. Nothing outside this module reaches into
 a Mill's private state.
 """
 
@@ -32,6 +33,7 @@ from gristmill.errors import ArtifactError, ConfigError
 from gristmill.storage.layout import fresh_sibling
 
 if TYPE_CHECKING:
+    from gristmill.engine.executor import BatchExecutor
     from gristmill.llm.cache import ResponseCache
     from gristmill.llm.runtime import LLMRuntime
     from gristmill.llm.types import ChatClient
@@ -105,6 +107,16 @@ def uses_models(config: DatasetConfig) -> bool:
     return any(column.model_aliases() for column in config.columns)
 
 
+def check_executor_supports(executor: str, config: DatasetConfig) -> None:
+    """ConfigError when ``config`` needs what the executor named ``executor`` cannot do yet."""
+    if executor == "ray" and uses_models(config):
+        # A worker has no share of the Mill's throttles or response cache: refuse rather than
+        # let every worker hit the endpoint at the full rate and pay again for cached answers.
+        columns = [column.name for column in config.columns if column.model_aliases()]
+        raise ConfigError(f"LLM columns under executor={executor!r} are not supported yet (columns {columns}); "
+                          "run this dataset with RunConfig(executor='local')")
+
+
 class EngineServices:
     """Event loop, LLM runtime, progress and caches shared by one Mill's runs."""
 
@@ -113,6 +125,11 @@ class EngineServices:
         self.models = models or ModelSources()
         self.loop = BackgroundLoop()
         self._llm: LLMRuntime | None = None
+        self._executor: BatchExecutor | None = None
+        if run_config.executor == "ray":
+            from gristmill.engine.ray_executor import import_ray
+
+            import_ray()  # without the extra: a ConfigError naming it now, before any work
         self._preview_cache: ResponseCache | None = None
         self._preview_cleanup: weakref.finalize[Any, Any] | None = None
 
@@ -130,6 +147,19 @@ class EngineServices:
         """The LLM runtime when ``config`` has LLM columns, else None (no registry is loaded)."""
         return self.llm() if uses_models(config) else None
 
+    def executor(self) -> BatchExecutor:
+        """The executor ``RunConfig.executor`` names, built (and, for Ray, connected) on first use."""
+        if self._executor is None:
+            if self.run_config.executor == "ray":
+                from gristmill.engine.ray_executor import RayExecutor
+
+                self._executor = RayExecutor.connect(self.run_config.ray_address)
+            else:
+                from gristmill.engine.executor import LocalExecutor
+
+                self._executor = LocalExecutor()
+        return self._executor
+
     def progress(self) -> ProgressReporter:
         return default_progress(self.run_config.show_progress)
 
@@ -141,6 +171,7 @@ class EngineServices:
         if seed_columns is not None:
             check_columns(config, seed_columns)
             check_some_column_is_kept(config, seed_columns)
+        check_executor_supports(self.run_config.executor, config)
         aliases = {alias for column in config.columns for alias in column.model_aliases()}
         if aliases:
             self.llm().check_aliases(aliases, config.models)
@@ -197,6 +228,9 @@ class EngineServices:
         if self._llm is not None:
             self.loop.run(self._llm.aclose())
             self._llm = None
+        if self._executor is not None:
+            self._executor.close()
+            self._executor = None
         self.loop.close()
 
 

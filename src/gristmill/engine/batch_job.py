@@ -1,0 +1,146 @@
+"""Build one batch and write its files: the code every executor shares, in-process or on a worker.
+
+``build_and_write`` takes a prepared ``BatchPlan`` and a coroutine runner (the Mill's loop, or
+a worker's own), builds the batch and writes its files atomically into the dataset directory.
+``PortableBatchJob`` is what a worker needs to prepare that plan itself: plain, picklable values
+(the config, the dataset directory, the run seed, the cache scope and the run options), never
+the Mill's services, whose loop and connections cannot leave the driver process.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import sys
+import time
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gristmill.config import trust
+from gristmill.config.dataset import DatasetConfig
+from gristmill.config.run import RunConfig
+from gristmill.engine.batches import BatchPlan
+from gristmill.engine.generators import EngineContext
+from gristmill.engine.processors import ProcessedBatch
+from gristmill.engine.seeds import SeedReader, load_seed_table
+from gristmill.storage.atomic import WrittenFile, write_parquet_atomic
+from gristmill.storage.layout import DatasetLayout
+from gristmill.storage.metadata import BatchRecord, BatchSpec, FileRecord
+
+RunCoroutine = Callable[[Coroutine[Any, Any, ProcessedBatch]], ProcessedBatch]
+
+# "module:qualname" as configs name callables (config/trust.py); other strings never match it.
+_REFERENCE = re.compile(r"^([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*):[A-Za-z_][\w.]*$")
+
+
+def prepare_plan(config: DatasetConfig, context: EngineContext, run_seed: int) -> BatchPlan:
+    """The ``BatchPlan`` of ``config`` with its seed reader; raises ConfigError for a bad config."""
+    seed = config.seed
+    reader = SeedReader(load_seed_table(seed), seed.sampling_strategy, run_seed) if seed is not None else None
+    return BatchPlan.prepare(config, context, reader)
+
+
+def build_and_write(plan: BatchPlan, layout: DatasetLayout, spec: BatchSpec, *, run_seed: int,
+                    run: RunCoroutine) -> BatchRecord:
+    """Build batch ``spec`` with ``plan`` (its coroutine driven by ``run``) and write its files."""
+    started = time.perf_counter()
+    batch = run(plan.build(batch_index=spec.index, row_offset=spec.row_offset, num_rows=spec.rows,
+                           run_seed=run_seed))
+    record = _write(layout, spec.index, batch)
+    record.row_offset = spec.row_offset
+    record.seconds = round(time.perf_counter() - started, 6)
+    return record
+
+
+def _write(layout: DatasetLayout, index: int, batch: ProcessedBatch) -> BatchRecord:
+    # Side files first, the main file last: the commit that follows is what marks the batch
+    # complete, so a crash anywhere before it just redoes the batch.
+    named = {name: _record(layout, write_parquet_atomic(layout.processor_batch_path(name, index), table),
+                           table.num_rows) for name, table in batch.named.items()}
+    dropped = None
+    if batch.dropped is not None:
+        dropped = _record(layout, write_parquet_atomic(layout.dropped_batch_path(index), batch.dropped),
+                          batch.dropped.num_rows)
+    main = _record(layout, write_parquet_atomic(layout.batch_path(index), batch.main), batch.main.num_rows)
+    return BatchRecord(index=index, file=main.file, rows=main.rows, bytes=main.bytes, sha256=main.sha256,
+                       crc32=main.crc32, processor_files=named, dropped_file=dropped)
+
+
+def _record(layout: DatasetLayout, written: WrittenFile, rows: int) -> FileRecord:
+    return FileRecord(file=written.path.relative_to(layout.root).as_posix(), rows=rows,
+                      bytes=written.num_bytes, sha256=written.sha256, crc32=written.crc32)
+
+
+@dataclass(frozen=True)
+class PortableBatchJob:
+    """Everything a worker process needs to build any batch of one dataset run; picklable.
+
+    ``token`` names this run's job, so a worker prepares its plan once and reuses it for every
+    batch of the run it is given. ``trusted_modules``: the modules the config names callables
+    from that the driver already allowed (``config/trust.py``), allowed again in the worker,
+    whose environment and ``allow_modules`` calls are not the driver's. ``import_paths``: the
+    directories the driver imports those modules from, which a worker on the same machine or
+    filesystem may not have on its ``sys.path`` (a module beside the user's script).
+    """
+
+    token: str
+    config: DatasetConfig
+    dataset_dir: Path  # absolute: a worker's working directory need not be the driver's
+    run_seed: int
+    run_config: RunConfig
+    cache_scope: str = ""
+    trusted_modules: tuple[str, ...] = ()
+    import_paths: tuple[str, ...] = ()
+
+    @property
+    def layout(self) -> DatasetLayout:
+        return DatasetLayout(self.dataset_dir)
+
+    def prepare(self) -> BatchPlan:
+        """The plan, built in the calling process (no LLM runtime or response cache: a worker
+        has neither; executors that ship jobs refuse LLM columns before any work)."""
+        trust.allow_modules(*self.trusted_modules)
+        # Appended, never first: a module the worker already finds wins over the driver's copy.
+        sys.path.extend(path for path in self.import_paths if path not in sys.path)
+        context = EngineContext(config=self.config, run_config=self.run_config, dataset_dir=self.dataset_dir,
+                                cache_scope=self.cache_scope)
+        return prepare_plan(self.config, context, self.run_seed)
+
+
+def trusted_references(config: DatasetConfig) -> tuple[str, ...]:
+    """Modules of the ``module:qualname`` strings in ``config`` that this process allows."""
+    modules: set[str] = set()
+    _collect_modules(config.to_dict(), modules)
+    return tuple(sorted(m for m in modules if trust.is_allowed(m)))
+
+
+def import_paths(modules: Sequence[str]) -> tuple[str, ...]:
+    """The ``sys.path`` directories this process finds the top-level packages of ``modules`` in."""
+    paths: list[str] = []
+    for top in dict.fromkeys(module.split(".")[0] for module in modules):
+        try:
+            spec = importlib.util.find_spec(top)  # a top-level name: finds, imports nothing
+        except (ImportError, ValueError):
+            continue
+        if spec is None or spec.origin is None or not Path(spec.origin).is_file():
+            continue  # built-in or namespace package: nothing to point a worker at
+        origin = Path(spec.origin).resolve()
+        home = str(origin.parent.parent if spec.submodule_search_locations else origin.parent)
+        if home not in paths:
+            paths.append(home)
+    return tuple(paths)
+
+
+def _collect_modules(value: Any, into: set[str]) -> None:
+    if isinstance(value, str):
+        match = _REFERENCE.match(value)
+        if match:
+            into.add(match.group(1))
+    elif isinstance(value, dict):
+        for item in value.values():
+            _collect_modules(item, into)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            _collect_modules(item, into)
