@@ -2,7 +2,7 @@
 
     gristmill run WORKFLOW.yaml [--resume never|if-possible|always] [--target STAGE]...
                                 [--rerun-from STAGE] [--override STAGE=PATH]...
-    gristmill plan WORKFLOW.yaml [--resume ...] [--target STAGE]... [--rerun-from STAGE] [--json]
+    gristmill plan WORKFLOW.yaml [--resume ...] [--target STAGE]... [--rerun-from STAGE] [--json | --graph]
     gristmill plan CONFIG.yaml -n ROWS [--name NAME] [--artifact-path DIR] [--resume ...] [--json]
     gristmill status DIR [--json]
 
@@ -76,6 +76,8 @@ def plan_command(
         "--artifact-path", help="Where datasets are written (dataset config only).")] = Path("artifacts"),
     batch_size: Annotated[int | None, typer.Option(help="Rows per batch file (dataset config only).")] = None,
     as_json: JsonOption = False,
+    graph: Annotated[bool, typer.Option(
+        "--graph", help="Print the workflow's stage graph as Mermaid text (graph TD) instead of the plan.")] = False,
     verify: VerifyOption = False,
     debug: DebugOption = False,
 ) -> None:
@@ -88,6 +90,10 @@ def plan_command(
         _plan_dataset(file, request, as_json=as_json)
         return
     wf = _load(file)
+    if graph:
+        with wf:
+            typer.echo(mermaid_graph(wf))
+        return
     with wf:
         plan = wf.plan(resume=resume, targets=target, rerun_from=rerun_from,
                        stage_output_overrides=_overrides(override), verify=verify)
@@ -175,18 +181,36 @@ def status_command(
 
 
 def print_plan(plan: WorkflowPlan, *, title: str) -> None:
-    """The plan as a table: stage, action, reason, rows, last run."""
+    """The plan as a table: stage, its parents, action, reason, rows, last run."""
     table = Table(title=title)
-    for column in ("stage", "action", "reason", "rows", "last run"):
+    for column in ("stage", "parents", "action", "reason", "rows", "last run"):
         table.add_column(column, overflow="fold")
     for step in plan.stages:
         style = _ACTION_STYLE[step.action]
         last = step.last_run.strftime("%Y-%m-%d %H:%M:%S") if step.last_run else "-"
         rows = "-" if step.num_records is None else str(step.num_records)
-        table.add_row(step.name, f"[{style}]{step.action.value.upper()}[/]", escape(step.reason), rows, last)
+        table.add_row(step.name, escape(", ".join(step.parents)) or "-", f"[{style}]{step.action.value.upper()}[/]",
+                      escape(step.reason), rows, last)
     for name in plan.not_targeted:
-        table.add_row(name, "-", "not targeted", "-", "-")
+        table.add_row(name, "", "-", "not targeted", "-", "-")
     console.print(table)
+
+
+def mermaid_graph(wf: CompositeWorkflow) -> str:
+    """The stage DAG as Mermaid text: ``seed --> child``, joins labelled with their key, side
+    inputs dotted. Reads nothing from disk."""
+    lines = ["graph TD"]
+    for stage in wf.stages:
+        if not stage.parents:
+            lines.append(f"    {stage.name}")
+        for parent in stage.parents:
+            if parent in stage.options.side_inputs:
+                lines.append(f"    {parent} -. side input .-> {stage.name}")
+            elif parent in stage.options.join:
+                lines.append(f"    {parent} -- join on {stage.options.join[parent]} --> {stage.name}")
+            else:
+                lines.append(f"    {parent} --> {stage.name}")
+    return "\n".join(lines)
 
 
 def _load(path: Path) -> CompositeWorkflow:

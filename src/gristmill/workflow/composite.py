@@ -40,7 +40,7 @@ from gristmill.config.processors import Processor
 from gristmill.config.run import ResumeMode
 from gristmill.config.seeds import SamplingStrategy, SelectionStrategy
 from gristmill.engine.services import EngineServices
-from gristmill.errors import ResumeError
+from gristmill.errors import ResumeError, WorkflowError
 from gristmill.sampling.rng import stream_key
 from gristmill.storage.layout import TRASH_DIR, DatasetLayout, fresh_sibling, move_to_trash
 from gristmill.storage.lock import DirectoryLock
@@ -71,6 +71,14 @@ def stage_run_seed(workflow: str, stage: str, base_seed: int | None) -> int:
     """The run seed of a stage: stable across reruns, so a rerun stage reproduces its unchanged rows."""
     parts: tuple[object, ...] = (workflow, stage) if base_seed is None else (base_seed, workflow, stage)
     return stream_key("workflow-stage", *parts) % 2**63
+
+
+def _names(stage: str, what: str, names: Sequence[str]) -> tuple[str, ...]:
+    """A list of stage names (a single string is a mistake worth naming, not a list of letters)."""
+    if isinstance(names, str):
+        raise WorkflowError(f"stage {stage!r}: {what} must be a list of stage names, got the string {names!r}; "
+                            f"write {what}=[{names!r}]")
+    return tuple(names)
 
 
 def _fresh_start_warning(name: str, problem: str, workflow_dir: Path) -> str:
@@ -107,19 +115,31 @@ class CompositeWorkflow:
                   output_processors: Sequence[Processor | Mapping[str, object]] | None = None,
                   output: str = "final", allow_empty: bool = False,
                   sampling_strategy: SamplingStrategy | str = SamplingStrategy.ORDERED,
-                  selection_strategy: SelectionStrategy | Mapping[str, object] | None = None) -> CompositeWorkflow:
+                  selection_strategy: SelectionStrategy | Mapping[str, object] | None = None,
+                  depends_on: Sequence[str] | None = None, seed_from: str | None = None,
+                  join: Mapping[str, str] | None = None,
+                  side_inputs: Sequence[str] = ()) -> CompositeWorkflow:
         """Append a stage (validated now, config copied now); returns the workflow for chaining.
 
-        Stage ``i > 0`` is seeded from stage ``i - 1``'s selected output with
+        By default stage ``i > 0`` is seeded from stage ``i - 1``'s selected output with
         ``sampling_strategy`` / ``selection_strategy``; ``num_records`` defaults to that
         output's row count (more records than seed rows cycle the seed).
+
+        DAGs: ``depends_on=["a", "b"]`` names the parents (added before; ``[]``: a root stage);
+        ``seed_from="a"`` the one whose rows seed the stage (required with several parents);
+        each other parent is joined, ``join={"b": "row_id"}`` (a left join of the seed rows with
+        b's output on that column), or a side input, ``side_inputs=["b"]`` (b's whole output,
+        a list of row dicts, in a template variable ``b``). Independent branches run in parallel.
         ``on_success(stage_dir) -> path`` returns a parquet file or directory that becomes the
         stage's output; give ``on_success_version`` (bump it when the callback changes) or the
         stage is never reused. The options are those of ``StageOptions``.
         """
         options = {"num_records": num_records, "on_success": on_success, "on_success_version": on_success_version,
                    "output_processors": output_processors or (), "output": output, "allow_empty": allow_empty,
-                   "sampling_strategy": sampling_strategy, "selection_strategy": selection_strategy}
+                   "sampling_strategy": sampling_strategy, "selection_strategy": selection_strategy,
+                   "depends_on": None if depends_on is None else _names(name, "depends_on", depends_on),
+                   "seed_from": seed_from, "join": dict(join or {}),
+                   "side_inputs": _names(name, "side_inputs", side_inputs)}
         # define_stage is called from here directly, so its warnings point at the caller's line.
         self._stages.append(define_stage(len(self._stages), name, config, stage_options(name, options),
                                          existing=[s.name for s in self._stages]))

@@ -9,7 +9,7 @@ fingerprint and the recorded sha256 of its output files (or of an approved overr
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from pydantic import JsonValue
@@ -39,21 +39,26 @@ class StageInputs:
     """What a stage's fingerprint depends on beyond its definition."""
 
     num_records: int
-    upstream_identity: UpstreamIdentity | None = None
+    upstream_identity: UpstreamIdentity | None = None  # the seed parent's output
     seed_content: str | None = None
+    parents_identity: Mapping[str, UpstreamIdentity] | None = None  # joined parents and side inputs
 
 
 def stage_components(stage: StageDefinition, inputs: StageInputs) -> StageComponents:
     """The fingerprint components of ``stage`` given its resolved inputs."""
     config = stage.with_handoff(HANDOFF_PLACEHOLDER)
-    return {
+    components: StageComponents = {
         "format_version": FORMAT_VERSION,
         "config": config.fingerprint_components(include_seed_source=False),
         "seed_content": inputs.seed_content,
         "num_records": inputs.num_records,
-        **stage.options.fingerprint_components(first_stage=stage.index == 0),
+        **stage.options.fingerprint_components(first_stage=not stage.parents),
         "upstream": dict(inputs.upstream_identity) if inputs.upstream_identity is not None else None,
     }
+    if stage.extra_parents:  # absent for one parent, so a linear chain keeps its fingerprints
+        known = inputs.parents_identity
+        components["parents"] = None if known is None else {p: dict(known[p]) for p in sorted(known)}
+    return components
 
 
 @dataclass(frozen=True)
@@ -66,21 +71,25 @@ class StageIdentity:
 
 
 def stage_identity(stage: StageDefinition, *, first_seed_digest: str | None,
-                   upstream: UpstreamIdentity | None = None, upstream_rows: int | None = None) -> StageIdentity | None:
+                   upstream: UpstreamIdentity | None = None, upstream_rows: int | None = None,
+                   parents: Mapping[str, UpstreamIdentity] | None = None) -> StageIdentity | None:
     """The identity of ``stage``: the one computation the planner and the runner share.
 
-    The first stage is identified by its own seed's content digest (``first_seed_digest``);
-    a later one by the identity and row count of the upstream output it receives. None when
-    that output is not known yet (the upstream stage has not produced it).
+    A root stage is identified by its own seed's content digest (``first_seed_digest``); a
+    stage with parents by the identity and row count of its seed parent's output
+    (``upstream``) and the identities of its other parents' outputs (``parents``: joined ones
+    and side inputs). None when one of them is not known yet (that parent has not produced it).
     """
-    if stage.index == 0:
-        # define_stage requires num_records for the first stage.
+    if not stage.parents:
+        # define_stage requires num_records for a root stage.
         inputs = StageInputs(stage.options.num_records or 0, None, first_seed_digest)
     else:
         rows = stage.options.num_records if stage.options.num_records is not None else upstream_rows
-        if upstream is None or not rows:
+        extra = {p: (parents or {}).get(p) for p in stage.extra_parents}
+        if upstream is None or not rows or any(identity is None for identity in extra.values()):
             return None
-        inputs = StageInputs(rows, upstream, None)
+        known = {p: identity for p, identity in extra.items() if identity is not None}
+        inputs = StageInputs(rows, upstream, None, known if stage.extra_parents else None)
     components = stage_components(stage, inputs)
     return StageIdentity(inputs, components, stage_fingerprint(components))
 
@@ -123,6 +132,11 @@ def stage_changes(old: StageComponents, new: StageComponents, *, upstream: str |
     changes: list[tuple[str, str]] = []
     if old.get("upstream") != new.get("upstream"):
         changes.append(("upstream", _describe_upstream(old.get("upstream"), new.get("upstream"), upstream)))
+    old_parents, new_parents = _mapping(old.get("parents")), _mapping(new.get("parents"))
+    for parent in sorted(set(old_parents) | set(new_parents)):
+        if old_parents.get(parent) != new_parents.get(parent):  # an upstream change: not the stage's own
+            changes.append(("upstream", _describe_upstream(old_parents.get(parent), new_parents.get(parent),
+                                                           parent)))
     if old.get("format_version") != new.get("format_version"):
         changes.append(("format_version",
                         f"data format {old.get('format_version')} -> {new.get('format_version')}"))
@@ -137,7 +151,7 @@ def stage_changes(old: StageComponents, new: StageComponents, *, upstream: str |
         changes.append(("seed_content", "seed dataset content changed"))
     if old.get("num_records") != new.get("num_records"):
         changes.append(("num_records", f"num_records {old.get('num_records')} -> {new.get('num_records')}"))
-    for key in ("sampling_strategy", "selection_strategy", "allow_empty"):
+    for key in ("sampling_strategy", "selection_strategy", "allow_empty", "join", "side_inputs"):
         if old.get(key) != new.get(key):
             changes.append((key, _describe_value(key, old.get(key), new.get(key))))
     if old.get("output_processors") != new.get("output_processors"):

@@ -70,20 +70,22 @@ class PriorState:
     problem: str | None = None
     stages: Mapping[int, StageObservation] = field(default_factory=dict)
     first_seed_digest: str | None = None  # read with or without usable metadata: an input of stage 0
+    seed_digests: Mapping[str, str | None] = field(default_factory=dict)  # of every root stage, by name
 
 
 def observe_workflow(workflow_dir: Path, name: str, stages: Sequence[StageDefinition], *,
                      verify: bool = False, read_prior: bool = True) -> PriorState:
     """Gather the planner's inputs for ``stages`` from ``workflow_dir``."""
-    first_seed = first_seed_digest(stages)
+    digests = {stage.name: first_seed_digest([stage]) for stage in stages if not stage.parents}
+    first_seed = digests.get(stages[0].name) if stages else None
     if not read_prior:
-        return PriorState(metadata=None, first_seed_digest=first_seed)
+        return PriorState(metadata=None, first_seed_digest=first_seed, seed_digests=digests)
     loaded = load_workflow_metadata(workflow_dir / WORKFLOW_METADATA_FILE, name)
     if loaded.metadata is None:
-        return PriorState(metadata=None, problem=loaded.problem, first_seed_digest=first_seed)
+        return PriorState(metadata=None, problem=loaded.problem, first_seed_digest=first_seed, seed_digests=digests)
     observed = {record.index: observe_stage(workflow_dir, record, verify=verify)
                 for record in loaded.metadata.stages}
-    return PriorState(metadata=loaded.metadata, stages=observed, first_seed_digest=first_seed)
+    return PriorState(metadata=loaded.metadata, stages=observed, first_seed_digest=first_seed, seed_digests=digests)
 
 
 def observe_stage(workflow_dir: Path, record: StageRecord, *, verify: bool) -> StageObservation:
@@ -147,7 +149,8 @@ def _dataset_snapshot(stage_dir: Path, *, verify: bool) -> DatasetSnapshot:
 
 
 def first_seed_digest(stages: Sequence[StageDefinition]) -> str | None:
-    """Content digest of the first stage's own seed dataset (file bytes or DataFrame), if any."""
+    """Content digest of the first stage's own seed dataset (file bytes or DataFrame), if any
+    (called with one root stage at a time for a DAG)."""
     if not stages or stages[0].config.seed is None:
         return None
     return seed_digest(stages[0].config.seed)

@@ -30,7 +30,7 @@ with its record, so a changed or brand-new stage behind a resuming one is refuse
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
 
@@ -74,6 +74,7 @@ class StagePlan:
     num_records: int | None = None
     prior_status: str | None = None
     last_run: datetime | None = None
+    parents: tuple[str, ...] = ()  # the stages it depends on (the first-named seeds it unless seed_from)
 
 
 @dataclass(frozen=True)
@@ -162,12 +163,14 @@ def plan_stages(stages: Sequence[StageDefinition], prior: PriorState | None, opt
     if usable is None:
         fresh_reason = "resume=never" if options.resume == "never" else (
             prior.problem if prior is not None and prior.problem else NO_PRIOR_RUN)
-    # The first stage's seed digest is an input of its own, known with or without usable metadata.
+    # A root stage's seed digest is an input of its own, known with or without usable metadata.
     walker = _Walker(prior=usable, options=options, fresh_reason=fresh_reason,
-                     first_seed_digest=prior.first_seed_digest if prior is not None else None)
+                     first_seed_digest=prior.first_seed_digest if prior is not None else None,
+                     seed_digests=prior.seed_digests if prior is not None else {})
     planned = tuple(walker.decide(stage) for stage in selected)
+    chosen = {stage.name for stage in selected}
     return WorkflowPlan(resume=options.resume, stages=planned,
-                        not_targeted=tuple(s.name for s in stages[len(selected):]), fresh_reason=fresh_reason)
+                        not_targeted=tuple(s.name for s in stages if s.name not in chosen), fresh_reason=fresh_reason)
 
 
 def stage_names(names: str | Sequence[str] | None) -> tuple[str, ...]:
@@ -178,27 +181,42 @@ def stage_names(names: str | Sequence[str] | None) -> tuple[str, ...]:
 
 
 def check_plan_options(stages: Sequence[StageDefinition], options: PlanOptions) -> Sequence[StageDefinition]:
-    """The one check of ``targets`` and ``rerun_from``; returns the stages up to the last target."""
+    """The one check of ``targets`` and ``rerun_from``; returns the targets and their ancestors, in order."""
     selected = _select_targets(stages, options)
     if options.rerun_from is None:
         return selected
     if options.resume == "never":
         raise WorkflowError("rerun_from needs resume=if-possible or always (resume=never reruns everything)")
-    position = _require_stage(stages, options.rerun_from, "rerun_from")
-    if position >= len(selected):
+    _require_stage(stages, options.rerun_from, "rerun_from")
+    if options.rerun_from not in {stage.name for stage in selected}:
         raise WorkflowError(f"rerun_from {options.rerun_from!r} comes after the last target "
-                            f"{selected[-1].name!r}, so nothing would rerun; target {options.rerun_from!r} "
-                            "too, or rerun from an earlier stage")
+                            f"{selected[-1].name!r} (it is neither a target nor an ancestor of one), so nothing "
+                            f"would rerun; target {options.rerun_from!r} too, or rerun from an earlier stage")
     return selected
 
 
 def _select_targets(stages: Sequence[StageDefinition], options: PlanOptions) -> Sequence[StageDefinition]:
+    """The targets and every ancestor of them (a linear chain: every stage up to the last target)."""
     if not stages:
         raise WorkflowError("the workflow has no stages; add one with add_stage(...)")
     if not options.targets:
         return stages
-    last = max(_require_stage(stages, name, "targets") for name in options.targets)
-    return stages[: last + 1]
+    for name in options.targets:
+        _require_stage(stages, name, "targets")
+    return [stages[i] for i in sorted(ancestors(stages, options.targets))]
+
+
+def ancestors(stages: Sequence[StageDefinition], names: Sequence[str]) -> set[int]:
+    """Positions of the stages ``names`` and of all their ancestors."""
+    position = {stage.name: i for i, stage in enumerate(stages)}
+    wanted: set[int] = set()
+    todo = [position[name] for name in names]
+    while todo:
+        i = todo.pop()
+        if i not in wanted:
+            wanted.add(i)
+            todo.extend(position[parent] for parent in stages[i].parents)
+    return wanted
 
 
 def _require_stage(stages: Sequence[StageDefinition], name: str, what: str) -> int:
@@ -208,50 +226,64 @@ def _require_stage(stages: Sequence[StageDefinition], name: str, what: str) -> i
     raise WorkflowError(f"{what} names unknown stage {name!r}; stages: {[s.name for s in stages]}")
 
 
+@dataclass(frozen=True)
+class _Outcome:
+    """What a stage's children need to know about it."""
+
+    identity: UpstreamIdentity | None = None  # known when the stage is reused
+    rows: int | None = None
+    forced: str | None = None  # why every descendant runs: "upstream 'x' reran"
+    empty_from: str | None = None  # the stage that came out empty, propagated through skips
+    rerunning: bool = False  # rerun_from this stage or an ancestor
+
+
 @dataclass
 class _Walker:
-    """Walks the stages in order, carrying what downstream decisions depend on."""
+    """Walks the stages in order (parents come before children), keeping each one's outcome."""
 
     prior: PriorState | None
     options: PlanOptions
     fresh_reason: str | None
     first_seed_digest: str | None = None
-    forced: str | None = None  # why every later stage runs
-    empty_upstream: str | None = None
-    rerunning: bool = False
-    upstream_name: str | None = None
-    upstream_identity: UpstreamIdentity | None = None
-    upstream_rows: int | None = None
+    seed_digests: Mapping[str, str | None] = field(default_factory=dict)
+    outcomes: dict[str, _Outcome] = field(default_factory=dict)
 
     def decide(self, stage: StageDefinition) -> StagePlan:
         record = self.prior.metadata.stage(stage.index, stage.name) if self.prior and self.prior.metadata else None
+        parents = [self.outcomes[name] for name in stage.parents]
+        inherited = _Outcome(forced=next((o.forced for o in parents if o.forced), None),
+                             empty_from=next((o.empty_from for o in parents if o.empty_from), None),
+                             rerunning=stage.name == self.options.rerun_from or any(o.rerunning for o in parents))
         identity = self._identity(stage)
-        decision = self._decision(stage, record, identity)
-        self._advance(stage, decision, record)
+        decision = self._decision(stage, record, identity, inherited)
+        self.outcomes[stage.name] = self._outcome(stage, decision, record, inherited)
         return StagePlan(index=stage.index, name=stage.name, action=decision.action, reason=decision.reason,
                          own_reason=decision.own, fingerprint=identity.fingerprint if identity else None,
                          num_records=identity.inputs.num_records if identity else stage.num_records,
                          prior_status=record.status.value if record else None,
-                         last_run=record.finished_at or record.started_at if record else None)
+                         last_run=record.finished_at or record.started_at if record else None,
+                         parents=stage.parents)
 
     def _identity(self, stage: StageDefinition) -> StageIdentity | None:
-        if stage.index > 0 and self.forced is not None:
-            return None  # decided at run time, after the upstream stage has produced its output
-        return stage_identity(stage, first_seed_digest=self.first_seed_digest, upstream=self.upstream_identity,
-                              upstream_rows=self.upstream_rows)
+        """None while a parent's output is unknown: decided at run time, after the parent produced it."""
+        if not stage.parents:
+            digest = self.seed_digests.get(stage.name, self.first_seed_digest if stage.index == 0 else None)
+            return stage_identity(stage, first_seed_digest=digest)
+        seed = self.outcomes[stage.seed_parent or ""]
+        return stage_identity(stage, first_seed_digest=None, upstream=seed.identity, upstream_rows=seed.rows,
+                              parents={p: i for p in stage.extra_parents
+                                       if (i := self.outcomes[p].identity) is not None})
 
     def _decision(self, stage: StageDefinition, record: StageRecord | None,
-                  identity: StageIdentity | None) -> _Decision:
-        if self.empty_upstream is not None:
-            return _Decision(StageAction.SKIP_EMPTY, f"upstream {self.empty_upstream!r} produced no rows")
-        if stage.name == self.options.rerun_from:
-            self.rerunning = True
-        if self.rerunning:
+                  identity: StageIdentity | None, inherited: _Outcome) -> _Decision:
+        if inherited.empty_from is not None:
+            return _Decision(StageAction.SKIP_EMPTY, f"upstream {inherited.empty_from!r} produced no rows")
+        if inherited.rerunning:
             return _Decision(StageAction.RUN, f"rerun_from {self.options.rerun_from!r}")
         if self.fresh_reason is not None:
             return _Decision(StageAction.RUN, _fresh_text(self.fresh_reason), own=True)
-        if self.forced is not None:
-            return self._forced(stage, record, self.forced)
+        if inherited.forced is not None:
+            return self._forced(stage, record, inherited.forced)
         if record is None:
             return _Decision(StageAction.RUN, "new stage (no prior run)", own=True)
         if identity is None:  # an upstream REUSE always gives its output's identity and rows; be safe
@@ -260,7 +292,6 @@ class _Walker:
             return self._changed(stage, record, identity.components)
         observed = self.prior.stages.get(stage.index) if self.prior else None
         return self._same_fingerprint(stage, record, observed or StageObservation(directory_exists=False))
-
     def _forced(self, stage: StageDefinition, record: StageRecord | None, forced: str) -> _Decision:
         """RUN because an upstream stage reruns or resumes; its own changes still count as its own."""
         if record is None:
@@ -279,7 +310,7 @@ class _Walker:
     def _changed(self, stage: StageDefinition, record: StageRecord, new: StageComponents) -> _Decision:
         if record.fingerprint is None:
             return _Decision(StageAction.RUN, f"not generated before (last status {record.status.value})", own=True)
-        reason = describe_stage_changes(record.fingerprint_components, new, upstream=self.upstream_name)
+        reason = describe_stage_changes(record.fingerprint_components, new, upstream=stage.seed_parent)
         # Only what the stage receives changed (an upstream output regenerated by an earlier run,
         # or an override): not a reason of its own, so resume="always" accepts it.
         own = bool(own_changes(record.fingerprint_components, new, inherited_rows=stage.num_records is None))
@@ -315,24 +346,22 @@ class _Walker:
         return _Decision(StageAction.RESUME, f"{snapshot.completed_batches} of {snapshot.total_batches} "
                                              f"batches done (last status {record.status.value})")
 
-    def _advance(self, stage: StageDefinition, decision: _Decision, record: StageRecord | None) -> None:
-        self.upstream_name = stage.name
+    def _outcome(self, stage: StageDefinition, decision: _Decision, record: StageRecord | None,
+                 inherited: _Outcome) -> _Outcome:
         if decision.action is StageAction.SKIP_EMPTY:
-            return
+            return inherited
         if decision.action in (StageAction.RUN, StageAction.RESUME):
             # A stage that runs or resumes may produce new data, so descendants rebuild from it.
             verb = "reran" if decision.action is StageAction.RUN else "resumed"
-            self.forced = self.forced or f"upstream {stage.name!r} {verb}"
-            self.upstream_identity = self.upstream_rows = None
-            return
+            return replace(inherited, forced=inherited.forced or f"upstream {stage.name!r} {verb}")
         if record is None or record.fingerprint is None:  # REUSE is only decided on a complete record
             raise WorkflowError(f"internal error: stage {stage.name!r} planned REUSE without a complete record")
         override = self.options.overrides.get(stage.name)
-        self.upstream_identity = output_identity(record.fingerprint, record.output_files,
-                                                 override.sha256 if override else None)
-        self.upstream_rows = override.rows if override else record.output_rows
-        if override is None and record.status is StageStatus.COMPLETED_EMPTY:
-            self.empty_upstream = stage.name
+        empty = override is None and record.status is StageStatus.COMPLETED_EMPTY
+        return _Outcome(identity=output_identity(record.fingerprint, record.output_files,
+                                                 override.sha256 if override else None),
+                        rows=override.rows if override else record.output_rows,
+                        empty_from=stage.name if empty else None)
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ upstream ran and came out empty (``allow_empty``) is skipped rather than run.
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -29,7 +30,7 @@ from gristmill.storage.lock import DirectoryLock
 from gristmill.storage.metadata import DatasetMetadata, utc_now
 from gristmill.version import __version__
 from gristmill.workflow.fingerprint import UpstreamIdentity, output_identity, stage_identity
-from gristmill.workflow.handoff import handoff_directory, link_handoff
+from gristmill.workflow.handoff import handoff_directory, link_handoff, write_joined_handoff
 from gristmill.workflow.metadata import (
     WORKFLOW_METADATA_FILE,
     StageRecord,
@@ -49,6 +50,7 @@ from gristmill.workflow.outputs import (
 )
 from gristmill.workflow.plan import StageAction, StagePlan, WorkflowPlan
 from gristmill.workflow.results import SkippedStageResult, StageResult, WorkflowResults
+from gristmill.workflow.schedule import run_dag
 from gristmill.workflow.stage import StageDefinition
 from gristmill.workflow.validate import stage_errors
 
@@ -86,26 +88,41 @@ class WorkflowRunner:
         self.prior = prior
         self.overrides = overrides
         self.run_seeds = run_seeds
+        self._meta_lock = threading.Lock()
         self.meta = self._start_metadata(workflow_name, stages)
 
     def execute(self) -> WorkflowResults:
-        """Run every planned stage in order; returns the results of all of them."""
+        """Run every planned stage once its parents are done, independent branches in parallel
+        (``schedule.run_dag``); returns the results of all of them, in stage order."""
         results: dict[str, StageResult] = {}
-        handoff: Handoff | None = None
-        with self._response_cache() as cache:
-            for step in self.plan.stages:
-                stage = self.stages[step.name]
-                handoff, results[stage.name] = self._execute_stage(stage, step, handoff, cache)
-        return WorkflowResults(self.workflow_dir, self.meta, results, plan=self.plan)
+        handoffs: dict[str, Handoff] = {}
+        steps = {step.name: step for step in self.plan.stages}
 
-    def _execute_stage(self, stage: StageDefinition, step: StagePlan, handoff: Handoff | None,
+        def work(name: str) -> tuple[Handoff, StageResult]:
+            stage = self.stages[name]
+            return self._execute_stage(stage, steps[name], {p: handoffs[p] for p in stage.parents}, cache)
+
+        def done(name: str, value: tuple[Handoff, StageResult]) -> None:
+            handoffs[name], results[name] = value
+
+        with self._response_cache() as cache:
+            if any(self.stages[s.name].uses_models() for s in self._generated_steps()):
+                self.services.llm()  # built once here, not by two branches at the same moment
+            run_dag([s.name for s in self.plan.stages], {n: self.stages[n].parents for n in steps}, work, done)
+        ordered = {s.name: results[s.name] for s in self.plan.stages}
+        return WorkflowResults(self.workflow_dir, self.meta, ordered, plan=self.plan)
+
+    def _generated_steps(self) -> list[StagePlan]:
+        return [s for s in self.plan.stages if s.action in (StageAction.RUN, StageAction.RESUME)]
+
+    def _execute_stage(self, stage: StageDefinition, step: StagePlan, parents: Mapping[str, Handoff],
                        cache: ResponseCache | None) -> tuple[Handoff, StageResult]:
-        empty_from = handoff.empty_from if handoff is not None else None
+        empty_from = next((h.empty_from for h in parents.values() if h.empty_from is not None), None)
         if step.action is StageAction.SKIP_EMPTY or empty_from is not None:
-            return self._skip(stage, handoff, empty_from or "?")
+            return self._skip(stage, empty_from or "?")
         if step.action is StageAction.REUSE:
             return self._reuse(stage)
-        return self._generate(stage, step, handoff, cache)
+        return self._generate(stage, step, parents, cache)
 
     # -- metadata -----------------------------------------------------------------------------
     def _start_metadata(self, name: str, stages: Sequence[StageDefinition]) -> WorkflowMetadata:
@@ -124,13 +141,14 @@ class WorkflowRunner:
         return meta
 
     def _save(self, record: StageRecord) -> None:
-        self.meta.set_stage(record)
-        self.meta.save(self.workflow_dir / WORKFLOW_METADATA_FILE)
+        with self._meta_lock:  # branches running in parallel threads record their stages here
+            self.meta.set_stage(record.model_copy(deep=True))
+            self.meta.save(self.workflow_dir / WORKFLOW_METADATA_FILE)
 
     # -- actions ------------------------------------------------------------------------------
-    def _skip(self, stage: StageDefinition, handoff: Handoff | None, empty_from: str) -> tuple[Handoff, StageResult]:
+    def _skip(self, stage: StageDefinition, empty_from: str) -> tuple[Handoff, StageResult]:
         self._save(StageRecord(index=stage.index, name=stage.name, directory=stage.directory_name,
-                               depends_on=[handoff.stage] if handoff else [], last_action=StageAction.SKIP_EMPTY.value,
+                               depends_on=list(stage.parents), last_action=StageAction.SKIP_EMPTY.value,
                                status=StageStatus.SKIPPED_EMPTY_UPSTREAM, upstream_stage=empty_from))
         return (Handoff(stage.name, None, 0, None, empty_from=empty_from),
                 SkippedStageResult(stage=stage.name, upstream_stage=empty_from))
@@ -152,10 +170,12 @@ class WorkflowRunner:
         self._save(record)
         return handoff, DatasetResults(self.workflow_dir / stage.directory_name)
 
-    def _generate(self, stage: StageDefinition, step: StagePlan, handoff: Handoff | None,
+    def _generate(self, stage: StageDefinition, step: StagePlan, parents: Mapping[str, Handoff],
                   cache: ResponseCache | None) -> tuple[Handoff, StageResult]:
-        record = self._running_record(stage, step, handoff)
-        config = stage.with_handoff(self._seed_source(stage, handoff))
+        record = self._running_record(stage, step, parents)
+        with stage_errors(stage):  # a join key missing, a side input too large
+            source = self._seed_source(stage, parents)
+        config = stage.with_handoff(source)
         with stage_errors(stage):
             self._validate(config)  # with the real hand-off; before anything of the stage is touched
         self._save(record)
@@ -173,10 +193,12 @@ class WorkflowRunner:
         self._save(record)
         return result
 
-    def _running_record(self, stage: StageDefinition, step: StagePlan, handoff: Handoff | None) -> StageRecord:
+    def _running_record(self, stage: StageDefinition, step: StagePlan, parents: Mapping[str, Handoff]) -> StageRecord:
+        handoff = parents.get(stage.seed_parent) if stage.seed_parent else None
+        extra = {p: known for p in stage.extra_parents if (known := parents[p].identity) is not None}
         identity = stage_identity(stage, first_seed_digest=self._seed_digest(stage),
                                   upstream=handoff.identity if handoff else None,
-                                  upstream_rows=handoff.rows if handoff else None)
+                                  upstream_rows=handoff.rows if handoff else None, parents=extra)
         if identity is None:
             raise WorkflowError(f"internal error: stage {stage.name!r} runs without an upstream output")
         if step.fingerprint is not None and step.fingerprint != identity.fingerprint:
@@ -184,22 +206,29 @@ class WorkflowRunner:
                                 "was a seed file or callback output edited during the run? Run again.")
         return StageRecord(
             index=stage.index, name=stage.name, directory=stage.directory_name, status=StageStatus.RUNNING,
-            depends_on=[handoff.stage] if handoff else [], last_action=step.action.value,
+            depends_on=list(stage.parents), last_action=step.action.value,
             fingerprint=identity.fingerprint, fingerprint_components=identity.components,
             run_seed=self.run_seeds[stage.name], requested_rows=identity.inputs.num_records,
             seeded_from=handoff.stage if handoff else None,
             seed_path=stored_path(handoff.path, self.workflow_dir) if handoff and handoff.path else None,
             started_at=utc_now())
 
-    def _seed_source(self, stage: StageDefinition, handoff: Handoff | None) -> str | None:
-        """The directory holding exactly the upstream's recorded files (see ``workflow/handoff.py``)."""
-        if handoff is None or handoff.path is None or stage.index == 0:
+    def _seed_source(self, stage: StageDefinition, parents: Mapping[str, Handoff]) -> str | None:
+        """The directory holding exactly the seed parent's recorded files, or their rows joined
+        with the other parents' outputs and side inputs (see ``workflow/handoff.py``)."""
+        handoff = parents.get(stage.seed_parent) if stage.seed_parent else None
+        if handoff is None or handoff.path is None:
             return None
-        return str(link_handoff(handoff.files, handoff_directory(self.workflow_dir, stage.directory_name)))
+        target = handoff_directory(self.workflow_dir, stage.directory_name)
+        if not stage.extra_parents:
+            return str(link_handoff(handoff.files, target))
+        joins = {p: (parents[p].files, key) for p, key in stage.options.join.items()}
+        sides = {p: parents[p].files for p in stage.options.side_inputs}
+        return str(write_joined_handoff(handoff.files, target, joins=joins, side_inputs=sides))
 
     def _seed_digest(self, stage: StageDefinition) -> str | None:
-        """The first stage's seed digest, read again now: a seed edited since planning is caught."""
-        return first_seed_digest([stage]) if stage.index == 0 else None
+        """A root stage's seed digest, read again now: a seed edited since planning is caught."""
+        return first_seed_digest([stage]) if not stage.parents else None
 
     def _validate(self, config: DatasetConfig) -> None:
         seed_columns = seed_column_names(config.seed) if config.seed is not None else []

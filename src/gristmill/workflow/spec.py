@@ -19,6 +19,11 @@
           - {name: chat, processor_type: schema_transform, template: {text: "{{ greeting }}"}}
         allow_empty: true
         sampling_strategy: shuffle
+      - name: merged                  # a DAG: several parents, one seeds, the others joined
+        depends_on: [people, adults]  # or side_inputs: [adults]
+        seed_from: people
+        join: {adults: person_id}
+        config: merged.yaml
 
 Relative paths (``artifact_path``, stage configs, model files) are taken from the workflow
 file's directory. ``on_success`` and custom-column functions are ``module:function``

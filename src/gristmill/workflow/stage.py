@@ -30,6 +30,9 @@ from gristmill.errors import ConfigError, WorkflowError
 #: A stage name is used as part of a directory name: ``stage-<index>-<name>``.
 _STAGE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 
+#: Side inputs are handed to every row of the stage, so they are kept small.
+SIDE_INPUT_MAX_ROWS = 10_000
+
 #: ``on_success(stage_dir) -> path``: user code, so its return value is checked by
 #: ``outputs.run_callback`` rather than trusted.
 OnSuccess = Callable[[Path], object]
@@ -63,6 +66,16 @@ class StageOptions(BaseModel):
         "Order in which the upstream output's rows seed this stage: ordered or shuffle."))
     selection_strategy: Annotated[SelectionStrategy, Field(discriminator="selection_type")] | None = Field(
         default=None, description="Which upstream rows seed this stage: index_range or partition_block.")
+    depends_on: tuple[str, ...] | None = Field(default=None, description=(
+        "Parent stages, each added before this one; default: the previous stage. [] makes a root stage "
+        "(it needs num_records, and keeps its own seed)."))
+    seed_from: str | None = Field(default=None, description=(
+        "The parent whose output rows seed this stage; default: the only parent (required with several)."))
+    join: dict[str, str] = Field(default_factory=dict, description=(
+        "{parent: key column}: a left join of the seed rows with that parent's output on the key column."))
+    side_inputs: tuple[str, ...] = Field(default=(), description=(
+        f"Parents whose whole output (at most {SIDE_INPUT_MAX_ROWS:,} rows) templates read as a list of row "
+        "dicts, in a variable named after the parent."))
 
     @field_validator("num_records", mode="before")
     @classmethod
@@ -100,6 +113,12 @@ class StageOptions(BaseModel):
             raise ValueError("on_success_version is set but there is no on_success callback")
         return self
 
+    def parents(self, previous: str | None) -> tuple[str, ...]:
+        """The parent stages: ``depends_on``, or the stage added before (``previous``) by default."""
+        if self.depends_on is not None:
+            return self.depends_on
+        return (previous,) if previous is not None else ()
+
     @property
     def selected_processor(self) -> str | None:
         """The processor named by ``output="processor:<name>"``, or None for ``"final"``."""
@@ -107,9 +126,16 @@ class StageOptions(BaseModel):
 
     def fingerprint_components(self, *, first_stage: bool) -> dict[str, JsonValue]:
         """The options' part of the stage fingerprint (the strategies only matter downstream,
-        where they shape the hand-off from the upstream stage)."""
+        where they shape the hand-off from the upstream stage). Joins and side inputs enter only
+        when set, so a linear chain's fingerprints are those of the versions before DAGs."""
         selection = self.selection_strategy.model_dump(mode="json") if self.selection_strategy else None
-        return {
+        dag: dict[str, JsonValue] = {}
+        if self.join:
+            dag["join"] = dict(sorted(self.join.items()))
+        if self.side_inputs:
+            side: list[JsonValue] = [name for name in sorted(self.side_inputs)]
+            dag["side_inputs"] = side
+        return {**dag,
             "sampling_strategy": None if first_stage else self.sampling_strategy.value,
             "selection_strategy": None if first_stage else selection,
             "allow_empty": self.allow_empty,
@@ -129,6 +155,19 @@ class StageDefinition:
     name: str
     config: DatasetConfig
     options: StageOptions = StageOptions()
+    parents: tuple[str, ...] = ()  # resolved by define_stage: depends_on, or the previous stage
+
+    @property
+    def seed_parent(self) -> str | None:
+        """The parent whose output rows seed the stage (None for a root stage)."""
+        if not self.parents:
+            return None
+        return self.options.seed_from or self.parents[0]
+
+    @property
+    def extra_parents(self) -> tuple[str, ...]:
+        """Parents besides the seed: joined ones and side inputs."""
+        return tuple(p for p in self.parents if p != self.seed_parent)
 
     @property
     def directory_name(self) -> str:
@@ -160,12 +199,13 @@ class StageDefinition:
         return any(column.model_aliases() for column in self.config.columns)
 
     def with_handoff(self, source: str | None) -> DatasetConfig:
-        """The config as run: stage ``i > 0`` seeds from ``source``, the upstream selected output.
+        """The config as run: a stage with parents seeds from ``source``, the hand-off of its seed
+        parent's selected output (joined with other parents, side inputs added).
 
-        The first stage keeps its own seed (if any). ``source`` never enters a fingerprint, so
+        A root stage keeps its own seed (if any). ``source`` never enters a fingerprint, so
         a placeholder is fine when only the fingerprint is wanted.
         """
-        if self.index == 0 or source is None:
+        if not self.parents or source is None:
             return self.config
         seed = SeedConfig(source=source, sampling_strategy=self.options.sampling_strategy,
                           selection_strategy=self.options.selection_strategy)
@@ -194,15 +234,68 @@ def define_stage(index: int, name: str, config: DatasetConfig | ConfigBuilder,
     check_stage_name(name, existing)
     checked = stage_options(name, options or {})
     copied = _copy_config(name, config)
-    if checked.num_records is None and index == 0:
-        raise WorkflowError(f"stage {name!r} is the first stage: give num_records (there is no upstream "
+    parents = checked.parents(existing[-1] if existing else None)
+    check_parents(name, checked, parents, existing)
+    if checked.num_records is None and not parents:
+        what = "the first stage" if index == 0 else "a root stage (depends_on=[])"
+        raise WorkflowError(f"stage {name!r} is {what}: give num_records (there is no upstream "
                             "output to take the row count from)")
     _check_processor_names(name, copied, checked)
-    if index > 0 and copied.seed is not None:
+    if parents and copied.seed is not None:
+        seed_parent = checked.seed_from or parents[0]
+        what = "previous stage" if checked.depends_on is None else "stage"
         warnings.warn(f"stage {name!r}: its config has its own seed dataset, which is replaced by the output "
-                      f"of the previous stage {existing[-1]!r}", stacklevel=3)
+                      f"of the {what} {seed_parent!r}", stacklevel=3)
     resolved = checked.model_copy(update={"on_success": _resolve_callback(name, checked.on_success)})
-    return StageDefinition(index=index, name=name, config=copied, options=resolved)
+    return StageDefinition(index=index, name=name, config=copied, options=resolved, parents=parents)
+
+
+def check_parents(name: str, options: StageOptions, parents: Sequence[str], existing: Sequence[str]) -> None:
+    """The DAG options of a new stage: parents known and added before it (so no cycle can form),
+    one seed parent, every other parent joined on a key or read as a side input."""
+    for parent in parents:
+        if parent == name:
+            raise WorkflowError(f"stage {name!r} depends on itself; remove it from depends_on")
+        if parent not in existing:
+            raise WorkflowError(f"stage {name!r} depends on {parent!r}, which is not a stage added before it "
+                                f"(stages so far: {list(existing)}); add parents before their children")
+    if len(set(parents)) != len(parents):
+        raise WorkflowError(f"stage {name!r}: depends_on names a stage twice: {list(parents)}")
+    _check_roles(name, options, parents)
+
+
+def _check_roles(name: str, options: StageOptions, parents: Sequence[str]) -> None:
+    def not_parent(what: str, parent: str) -> WorkflowError:
+        return WorkflowError(f"stage {name!r}: {what} names {parent!r}, which is not one of its parents "
+                             f"{list(parents)}; add it to depends_on")
+
+    if not parents:
+        if options.seed_from or options.join or options.side_inputs:
+            raise WorkflowError(f"stage {name!r} is a root stage (no parents): seed_from, join and side_inputs "
+                                "need parents in depends_on")
+        return
+    if options.seed_from is None and len(parents) > 1:
+        raise WorkflowError(f"stage {name!r} has several parents {list(parents)}: say which one seeds it with "
+                            "seed_from=...")
+    seed = options.seed_from or parents[0]
+    if seed not in parents:
+        raise not_parent("seed_from", seed)
+    for parent in [*options.join, *options.side_inputs]:
+        if parent not in parents:
+            raise not_parent("join" if parent in options.join else "side_inputs", parent)
+        if parent == seed:
+            raise WorkflowError(f"stage {name!r}: {parent!r} is its seed parent; it cannot also be joined or a "
+                                "side input")
+    both = sorted(set(options.join) & set(options.side_inputs))
+    if both or len(set(options.side_inputs)) != len(options.side_inputs):
+        raise WorkflowError(f"stage {name!r}: {both or list(options.side_inputs)} named twice in join/side_inputs")
+    for parent, key in options.join.items():
+        if not isinstance(key, str) or not key:
+            raise WorkflowError(f"stage {name!r}: join key for {parent!r} must be a column name, got {key!r}")
+    loose = [p for p in parents if p != seed and p not in options.join and p not in options.side_inputs]
+    if loose:
+        raise WorkflowError(f"stage {name!r}: parent(s) {loose} are neither its seed (seed_from), joined "
+                            f"(join={{{loose[0]!r}: 'key column'}}) nor side inputs (side_inputs=[{loose[0]!r}])")
 
 
 def check_stage_name(name: object, existing: Sequence[str]) -> None:

@@ -28,7 +28,7 @@ from gristmill.config.processors import SchemaTransformProcessor
 from gristmill.engine.processors import columns_to_drop
 from gristmill.engine.seeds import seed_column_names
 from gristmill.engine.services import EngineServices
-from gristmill.errors import ConfigError, GristmillError
+from gristmill.errors import ConfigError, GristmillError, WorkflowError
 from gristmill.workflow.metadata import resolve_stored
 from gristmill.workflow.observe import OverrideInput, PriorState, parquet_output_files
 from gristmill.workflow.plan import StageAction, WorkflowPlan
@@ -39,18 +39,38 @@ def validate_plan(services: EngineServices, stages: Sequence[StageDefinition], p
                   overrides: Mapping[str, OverrideInput], workflow_dir: Path) -> None:
     """Check every stage the plan will RUN or RESUME; raises the first problem, naming the stage."""
     by_name = {stage.name: stage for stage in stages}
-    columns: list[str] | None = None  # the output columns of the previous stage, when known
+    columns: dict[str, list[str] | None] = {}  # the output columns of each stage, when known
     for step in plan.stages:
         stage = by_name[step.name]
         if step.action is StageAction.SKIP_EMPTY:
-            return
-        seed_columns = columns
-        if step.action in (StageAction.RUN, StageAction.RESUME):
-            with stage_errors(stage):
-                if stage.index == 0:
-                    seed_columns = _seed_columns(stage)
+            columns[stage.name] = None
+            continue
+        with stage_errors(stage):
+            seed_columns = _seed_columns(stage) if not stage.parents else _handoff_columns(stage, columns)
+            if step.action in (StageAction.RUN, StageAction.RESUME):
                 services.check_config(stage.config, seed_columns)
-        columns = _output_columns(stage, step.action, seed_columns, prior, overrides, workflow_dir)
+        columns[stage.name] = _output_columns(stage, step.action, seed_columns, prior, overrides, workflow_dir)
+
+
+def _handoff_columns(stage: StageDefinition, outputs: Mapping[str, list[str] | None]) -> list[str] | None:
+    """The columns the stage will be seeded with: its seed parent's output, plus what it joins
+    (a join key missing on either side is reported now) and its side inputs; None if unknown."""
+    seed = outputs.get(stage.seed_parent or "")
+    if seed is None:
+        return None
+    names = list(seed)
+    for parent, key in stage.options.join.items():
+        joined = outputs.get(parent)
+        if key not in seed:
+            raise WorkflowError(f"join key {key!r} is not a column of the seed rows from {stage.seed_parent!r} "
+                                f"(columns: {seed}); join parent {parent!r} on a column both outputs have")
+        if joined is None:
+            return None
+        if key not in joined:
+            raise WorkflowError(f"join key {key!r} is not a column of parent {parent!r}'s output (columns: "
+                                f"{joined}); join on a column both outputs have")
+        names += [name for name in joined if name not in names]
+    return names + list(stage.options.side_inputs)
 
 
 @contextlib.contextmanager
