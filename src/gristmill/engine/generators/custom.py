@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -19,9 +20,10 @@ class CustomGenerator:
         self.writes = column.output_columns()
 
     async def generate(self, frame: BatchFrame) -> dict[str, ColumnValues]:
-        if self.column.mode == "row":
-            return self._per_row(frame)
-        return self._per_batch(frame)
+        # User code may block (I/O, sleeps, a subprocess): off the Mill's event loop, so LLM
+        # requests and concurrent workflow branches keep running meanwhile.
+        work = self._per_row if self.column.mode == "row" else self._per_batch
+        return await asyncio.to_thread(work, frame)
 
     def _per_row(self, frame: BatchFrame) -> dict[str, ColumnValues]:
         outputs: dict[str, list[Any]] = {name: [] for name in self.writes}
