@@ -175,3 +175,18 @@ def test_plan_of_a_dataset_config_needs_num_records(tmp_path: Path) -> None:
     assert always.exit_code == 1 and "resume=always" in always.output
     bad = runner.invoke(app, ["plan", str(tmp_path / "items.yaml"), "-n", "3", "--batch-size", "0"])
     assert bad.exit_code == 1 and "--batch-size" in bad.output
+
+
+def test_run_takes_the_executor(workflow_file: Path) -> None:
+    runner = CliRunner()
+    bad = runner.invoke(app, ["run", str(workflow_file), "--executor", "bogus"])
+    assert bad.exit_code == 1 and "executor" in bad.output
+    pytest.importorskip("ray")
+    ran = runner.invoke(app, ["run", str(workflow_file), "--executor", "ray"])
+    assert ran.exit_code == 0, ran.output
+    local = workflow_file.parent / "local.yaml"
+    local.write_text(WORKFLOW.replace("artifact_path: out", "artifact_path: out-local"))
+    assert runner.invoke(app, ["run", str(local)]).exit_code == 0
+    ray_rows = gm.DatasetResults(workflow_file.parent / "out" / "cli-wf" / "stage-0-base").load_dataset()
+    local_rows = gm.DatasetResults(workflow_file.parent / "out-local" / "cli-wf" / "stage-0-base").load_dataset()
+    assert ray_rows.equals(local_rows)  # the same batches, built on Ray workers

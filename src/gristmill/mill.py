@@ -167,16 +167,20 @@ class Mill:
         self.close()
 
 
-def load_workflow(path: str | Path, *, mill: Mill | None = None) -> CompositeWorkflow:
+def load_workflow(path: str | Path, *, mill: Mill | None = None,
+                  run_options: Mapping[str, object] | None = None) -> CompositeWorkflow:
     """A ``CompositeWorkflow`` from a YAML workflow file; paths in it are relative to the file.
 
-    Without ``mill``, one is made from the file's ``artifact_path``, ``run`` and model files.
+    Without ``mill``, one is made from the file's ``artifact_path``, ``run`` and model files;
+    ``run_options`` override fields of its ``run:`` section (``{"executor": "ray"}``).
     """
     source = Path(path)
     spec = load_workflow_spec(source)
     base = source.resolve().parent
     allow_directory(base)  # callbacks beside the file are the user's code, as for the CLI (docs/trust.md)
     if mill is None:
+        if run_options:
+            spec = spec.model_copy(update={"run": {**spec.run, **run_options}})
         mill = Mill((base / spec.artifact_path).resolve(), run_config=spec_run_config(spec),
                     model_providers=base / spec.model_providers if spec.model_providers else None,
                     model_configs=base / spec.model_configs if spec.model_configs else None)

@@ -49,10 +49,12 @@ def run_command(
     rerun_from: RerunOption = None,
     override: OverrideOption = None,
     verify: VerifyOption = False,
+    executor: Annotated[str | None, typer.Option(
+        help="local | ray: where batches are built (ray needs gristmill[ray]).")] = None,
     debug: DebugOption = False,
 ) -> None:
     """Plan and run a workflow file: unchanged stages are reused, changed ones rerun."""
-    wf = _load(workflow)
+    wf = _load(workflow, executor=executor)
     with wf:
         # The plan printed is the one executed: run() makes it under the workflow lock.
         results = wf.run(resume=resume, targets=target, rerun_from=rerun_from,
@@ -213,11 +215,11 @@ def mermaid_graph(wf: CompositeWorkflow) -> str:
     return "\n".join(lines)
 
 
-def _load(path: Path) -> CompositeWorkflow:
+def _load(path: Path, *, executor: str | None = None) -> CompositeWorkflow:
     if not path.is_file():
         raise ConfigError(f"workflow file {str(path)!r} does not exist")
     _importable_next_to(path)
-    return gm.load_workflow(path)
+    return gm.load_workflow(path, run_options={"executor": executor} if executor else None)
 
 
 def _importable_next_to(path: Path) -> None:
