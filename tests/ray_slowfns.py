@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -44,3 +45,14 @@ def busy_millisecond(row: dict[str, Any]) -> int:
     for i in range(6_000):
         total = (total * 1_103_515_245 + i) % 2_147_483_648
     return total
+
+
+def dies_soon_once(row: dict[str, Any]) -> int:
+    """On row ``kill_row``, once (a marker file in the ``marker`` directory): SIGKILL this worker
+    ``kill_after`` seconds later, while the requests of the LLM column after this one are in flight."""
+    if int(row["row"]) == int(row["kill_row"]):
+        marker = Path(row["marker"]) / "killed-once"
+        if not marker.exists():
+            marker.write_text(str(os.getpid()))
+            threading.Timer(float(row["kill_after"]), os.kill, (os.getpid(), signal.SIGKILL)).start()
+    return int(row["row"]) % 7

@@ -178,12 +178,3 @@ def test_an_unreachable_cluster_is_a_config_error_before_any_batch(tmp_path: Pat
         with pytest.raises(gm.ConfigError, match=f"no Ray cluster answers at ray_address '127.0.0.1:{port}'"):
             mill.create(_config("mixed"), num_records=ROWS, dataset_name="data")
     assert not list(tmp_path.rglob("*.parquet")) and not list(tmp_path.rglob("metadata.json"))
-
-
-def test_llm_columns_are_refused_under_ray_before_any_work(tmp_path: Path) -> None:
-    config = (gm.ConfigBuilder()
-              .add_column(name="text", column_type="llm_text", model_alias="default", prompt="Say hi.").build())
-    with gm.Mill(tmp_path, run_config=gm.RunConfig(executor="ray")) as mill:
-        with pytest.raises(gm.ConfigError, match="LLM columns under executor='ray' are not supported yet"):
-            mill.create(config, num_records=3)
-    assert not any(tmp_path.iterdir())

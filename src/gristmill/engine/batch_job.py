@@ -9,12 +9,13 @@ the Mill's services, whose loop and connections cannot leave the driver process.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import re
 import sys
 import time
-from collections.abc import Callable, Coroutine, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Coroutine, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,8 @@ from gristmill.engine.seeds import SeedReader, load_seed_table
 from gristmill.storage.atomic import WrittenFile, write_parquet_atomic
 from gristmill.storage.layout import DatasetLayout
 from gristmill.storage.metadata import BatchRecord, BatchSpec, FileRecord
+
+Usage = dict[str, dict[str, int]]
 
 RunCoroutine = Callable[[Coroutine[Any, Any, ProcessedBatch]], ProcessedBatch]
 
@@ -83,6 +86,12 @@ class PortableBatchJob:
     whose environment and ``allow_modules`` calls are not the driver's. ``import_paths``: the
     directories the driver imports those modules from, which a worker on the same machine or
     filesystem may not have on its ``sys.path`` (a module beside the user's script).
+
+    LLM columns: ``registry`` and ``clients`` (the driver's, loaded once) build the worker's own
+    clients; ``model_limits`` is the ``max_parallel_requests`` of each (provider, model) the config
+    calls, from which the executor starts one throttle actor each (``throttles``, set by the
+    executor); ``response_cache`` is the main cache file, read-only on workers (new answers go
+    to per-batch shards, ``llm/cache_shards.py``); None when caching is off.
     """
 
     token: str
@@ -93,20 +102,55 @@ class PortableBatchJob:
     cache_scope: str = ""
     trusted_modules: tuple[str, ...] = ()
     import_paths: tuple[str, ...] = ()
+    registry: Any = None  # llm.registry.ModelRegistry when the config calls models
+    clients: Mapping[str, Any] | None = None
+    model_limits: Mapping[tuple[str, str], int] = field(default_factory=dict)
+    throttles: Mapping[tuple[str, str], Any] = field(default_factory=dict)  # (provider, model) -> actor handle
+    response_cache: Path | None = None
 
     @property
     def layout(self) -> DatasetLayout:
         return DatasetLayout(self.dataset_dir)
 
-    def prepare(self) -> BatchPlan:
-        """The plan, built in the calling process (no LLM runtime or response cache: a worker
-        has neither; executors that ship jobs refuse LLM columns before any work)."""
+    def with_throttles(self, throttles: Mapping[tuple[str, str], Any]) -> PortableBatchJob:
+        return dataclasses.replace(self, throttles=dict(throttles))
+
+    def prepare(self) -> PreparedJob:
+        """The plan, built in the calling process, with its own LLM runtime (throttled by the
+        driver's actors) and a response cache writing per-batch shards, when the config calls models."""
         trust.allow_modules(*self.trusted_modules)
         # Appended, never first: a module the worker already finds wins over the driver's copy.
         sys.path.extend(path for path in self.import_paths if path not in sys.path)
+        llm: Any = None
+        cache: Any = None
+        if self.registry is not None:
+            from gristmill.llm.cache_shards import ShardedResponseCache
+            from gristmill.llm.cluster_throttle import ClusterLLMRuntime
+
+            llm = ClusterLLMRuntime(self.registry, clients=self.clients, throttles=dict(self.throttles))
+            if self.run_config.cache:
+                cache = ShardedResponseCache(self.response_cache)
         context = EngineContext(config=self.config, run_config=self.run_config, dataset_dir=self.dataset_dir,
-                                cache_scope=self.cache_scope)
-        return prepare_plan(self.config, context, self.run_seed)
+                                llm=llm, response_cache=cache, cache_scope=self.cache_scope)
+        return PreparedJob(plan=prepare_plan(self.config, context, self.run_seed), context=context,
+                           llm=llm, cache=cache)
+
+
+@dataclass(frozen=True)
+class PreparedJob:
+    """A worker's prepared job: the plan and what its LLM columns use between batches."""
+
+    plan: BatchPlan
+    context: EngineContext
+    llm: Any = None  # ClusterLLMRuntime
+    cache: Any = None  # ShardedResponseCache
+
+    def take_usage(self) -> Usage:
+        """The usage counted since the last call (one batch's), zeroed in place: generators hold the counters."""
+        taken = {model: dict(counters) for model, counters in self.context.usage.items() if counters}
+        for counters in self.context.usage.values():
+            counters.clear()
+        return taken
 
 
 def trusted_references(config: DatasetConfig) -> tuple[str, ...]:

@@ -8,10 +8,10 @@ it continues the metadata it is given, or starts the metadata of a fresh run.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from gristmill.config.dataset import DatasetConfig
 from gristmill.config.fingerprint import FINGERPRINT_VERSION
@@ -30,6 +30,7 @@ from gristmill.engine.generators import EngineContext
 from gristmill.engine.loop import BackgroundLoop
 from gristmill.engine.services import EngineServices, check_executor_supports, uses_models
 from gristmill.errors import ArtifactError, GristmillError
+from gristmill.llm.cache_shards import import_shard, merge_leftover_shards, remove_shard, shard_path
 from gristmill.storage.atomic import write_json_atomic
 from gristmill.storage.journal import JOURNAL_FILE, BatchJournal
 from gristmill.storage.layout import DatasetLayout
@@ -88,6 +89,9 @@ class DatasetRun:
                                     response_cache=self.response_cache or own_cache, cache_scope=job.cache_scope)
             plan = self._prepare(context, meta.run_seed)  # config errors surface before anything is written
             write_json_atomic(job.layout.config_path, job.config.to_dict())
+            if context.response_cache is not None:
+                # Answers a killed worker or driver stored in per-batch shards (Ray executor).
+                merge_leftover_shards(context.response_cache, job.layout.root)
             return self._generate(meta, plan, context)
 
     def _prepare(self, context: EngineContext, run_seed: int) -> BatchPlan:
@@ -117,15 +121,22 @@ class DatasetRun:
         self._compact(meta, journal)
         progress = self.services.progress()
         progress.start(self.job.dataset_name, total=meta.target_rows, completed=meta.actual_rows)
-        writer = _BatchWriter(self.job, plan, self.services.loop, meta.run_seed)
+        writer = _BatchWriter(self.job, plan, self.services.loop, meta.run_seed, context,
+                              clients=self.services.models.clients)
         left = {spec.index for spec in missing}
+        cache = context.response_cache
 
         def commit(record: BatchRecord) -> None:
             # O(1) in the number of batches already written: one journal line, no metadata rewrite.
+            shard = shard_path(self.job.layout.root, record.index)
+            if cache is not None:  # a batch built on a Ray worker left its new answers in a shard
+                import_shard(cache, shard)
             meta.commit_batch(record)
             meta.generation_seconds = round(meta.generation_seconds + record.seconds, 6)
             _merge_usage(meta, usage_base, context)
             journal.append(meta.journal_entry(record))
+            if cache is not None:
+                remove_shard(shard)  # only once committed: a crash before it merges the shard again next run
             left.discard(record.index)
             self.generated_rows += record.rows
             progress.advance(record.rows)
@@ -160,18 +171,37 @@ class _BatchWriter:
     """The ``BatchJob`` of a dataset run: builds batches on the Mill's loop, or hands a worker
     the portable form of itself to build them there (the same ``build_and_write`` either way)."""
 
-    def __init__(self, job: DatasetJob, plan: BatchPlan, loop: BackgroundLoop, run_seed: int) -> None:
+    def __init__(self, job: DatasetJob, plan: BatchPlan, loop: BackgroundLoop, run_seed: int,
+                 context: EngineContext, *, clients: Mapping[str, Any] | None = None) -> None:
         self.job, self.plan, self.loop, self.run_seed = job, plan, loop, run_seed
+        self.context = context
+        self.clients = clients  # the Mill's own ChatClients by provider: shipped to workers (picklable ones)
 
     def build_and_write(self, spec: BatchSpec) -> BatchRecord:
         return build_and_write(self.plan, self.job.layout, spec, run_seed=self.run_seed, run=self.loop.run)
 
+    def add_usage(self, usage: Usage) -> None:
+        for model, counters in usage.items():
+            stored = self.context.usage[model]
+            for key, value in counters.items():
+                stored[key] += value
+
     def portable(self) -> PortableBatchJob:
-        job = self.job
+        job, llm, cache = self.job, self.context.llm, self.context.response_cache
         modules = trusted_references(job.config)
+        limits: dict[tuple[str, str], int] = {}
+        if llm is not None:
+            for alias in sorted({a for column in job.config.columns for a in column.model_aliases()}):
+                resolved = llm.model(alias, job.config.models).resolved
+                key = resolved.throttle_key
+                limits[key] = min(limits.get(key, resolved.model.max_parallel_requests),
+                                  resolved.model.max_parallel_requests)
         return PortableBatchJob(token=uuid.uuid4().hex, config=job.config, dataset_dir=job.layout.root.resolve(),
                                 run_seed=self.run_seed, run_config=job.run_config, cache_scope=job.cache_scope,
-                                trusted_modules=modules, import_paths=import_paths(modules))
+                                trusted_modules=modules, import_paths=import_paths(modules),
+                                registry=llm.registry if llm is not None else None,
+                                clients=self.clients if llm is not None else None, model_limits=limits,
+                                response_cache=cache.path.resolve() if cache is not None else None)
 
 
 def _merge_usage(meta: DatasetMetadata, base: Usage, context: EngineContext) -> None:

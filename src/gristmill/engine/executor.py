@@ -33,6 +33,10 @@ class BatchJob(Protocol):
         """The job as a picklable value another process can build batches from."""
         ...
 
+    def add_usage(self, usage: dict[str, dict[str, int]]) -> None:
+        """Counters of LLM requests a batch built elsewhere made (merged before its commit)."""
+        ...
+
 
 class BatchExecutor(Protocol):
     """Runs every batch of ``specs`` through ``job``, calling ``commit`` as each is written."""

@@ -8,6 +8,12 @@ batch and writes its files atomically into the dataset directory (the same
 driver commits each record as its task finishes, in any order; only the driver writes the
 journal and ``metadata.json``.
 
+LLM columns: the executor starts one throttle actor per (provider, model) for the whole cluster
+(``llm/cluster_throttle.py``), kept for the executor's life, so every worker's requests share one
+limit as a single process's would. Each task returns its batch's usage counters with its
+record, merged on the driver (``BatchJob.add_usage``); new answers go to a per-batch cache shard
+the driver merges when it commits the batch (``llm/cache_shards.py``).
+
 A worker that dies mid-batch is replaced and its task retried (``max_retries``): every draw is
 seeded by (run seed, batch index, column), so the retried batch is the same batch. A driver
 that dies leaves the journal holding what committed, and a rerun builds exactly the missing
@@ -23,12 +29,11 @@ import os
 import socket
 import threading
 from collections import OrderedDict, deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from types import ModuleType
 from typing import Any
 
-from gristmill.engine.batch_job import PortableBatchJob, build_and_write
-from gristmill.engine.batches import BatchPlan
+from gristmill.engine.batch_job import PortableBatchJob, PreparedJob, Usage, build_and_write
 from gristmill.engine.executor import BatchJob
 from gristmill.engine.loop import BackgroundLoop
 from gristmill.errors import ConfigError, GenerationError, GristmillError
@@ -37,6 +42,8 @@ from gristmill.storage.metadata import BatchRecord, BatchSpec
 PROBE_TIMEOUT = 5.0  # seconds to reach a cluster's address; ray.init itself retries for minutes
 DEFAULT_MAX_RETRIES = 3  # times a batch is retried after its worker process died
 _PLANS_PER_WORKER = 2  # prepared plans a worker keeps (a Mill runs one dataset at a time)
+# Calls one throttle actor runs at once: every request waiting for a slot is one of them.
+_THROTTLE_CONCURRENCY = 100_000
 
 
 def import_ray() -> ModuleType:
@@ -61,6 +68,7 @@ class RayExecutor:
         self._ray = ray
         self._owns_session = owns_session  # True when connect() called ray.init: close() shuts it down
         self.max_retries = max_retries
+        self._throttles: dict[tuple[str, str], Any] = {}  # (provider, model) -> throttle actor
 
     @classmethod
     def connect(cls, address: str | None) -> RayExecutor:
@@ -90,7 +98,9 @@ class RayExecutor:
         if not specs:
             return
         ray = self._ray
-        job_ref = ray.put(job.portable())  # shipped once; every task of the run refers to it
+        portable = job.portable()
+        portable = portable.with_throttles(self.throttles(portable.model_limits))
+        job_ref = ray.put(portable)  # shipped once; every task of the run refers to it
         task = ray.remote(num_cpus=1, max_retries=self.max_retries, retry_exceptions=False)(run_batch)
         waiting, limit = deque(specs), self.max_in_flight()
         running: dict[Any, BatchSpec] = {}
@@ -101,17 +111,35 @@ class RayExecutor:
                     running[task.remote(job_ref, spec)] = spec
                 ready, _ = ray.wait(list(running), num_returns=1)
                 for ref in ready:
-                    commit(self._record(ref, running.pop(ref)))
+                    record, usage = self._record(ref, running.pop(ref))
+                    job.add_usage(usage)
+                    commit(record)
         except BaseException:
             for ref in running:  # files they may still write are never committed: a rerun redoes them
                 ray.cancel(ref)
             raise
 
-    def _record(self, ref: Any, spec: BatchSpec) -> BatchRecord:
-        """The task's record; its failure as the error the worker raised (or a GenerationError)."""
+    def throttles(self, limits: Mapping[tuple[str, str], int]) -> dict[tuple[str, str], Any]:
+        """The throttle actor of each (provider, model) in ``limits``, started on first use with
+        its ``max_parallel_requests`` (a smaller one later lowers its ceiling, as in one process)."""
+        actors = {}
+        for key, max_parallel in limits.items():
+            actor = self._throttles.get(key)
+            if actor is None:
+                from gristmill.llm.cluster_throttle import ThrottleService
+
+                service = self._ray.remote(num_cpus=0, max_concurrency=_THROTTLE_CONCURRENCY)(ThrottleService)
+                actor = self._throttles[key] = service.remote(max_parallel)
+            else:
+                actor.lower_ceiling.remote(max_parallel)
+            actors[key] = actor
+        return actors
+
+    def _record(self, ref: Any, spec: BatchSpec) -> tuple[BatchRecord, Usage]:
+        """The task's record and usage; its failure as the error the worker raised (or a GenerationError)."""
         exceptions = self._ray.exceptions
         try:
-            record: BatchRecord = self._ray.get(ref)
+            record: tuple[BatchRecord, Usage] = self._ray.get(ref)
         except exceptions.RayTaskError as exc:
             cause = getattr(exc, "cause", None)
             if isinstance(cause, GristmillError):
@@ -126,6 +154,10 @@ class RayExecutor:
 
     def close(self) -> None:
         """Shut down the Ray session this executor started (one it found open stays open)."""
+        if self._ray.is_initialized():
+            for actor in self._throttles.values():
+                self._ray.kill(actor)
+        self._throttles.clear()
         if self._owns_session and self._ray.is_initialized():
             self._ray.shutdown()
         self._owns_session = False
@@ -145,17 +177,28 @@ def _probe(address: str) -> None:
 
 # -- in the worker process -------------------------------------------------------------------
 _worker_lock = threading.Lock()
-_worker_plans: OrderedDict[str, BatchPlan] = OrderedDict()
+_worker_plans: OrderedDict[str, PreparedJob] = OrderedDict()
 _worker_loop: BackgroundLoop | None = None
 
 
-def run_batch(job: PortableBatchJob, spec: BatchSpec) -> BatchRecord:
-    """The Ray task: build batch ``spec`` of ``job`` and write its files; runs in a worker."""
-    plan, loop = _prepared(job)
-    return build_and_write(plan, job.layout, spec, run_seed=job.run_seed, run=loop.run)
+def run_batch(job: PortableBatchJob, spec: BatchSpec) -> tuple[BatchRecord, Usage]:
+    """The Ray task: build batch ``spec`` of ``job`` and write its files; runs in a worker.
+    Returns the record and the usage of the LLM requests the batch made."""
+    prepared, loop = _prepared(job)
+    prepared.take_usage()  # counters a failed earlier batch left behind belong to no record
+    if prepared.cache is not None:
+        from gristmill.llm.cache_shards import shard_path
+
+        prepared.cache.open_batch(shard_path(job.dataset_dir, spec.index))
+    try:
+        record = build_and_write(prepared.plan, job.layout, spec, run_seed=job.run_seed, run=loop.run)
+    finally:
+        if prepared.cache is not None:
+            prepared.cache.close_batch()  # closed before the driver merges the shard
+    return record, prepared.take_usage()
 
 
-def _prepared(job: PortableBatchJob) -> tuple[BatchPlan, BackgroundLoop]:
+def _prepared(job: PortableBatchJob) -> tuple[PreparedJob, BackgroundLoop]:
     """This worker's plan for ``job`` (prepared on its first batch) and its event loop."""
     global _worker_loop
     with _worker_lock:

@@ -108,13 +108,10 @@ def uses_models(config: DatasetConfig) -> bool:
 
 
 def check_executor_supports(executor: str, config: DatasetConfig) -> None:
-    """ConfigError when ``config`` needs what the executor named ``executor`` cannot do yet."""
-    if executor == "ray" and uses_models(config):
-        # A worker has no share of the Mill's throttles or response cache: refuse rather than
-        # let every worker hit the endpoint at the full rate and pay again for cached answers.
-        columns = [column.name for column in config.columns if column.model_aliases()]
-        raise ConfigError(f"LLM columns under executor={executor!r} are not supported yet (columns {columns}); "
-                          "run this dataset with RunConfig(executor='local')")
+    """ConfigError when ``config`` needs what the executor named ``executor`` cannot do.
+
+    Every executor supports every column today: under Ray, LLM columns share one throttle per
+    (provider, model) across the cluster and write per-batch cache shards (``engine/ray_executor.py``)."""
 
 
 class EngineServices:

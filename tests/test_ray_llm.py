@@ -1,0 +1,175 @@
+"""LLM columns under the Ray executor: the same files as the local executor, one limit for the
+whole cluster (no 429 from a server capping at max_parallel_requests though two workers run),
+answers cached through per-batch shards (a rerun pays nothing, a killed worker re-pays at most
+the requests it had in flight) and the run's usage counted on the driver."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+import gristmill as gm
+from gristmill.engine.dataset_plan import dataset_identity
+from gristmill.engine.dataset_run import DatasetJob, DatasetRun
+from gristmill.engine.executor import BatchJob
+from gristmill.engine.ray_executor import RayExecutor
+from gristmill.llm.cache import ResponseCache
+from gristmill.storage.layout import DatasetLayout
+from gristmill.storage.metadata import BatchRecord, BatchSpec
+from gristmill.testing import LLMTestServer, provider_and_model
+
+ray = pytest.importorskip("ray")
+
+BATCH_SIZE = 10
+ROWS = 40
+PARALLEL = 4  # the model's max_parallel_requests, and the server's cap in the limit test
+
+
+@pytest.fixture(scope="module")
+def ray_session() -> Iterator[None]:
+    """One local Ray instance with two workers for the module: starting one costs seconds."""
+    ray.init(num_cpus=2, include_dashboard=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture()
+def server() -> Iterator[LLMTestServer]:
+    with LLMTestServer(latency=0.05) as instance:
+        yield instance
+
+
+@pytest.fixture(autouse=True)
+def _allow_helpers() -> None:
+    gm.allow_modules("ray_slowfns")
+
+
+def _config(marker: Path, *, kill_row: int = -1) -> gm.DatasetConfig:
+    seed = pd.DataFrame({"row": range(ROWS), "marker": [str(marker)] * ROWS, "kill_row": [kill_row] * ROWS,
+                         "kill_after": [0.12] * ROWS})
+    schema = {"type": "object", "properties": {"name": {"type": "string"}, "size": {"type": "integer"}},
+              "required": ["name", "size"]}
+    return (gm.ConfigBuilder()
+            .with_seed_dataset(seed)
+            .add_column(name="text", column_type="llm_text", prompt="Describe item {{ row }}.")
+            .add_column(name="item", column_type="llm_structured", prompt="An item like {{ text }}.",
+                        output_format=schema)
+            .add_column(name="k", column_type="custom", function="ray_slowfns:dies_soon_once",
+                        reads=["row", "marker", "kill_row", "kill_after"])
+            .add_column(name="summary", column_type="llm_text", prompt="Summarise {{ text }} ({{ k }}).")
+            .build())
+
+
+def _create(root: Path, url: str, config: gm.DatasetConfig, executor: str) -> gm.DatasetResults:
+    provider, model = provider_and_model(url, max_parallel_requests=PARALLEL)
+    run_config = gm.RunConfig(batch_size=BATCH_SIZE, seed=7, show_progress=False, executor=executor)
+    with gm.Mill(root, model_providers=[provider], model_configs=[model], run_config=run_config) as mill:
+        return mill.create(config, num_records=ROWS, dataset_name="data")
+
+
+def _paid(server: LLMTestServer) -> int:
+    stats = server.stats()
+    return int(stats["requests"] - stats["rate_limited"])
+
+
+def _assert_same_files(a: gm.DatasetResults, b: gm.DatasetResults) -> None:
+    assert [r.index for r in a.metadata.completed_batches] == [r.index for r in b.metadata.completed_batches]
+    for x, y in zip(a.metadata.completed_batches, b.metadata.completed_batches, strict=True):
+        assert pq.read_table(a.artifact_path / x.file).equals(pq.read_table(b.artifact_path / y.file))
+
+
+def test_same_files_one_cluster_wide_limit_usage_and_a_free_rerun(
+        tmp_path: Path, server: LLMTestServer, ray_session: None) -> None:
+    config = _config(tmp_path)
+    local = _create(tmp_path / "local", server.url, config, "local")
+    paid_locally = _paid(server)
+    assert paid_locally == 3 * ROWS
+    server.reset_stats()
+    server.configure(max_concurrent=PARALLEL)  # one request more than the limit would be a 429
+    distributed = _create(tmp_path / "ray", server.url, config, "ray")
+    stats = server.stats()
+    assert stats["rate_limited"] == 0 and stats["max_in_flight"] <= PARALLEL
+    assert _paid(server) == paid_locally
+    _assert_same_files(local, distributed)
+    assert distributed.load_dataset()["item"].notna().all()
+    # Usage comes back with every batch: the same counters as in one process.
+    for key in ("requests", "input_tokens", "output_tokens"):
+        assert distributed.run_usage["default"][key] == local.run_usage["default"][key]
+    assert distributed.metadata.usage["default"]["requests"] == paid_locally
+    # Every answer reached the main cache; the shards are gone.
+    root = distributed.artifact_path
+    assert not list(root.rglob("cache-shards/*.sqlite*"))
+    with ResponseCache(root / "response-cache.sqlite", mode="readonly") as cache:
+        assert cache.stats()["entries"] == 3 * ROWS
+    server.reset_stats()
+    again = _create(tmp_path / "ray", server.url, config, "ray")
+    assert server.stats()["requests"] == 0 and again.generated_rows == 0
+
+
+def test_a_worker_killed_mid_batch_repays_at_most_its_requests_in_flight(
+        tmp_path: Path, server: LLMTestServer, ray_session: None) -> None:
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    config = _config(markers, kill_row=BATCH_SIZE)  # batch 1, as its 'summary' requests go out
+    (markers / "killed-once").write_text("reference run: do not kill the test process")
+    local = _create(tmp_path / "local", server.url, config, "local")
+    reference = _paid(server)
+    (markers / "killed-once").unlink()
+    server.reset_stats()
+    distributed = _create(tmp_path / "ray", server.url, config, "ray")
+    assert (markers / "killed-once").read_text().isdigit()  # a worker's pid: it was killed
+    assert distributed.metadata.status.value == "completed"
+    _assert_same_files(local, distributed)
+    repaid = _paid(server) - reference
+    assert 0 <= repaid <= PARALLEL, f"re-paid {repaid} requests after the kill"
+    assert server.stats()["rate_limited"] == 0  # the dead worker's slots came back, none leaked
+
+
+class _StopAfterOne:
+    """The Ray executor with a driver interrupted (Ctrl-C) as the second batch comes back."""
+
+    name = "ray"
+
+    def __init__(self, inner: RayExecutor) -> None:
+        self.inner, self.commits = inner, 0
+
+    def run(self, specs: Sequence[BatchSpec], job: BatchJob, commit: Callable[[BatchRecord], None]) -> None:
+        def noted(record: BatchRecord) -> None:
+            if self.commits == 1:
+                raise KeyboardInterrupt  # this batch's shard is left behind, never merged
+            self.commits += 1
+            commit(record)
+
+        self.inner.run(specs, job, noted)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def test_an_interrupted_driver_leaves_shards_that_the_next_run_merges(
+        tmp_path: Path, server: LLMTestServer, ray_session: None) -> None:
+    config = _config(tmp_path)
+    _create(tmp_path / "local", server.url, config, "local")
+    reference = _paid(server)
+    server.reset_stats()
+    provider, model = provider_and_model(server.url, max_parallel_requests=PARALLEL)
+    run_config = gm.RunConfig(batch_size=BATCH_SIZE, seed=7, show_progress=False)
+    root = tmp_path / "ray" / "data"
+    job = DatasetJob(config=config, layout=DatasetLayout(root), dataset_name="data", num_records=ROWS,
+                     run_config=run_config, identity=dataset_identity(config))
+    with gm.Mill(tmp_path / "ray", model_providers=[provider], model_configs=[model], run_config=run_config) as mill:
+        with pytest.raises(KeyboardInterrupt):
+            DatasetRun(job, mill.services, executor=_StopAfterOne(RayExecutor.connect(None))).execute(None)
+    assert list(root.glob("cache-shards/batch_*.sqlite"))  # answers of batches never committed
+    resumed = _create(tmp_path / "ray", server.url, config, "ray")
+    assert resumed.metadata.status.value == "completed" and not list(root.glob("cache-shards/*.sqlite*"))
+    repaid = _paid(server) - reference
+    # Known gap (issue 8, open): alone this re-pays at most PARALLEL requests, but after other Ray
+    # tests (warm workers) an interrupted driver re-paid 30 of 80: the answers of batches that were
+    # running when their tasks were cancelled can be lost. What holds is DESIGN's bound, the
+    # batches in flight: 2 workers x BATCH_SIZE rows x 2 LLM columns.
+    assert 0 <= repaid <= 2 * BATCH_SIZE * 2, f"re-paid {repaid} requests after the interrupted driver"
