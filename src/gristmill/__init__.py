@@ -12,9 +12,9 @@ the CLI and for notebooks, and pandas / pyarrow load only when something needs t
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from gristmill.lazy import lazy_exports
 from gristmill.version import __version__
 
 # Public name -> the module it is loaded from: the one table ``__getattr__`` reads. A new
@@ -170,15 +170,4 @@ if TYPE_CHECKING:
     from gristmill.workflow import CompositeWorkflow, SkippedStageResult, StageAction, WorkflowPlan, WorkflowResults
 
 
-def __getattr__(name: str) -> Any:
-    """Load a public name on first use, then keep it in the module's namespace."""
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'gristmill' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals(), __all__)

@@ -15,8 +15,9 @@ warns about that).
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any
+
+from gristmill.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from gristmill.config.models import ModelConfig, ModelProvider
@@ -40,18 +41,6 @@ _EXPORTS: dict[str, str] = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    """Load a public name on first use, then keep it in the package's namespace."""
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
 
 
 def provider_and_model(url: str, *, alias: str = "default", model: str = "test-model",
@@ -67,3 +56,4 @@ def provider_and_model(url: str, *, alias: str = "default", model: str = "test-m
 
 
 __all__ = sorted([*_EXPORTS, "provider_and_model"])
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals(), __all__)

@@ -12,8 +12,9 @@ engine.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from gristmill.lazy import lazy_exports
 
 # Public name -> its module, read by ``__getattr__``; ``__all__`` and the TYPE_CHECKING imports
 # list the same names (checked by tests/test_import_time.py).
@@ -65,15 +66,4 @@ if TYPE_CHECKING:
     from gristmill.workflow.results import SkippedStageResult, WorkflowResults
 
 
-def __getattr__(name: str) -> Any:
-    """Load a public name on first use, then keep it in the package's namespace."""
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals(), __all__)
