@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from gristmill.config.base import ConfigModel, import_reference
 from gristmill.config.trust import add_trusted_source
-from gristmill.errors import ConfigError
+from gristmill.errors import ConfigError, GristmillError
 
 if TYPE_CHECKING:
     from importlib.metadata import EntryPoint
@@ -239,6 +239,20 @@ class Registry:
 
 
 _REGISTRY = Registry()
+
+
+def resolve_implementation(value: Implementation, *, what: str, source: str,
+                           error: type[GristmillError] = ConfigError) -> object:
+    """A registered implementation: the object itself, or the one its ``"module:attr"`` names;
+    ``error`` (``what`` names the reference and its use, ``source`` who registered it) when that
+    cannot be imported."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return import_reference(value)
+    except (ImportError, AttributeError) as exc:
+        raise error(f"{what} ({source}) cannot be imported: {type(exc).__name__}: {exc}; reinstall the "
+                    "package providing it") from exc
 
 
 def get_registry() -> Registry:

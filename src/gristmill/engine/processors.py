@@ -21,9 +21,8 @@ from typing import Any, Protocol, cast
 import pyarrow as pa
 from jinja2 import Environment, TemplateError, nodes
 
-from gristmill.config.base import import_reference
 from gristmill.config.processors import DropColumnsProcessor, ProcessorConfig, SchemaTransformProcessor
-from gristmill.config.registry import get_registry
+from gristmill.config.registry import get_registry, resolve_implementation
 from gristmill.engine.templates import render_column
 from gristmill.errors import ConfigError, GenerationError
 
@@ -102,14 +101,9 @@ def build_processor(config: ProcessorConfig) -> ProcessorImplementation:
         raise ConfigError(f"processor type {config.processor_type!r} (registered by {source}) has no "
                           "implementation; register it with registry.add_processor_type(Model, "
                           "implementation='module:attr') in the plugin's register(registry)")
-    factory: object = entry.implementation
-    if isinstance(factory, str):
-        try:
-            factory = import_reference(factory)
-        except (ImportError, AttributeError) as exc:
-            raise ConfigError(f"implementation {entry.implementation!r} of processor type "
-                              f"{config.processor_type!r} ({entry.source}) cannot be imported: {exc}; reinstall "
-                              "the package providing it") from exc
+    factory = resolve_implementation(entry.implementation, source=entry.source,
+                                     what=f"implementation {entry.implementation!r} of processor type "
+                                          f"{config.processor_type!r}")
     if not callable(factory):
         raise ConfigError(f"implementation of processor type {config.processor_type!r} is not callable")
     return cast(ProcessorFactory, factory)(config)

@@ -15,8 +15,7 @@ import pyarrow.csv as pacsv
 import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
-from gristmill.config.base import import_reference
-from gristmill.config.registry import get_registry
+from gristmill.config.registry import get_registry, resolve_implementation
 from gristmill.errors import SeedDatasetError
 from gristmill.storage.tables import drop_pandas_index
 
@@ -57,13 +56,8 @@ def seed_file_reader(path: Path) -> SeedFileReader:
         known = sorted(s for r in get_registry().seed_readers().values() for s in r.suffixes)
         raise SeedDatasetError(f"seed file {str(path)!r} has an unsupported extension; use one of {', '.join(known)} "
                                "(or install a plugin that registers a seed reader for it)")
-    read: object = entry.read
-    if isinstance(read, str):
-        try:
-            read = import_reference(read)
-        except (ImportError, AttributeError) as exc:
-            raise SeedDatasetError(f"seed reader {entry.name!r} ({entry.source}) cannot be imported from "
-                                   f"{entry.read!r}: {exc}; reinstall the package providing it") from exc
+    read = resolve_implementation(entry.read, what=f"seed reader {entry.name!r} ({entry.read!r})",
+                                  source=entry.source, error=SeedDatasetError)
     if not callable(read):
         raise SeedDatasetError(f"seed reader {entry.name!r} ({entry.source}) is not callable: {read!r}")
     return cast(SeedFileReader, read)

@@ -17,10 +17,9 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, cast, runtime_checka
 import numpy as np
 import pyarrow as pa
 
-from gristmill.config.base import import_reference
 from gristmill.config.columns import ColumnConfig
 from gristmill.config.dataset import DatasetConfig
-from gristmill.config.registry import get_registry
+from gristmill.config.registry import get_registry, resolve_implementation
 from gristmill.config.run import RunConfig
 from gristmill.errors import ConfigError
 
@@ -152,19 +151,12 @@ def generator_factory(column_type: str) -> GeneratorFactory | GroupGeneratorFact
                           "generator='module:attr') in the plugin's register(registry)")
     factory: object = entry.generator
     if isinstance(factory, str):
-        factory = _import_generator(column_type, factory, entry.source)
+        factory = resolve_implementation(factory, what=f"generator {factory!r} of column type {column_type!r}",
+                                         source=entry.source)
     if not callable(factory) and not isinstance(factory, GroupGeneratorFactory):
         raise ConfigError(f"generator of column type {column_type!r} ({entry.source}) is {factory!r}, not a "
                           "callable (column, context) -> generator")
     return cast(GeneratorFactory | GroupGeneratorFactory, factory)
-
-
-def _import_generator(column_type: str, reference: str, source: str) -> object:
-    try:
-        return import_reference(reference)
-    except (ImportError, AttributeError) as exc:
-        raise ConfigError(f"generator {reference!r} of column type {column_type!r} ({source}) cannot be imported: "
-                          f"{type(exc).__name__}: {exc}; reinstall the package providing it") from exc
 
 
 def is_group_factory(factory: object) -> bool:
