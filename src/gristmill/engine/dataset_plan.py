@@ -266,9 +266,3 @@ def _continue(run: StoredRun, request: DatasetRequest) -> DatasetDecision:
     return DatasetDecision(DatasetAction.RESUME, run.path,
                            f"{len(meta.completed_batches)} of {planned.num_batches} batches done",
                            batches_missing=missing)
-
-
-def describe_decision(decision: DatasetDecision) -> str:
-    """One line for ``gristmill plan``: ``RESUME  3 of 10 batches done``."""
-    return f"{decision.action.value.upper():<14}{decision.reason}"
-

@@ -28,7 +28,7 @@ from gristmill.engine.dataset_plan import DatasetIdentity
 from gristmill.engine.executor import BatchExecutor
 from gristmill.engine.generators import EngineContext
 from gristmill.engine.loop import BackgroundLoop
-from gristmill.engine.services import EngineServices, check_executor_supports, uses_models
+from gristmill.engine.services import EngineServices, uses_models
 from gristmill.errors import ArtifactError, GristmillError
 from gristmill.llm.cache_shards import import_shard, merge_leftover_shards, remove_shard, shard_path
 from gristmill.storage.atomic import write_json_atomic
@@ -79,7 +79,6 @@ class DatasetRun:
         meta.plan_rows(job.num_records)
         if meta.status is DatasetStatus.COMPLETED and not meta.missing_batches():
             return meta  # complete: nothing to build, so no cache or model is even opened
-        check_executor_supports(self.executor.name, job.config)  # before any file is written
         needs_cache = self.response_cache is None and uses_models(job.config)
         with self.services.response_cache(job.layout.response_cache_path, needed=needs_cache,
                                           import_from=self.import_caches,

@@ -107,13 +107,6 @@ def uses_models(config: DatasetConfig) -> bool:
     return any(column.model_aliases() for column in config.columns)
 
 
-def check_executor_supports(executor: str, config: DatasetConfig) -> None:
-    """ConfigError when ``config`` needs what the executor named ``executor`` cannot do.
-
-    Every executor supports every column today: under Ray, LLM columns share one throttle per
-    (provider, model) across the cluster and write per-batch cache shards (``engine/ray_executor.py``)."""
-
-
 class EngineServices:
     """Event loop, LLM runtime, progress and caches shared by one Mill's runs."""
 
@@ -168,7 +161,6 @@ class EngineServices:
         if seed_columns is not None:
             check_columns(config, seed_columns)
             check_some_column_is_kept(config, seed_columns)
-        check_executor_supports(self.run_config.executor, config)
         aliases = {alias for column in config.columns for alias in column.model_aliases()}
         if aliases:
             self.llm().check_aliases(aliases, config.models)
