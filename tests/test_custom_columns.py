@@ -132,14 +132,23 @@ def fail_on_77(row: dict[str, Any]) -> int:
     return 1
 
 
-def test_exception_in_row_function_names_column_and_dataset_row(mill: gm.Mill) -> None:
-    with pytest.raises(gm.GenerationError) as info:
-        mill.preview(config(fail_on_77), num_records=100)
-    message = str(info.value)
-    assert "'out'" in message
-    assert "row 77" in message
-    assert "ValueError: seventy-seven is not allowed" in message
-    assert isinstance(info.value.__cause__, ValueError)
+def test_exception_in_row_function_fails_that_cell_naming_column_and_row(mill: gm.Mill) -> None:
+    frame = mill.preview(config(fail_on_77), num_records=100)
+    failed = frame[frame["__errors"].notna()]
+    assert failed["v"].tolist() == [77] and failed["out"].isna().all()
+    (problem,) = failed["__errors"].iloc[0]
+    assert problem["column"] == "out" and problem["kind"] == "failed" and problem["attempts"] == 1
+    assert "row 77" in problem["reason"] and "ValueError: seventy-seven is not allowed" in problem["reason"]
+    assert frame.loc[frame["v"] != 77, "out"].eq(1).all()
+
+
+def test_a_row_function_failing_on_most_rows_stops_the_run(mill: gm.Mill) -> None:
+    def always(row: dict[str, Any]) -> int:
+        raise ValueError("broken")
+
+    with pytest.raises(gm.GenerationError, match=r"stopping: .* rows of custom column 'out' failed; last error: "
+                                                 r"custom column 'out' failed on row \d+: ValueError: broken"):
+        mill.preview(config(always), num_records=100)
 
 
 def test_exception_in_batch_function_names_column_and_batch(mill: gm.Mill) -> None:
@@ -199,8 +208,14 @@ def test_mixed_types_are_a_generation_error_naming_the_column(mill: gm.Mill) -> 
         mill.create(config(lambda r: r["v"] if r["v"] % 2 else "text"), num_records=4)
 
 
+def fail_from_77(df: pd.DataFrame) -> pd.Series:
+    if (df["v"] >= 77).any():
+        raise ValueError("seventy-seven and up are not allowed")
+    return df["v"]
+
+
 def test_failed_create_keeps_completed_batches(mill: gm.Mill) -> None:
     with pytest.raises(gm.GenerationError):
-        mill.create(config(fail_on_77), num_records=120, dataset_name="partial")
+        mill.create(config(fail_from_77, mode="batch"), num_records=120, dataset_name="partial")
     done = sorted(p.name for p in (mill.artifact_path / "partial" / "parquet-files").glob("*.parquet"))
     assert done == ["batch_00000.parquet"]

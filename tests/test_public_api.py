@@ -118,9 +118,14 @@ ALLOWED: dict[str, set[str]] = {
     "engine": {"config", "sampling", "llm", "storage"},
     # results.py is not in DESIGN.md's table: it reads what storage wrote (and analysis reports),
     # and both Mill.create and workflow stages hand it out, so it sits below both.
-    "results": {"config", "storage", "analysis"},
-    "workflow": {"config", "sampling", "llm", "engine", "storage", "results"},
+    "results": {"config", "storage", "analysis", "report"},
+    "workflow": {"config", "sampling", "llm", "engine", "storage", "results", "report"},
     "mill": {"config", "sampling", "llm", "engine", "storage", "workflow", "analysis", "results"},
+    # The HTML report reads what a dataset or workflow run left on disk (report/); the results
+    # classes hand it out (results.report()), so it sits below them.
+    "report": {"config", "storage"},
+    # Converts the reference tool's configs into ours (convert.py).
+    "convert": {"config"},
     "cli": {"<api>"},
     "testing": ALL_LAYERS,
     "<api>": {"config", "mill", "results", "workflow", "analysis"},
@@ -201,7 +206,7 @@ def layering_violations() -> set[tuple[str, str]]:
 # Violations present when this test was written, each reported to its owner. Fixing one means
 # deleting its line here; a new one fails the test.
 KNOWN_VIOLATIONS: set[tuple[str, str]] = set()
-PUBLIC_PACKAGES = {"gristmill.workflow", "gristmill.llm"}
+PUBLIC_PACKAGES = {"gristmill.workflow", "gristmill.llm", "gristmill.report", "gristmill.convert"}
 
 
 def private_name_imports() -> list[str]:

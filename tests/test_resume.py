@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 import gristmill as gm
@@ -295,18 +296,19 @@ def test_num_records_must_be_positive_int(workdir: Path, bad: object) -> None:
 def test_failed_run_is_marked_failed_and_resumable(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     calls = {"n": 0}
 
-    def flaky(row: dict[str, float]) -> float:
+    def flaky(frame: pd.DataFrame) -> pd.Series:
         calls["n"] += 1
-        if calls["n"] == 45:
+        if calls["n"] == 3:
             raise RuntimeError("boom")
-        return row["price"] + 1
+        return frame["price"] + 1
 
     config = (gm.ConfigBuilder()
               .add_column(name="price", column_type="sampler", sampler_type="uniform", params={"low": 0, "high": 1})
-              .add_column(name="plus", column_type="custom", function=flaky, reads=["price"], version="1")
+              .add_column(name="plus", column_type="custom", function=flaky, mode="batch", reads=["price"],
+                          version="1")
               .build())
     mill = _mill(workdir / "a")
-    with pytest.raises(gm.GenerationError, match="custom column 'plus' failed on row 44: RuntimeError: boom"):
+    with pytest.raises(gm.GenerationError, match="custom column 'plus' failed on batch 2: RuntimeError: boom"):
         mill.create(config, num_records=60, dataset_name="ds")
     meta = json.loads((workdir / "a" / "ds" / "metadata.json").read_text())
     assert meta["status"] == "failed" and "boom" in meta["error"]

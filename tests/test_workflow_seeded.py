@@ -48,12 +48,13 @@ SEEDS: dict[str, Callable[[Path], Any]] = {"parquet": _parquet_seed, "csv": _csv
 FLAG: dict[str, Path] = {}
 
 
-def fragile(row: dict[str, Any]) -> int:
-    """A custom column that fails after stage 2's first batch while the flag file exists."""
+def fragile(frame: pd.DataFrame) -> pd.Series:
+    """A batch custom column that fails after stage 2's first batch while the flag file exists
+    (in batch mode an exception stops the run; in row mode it would fail only its cell)."""
     flag = FLAG.get("path")
-    if flag is not None and flag.exists() and row["sid"] >= BATCH:
+    if flag is not None and flag.exists() and (frame["sid"] >= BATCH).any():
         raise RuntimeError("planned failure")
-    return int(row["sid"]) * 10
+    return frame["sid"].astype(int) * 10
 
 
 def _workflow(mill: gm.Mill, seed: Any, *, second: gm.ConfigBuilder | None = None) -> Any:
@@ -89,7 +90,7 @@ def test_seeded_workflow_resumes_after_a_failing_stage(mill: gm.Mill, tmp_path: 
     flag.touch()
     monkeypatch.setitem(FLAG, "path", flag)
     second = gm.ConfigBuilder().add_column(name="checked", column_type="custom",
-                                           function=f"{__name__}:fragile", reads=["sid"])
+                                           function=f"{__name__}:fragile", mode="batch", reads=["sid"])
     with pytest.raises(Exception, match="planned failure"):
         _workflow(mill, seed, second=second).run(resume="if-possible")
     flag.unlink()

@@ -72,7 +72,9 @@ class Mill:
 
     # -- datasets ----------------------------------------------------------------------------
     def create(self, config: DatasetConfig | ConfigBuilder, *, num_records: int, dataset_name: str = "dataset",
-               resume: ResumeMode | str = ResumeMode.IF_POSSIBLE, verify: bool = False) -> DatasetResults:
+               resume: ResumeMode | str = ResumeMode.IF_POSSIBLE, verify: bool = False,
+               retry_failed: bool = False, target_valid_records: int | None = None,
+               max_records: int | None = None, valid_filter: str | None = None) -> DatasetResults:
         """Generate ``num_records`` rows into ``<artifact_path>/<dataset_name>``.
 
         By default (``resume=IF_POSSIBLE``) a rerun continues a run that crashed or was stopped,
@@ -80,10 +82,21 @@ class Mill:
         config change starts fresh beside it, answering unchanged LLM requests from the earlier
         run's cache. ``plan_dataset`` says beforehand which of these a call will do. ``verify``
         also compares the sha256 of every stored file (the CRC-32 is always checked).
+
+        ``retry_failed``: after the dataset is complete, regenerate only its failed cells (those
+        listed in ``__errors``, and the cells they blocked), in place, one batch at a time; no
+        other cell is regenerated or paid for.
+
+        ``target_valid_records``: keep generating (``num_records`` rows first, then as many more as
+        the pass rate so far says are needed, up to ``max_records``) until that many rows pass
+        ``valid_filter`` (a Jinja condition; without one, every validation column's ``is_valid``;
+        without those, no failed cell). The dataset then holds exactly that many rows; the others
+        are kept under ``dropped-rows/`` with the reason.
         """
         config, mode = _as_config(config), ResumeMode.parse(resume)
         _check_num_records(num_records)
         _check_dataset_name(dataset_name)
+        run_config = _gate(self.run_config, target_valid_records, max_records, valid_filter)
         self.validate(config)
         identity = dataset_identity(config)
         root = self.artifact_path / dataset_name
@@ -92,17 +105,17 @@ class Mill:
         with DirectoryLock(root) if _may_write(root) else contextlib.nullcontext():
             observation = observe_dataset(root, identity, look_for_earlier=mode is ResumeMode.IF_POSSIBLE,
                                           verify=verify)
-            decision = plan_dataset(observation, identity, DatasetRequest(num_records, self.run_config, mode))
+            decision = plan_dataset(observation, identity, DatasetRequest(num_records, run_config, mode))
             target = decision.path
             if decision.warning:
                 warnings.warn(decision.warning, stacklevel=2)
             stored = _stored_metadata(observation, decision)
             seed = stored.run_seed if stored else dataset_run_seed(dataset_name, self.run_config.seed)
             job = DatasetJob(config=config, layout=DatasetLayout(target), dataset_name=dataset_name,
-                             num_records=num_records, run_config=self.run_config.model_copy(update={"seed": seed}),
+                             num_records=num_records, run_config=run_config.model_copy(update={"seed": seed}),
                              identity=identity)
             run = DatasetRun(job, self.services, import_caches=decision.import_caches,
-                             move_damaged_cache=mode is not ResumeMode.ALWAYS)
+                             move_damaged_cache=mode is not ResumeMode.ALWAYS, retry_failed=retry_failed)
             if target == root:
                 meta = run.execute(stored)
             else:
@@ -236,6 +249,20 @@ def _as_config(config: object) -> DatasetConfig:
     if not isinstance(config, DatasetConfig):
         raise ConfigError(f"expected a DatasetConfig or ConfigBuilder, got {type(config).__name__}")
     return config
+
+
+def _gate(run_config: RunConfig, target: int | None, max_records: int | None, valid_filter: str | None) -> RunConfig:
+    """``run_config`` with the quality gate of one ``create`` call (ConfigError for bad values)."""
+    given = {"target_valid_records": target, "max_records": max_records, "valid_filter": valid_filter}
+    updates = {key: value for key, value in given.items() if value is not None}
+    if not updates:
+        return run_config
+    if run_config.target_valid_records is None and target is None:
+        raise ConfigError("max_records and valid_filter apply only with target_valid_records=N")
+    try:
+        return RunConfig.model_validate({**run_config.model_dump(), **updates})
+    except ValidationError as exc:
+        raise ConfigValidationError.of(exc, RunConfig) from None
 
 
 def _check_num_records(num_records: object) -> None:

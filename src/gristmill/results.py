@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 from gristmill.analysis import DatasetAnalysis, analyze_files
 from gristmill.config.dataset import ConfigBuilder, DatasetConfig
 from gristmill.errors import ArtifactError, ConfigError
+from gristmill.report import SampleRecord, sample_record, write_dataset_report
 from gristmill.storage.atomic import fsync_dir, temp_path_for, write_bytes_atomic
 from gristmill.storage.layout import ANALYSIS_FILE, DatasetLayout
 from gristmill.storage.metadata import DatasetMetadata
@@ -45,7 +46,17 @@ def iter_parquet_tables(paths: Sequence[Path]) -> Iterator[pa.Table]:
     schema = unified_schema(paths)
     for path in paths:
         table = drop_pandas_index(read_parquet_checked(path))
-        yield table.select(schema.names).cast(schema) if table.schema != schema else table
+        yield conform(table, schema)
+
+
+def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """``table`` with ``schema``'s columns in its order; a column the file lacks (``__errors``
+    is written only by batches that had a failed cell) is null."""
+    if table.schema == schema:
+        return table
+    columns = [table.column(f.name) if f.name in table.column_names else pa.nulls(table.num_rows, f.type)
+               for f in schema]
+    return pa.table(columns, schema=schema.remove_metadata()).cast(schema)
 
 
 def read_parquet_files(paths: Sequence[Path]) -> pd.DataFrame:
@@ -196,6 +207,14 @@ class DatasetResults:
         """Parquet files of the named processor's output."""
         return [self.artifact_path / b.processor_files[name].file for b in self.metadata.completed_batches
                 if name in b.processor_files]
+
+    def report(self, path: str | Path | None = None) -> Path:
+        """Write this dataset's HTML report (default ``<dataset>/report.html``; docs/report.md)."""
+        return write_dataset_report(self.artifact_path, path)
+
+    def display_sample_record(self, index: int) -> SampleRecord:
+        """Row ``index`` as a field/value table in a notebook (plain lines when printed)."""
+        return sample_record(self.artifact_path, index)
 
     def load_dataset(self) -> pd.DataFrame:
         """The whole dataset as a pandas DataFrame."""

@@ -21,6 +21,10 @@ err_console = Console(stderr=True)
 F = TypeVar("F", bound=Callable[..., Any])
 
 DebugOption = Annotated[bool, typer.Option("--debug", help="Show the full traceback on errors.")]
+RetryFailedOption = Annotated[bool, typer.Option(
+    "--retry-failed", help="Regenerate only the failed cells (listed in __errors) and the cells they blocked.")]
+OnFailedRowsOption = Annotated[str | None, typer.Option(
+    "--on-failed-rows", help="keep | mark | drop: what the dataset holds of rows with a failed cell (default keep).")]
 
 
 def user_errors(func: F) -> F:

@@ -13,8 +13,8 @@ from rich.markup import escape
 from rich.table import Table
 
 import gristmill as gm
-from gristmill.cli import cache, models, workflow
-from gristmill.cli.errors import DebugOption, user_errors
+from gristmill.cli import cache, models, report, workflow
+from gristmill.cli.errors import DebugOption, OnFailedRowsOption, RetryFailedOption, user_errors
 
 # Heavy modules (pandas, pyarrow, the engine) load inside the commands, through ``gm.<name>``
 # on first use, so ``gristmill --help`` stays fast.
@@ -95,16 +95,19 @@ def create(
     executor: Annotated[str | None, typer.Option(
         help="local | ray: where batches are built (ray needs gristmill[ray]).")] = None,
     ray_address: Annotated[str | None, typer.Option(help="Ray cluster address (default: start a local one).")] = None,
+    retry_failed: RetryFailedOption = False,
+    on_failed_rows: OnFailedRowsOption = None,
     debug: DebugOption = False,
 ) -> None:
     """Generate a dataset into ARTIFACT_PATH/NAME, with a progress bar; a rerun continues it."""
     cfg = load_config(config)
-    options = {"batch_size": batch_size, "seed": seed, "executor": executor, "ray_address": ray_address}
+    options = {"batch_size": batch_size, "seed": seed, "executor": executor, "ray_address": ray_address,
+               "on_failed_rows": on_failed_rows}
     updates: dict[str, Any] = {k: v for k, v in options.items() if v is not None}
     mill = gm.Mill(artifact_path, run_config=run_config(**updates))
     with mill:
         results = mill.create(cfg, num_records=num_records, dataset_name=name or config.stem, resume=resume,
-                              verify=verify)
+                              verify=verify, retry_failed=retry_failed)
         meta = results.metadata
         console.print(f"[green]done[/]: {meta.actual_rows} rows in {len(meta.completed_batches)} batch files at "
                       f"[bold]{results.artifact_path}[/]; generated now: {results.generated_rows} rows "
@@ -169,6 +172,7 @@ def schema(debug: DebugOption = False) -> None:
 app.add_typer(models.app, name="models", help="List and check configured models.")
 app.add_typer(cache.app, name="cache", help="Inspect or clear a response cache.")
 workflow.register(app)
+report.register(app)
 
 if __name__ == "__main__":  # pragma: no cover
     app()

@@ -23,7 +23,7 @@ from rich.markup import escape
 from rich.table import Table
 
 import gristmill as gm
-from gristmill.cli.errors import DebugOption, user_errors
+from gristmill.cli.errors import DebugOption, OnFailedRowsOption, RetryFailedOption, user_errors
 from gristmill.errors import ConfigError, WorkflowError
 
 if TYPE_CHECKING:  # loaded by the commands that use them, so `gristmill --help` stays fast
@@ -51,14 +51,16 @@ def run_command(
     verify: VerifyOption = False,
     executor: Annotated[str | None, typer.Option(
         help="local | ray: where batches are built (ray needs gristmill[ray]).")] = None,
+    retry_failed: RetryFailedOption = False,
+    on_failed_rows: OnFailedRowsOption = None,
     debug: DebugOption = False,
 ) -> None:
     """Plan and run a workflow file: unchanged stages are reused, changed ones rerun."""
-    wf = _load(workflow, executor=executor)
+    wf = _load(workflow, executor=executor, on_failed_rows=on_failed_rows)
     with wf:
         # The plan printed is the one executed: run() makes it under the workflow lock.
         results = wf.run(resume=resume, targets=target, rerun_from=rerun_from,
-                         stage_output_overrides=_overrides(override), verify=verify,
+                         stage_output_overrides=_overrides(override), verify=verify, retry_failed=retry_failed,
                          on_plan=lambda plan: print_plan(plan, title=f"plan of workflow {wf.name!r}"))
         console.print(f"[green]done[/]: {results.count_records()} rows from stage "
                       f"{results.final_stage!r} in [bold]{results.workflow_dir}[/]")
@@ -215,11 +217,12 @@ def mermaid_graph(wf: CompositeWorkflow) -> str:
     return "\n".join(lines)
 
 
-def _load(path: Path, *, executor: str | None = None) -> CompositeWorkflow:
+def _load(path: Path, *, executor: str | None = None, on_failed_rows: str | None = None) -> CompositeWorkflow:
     if not path.is_file():
         raise ConfigError(f"workflow file {str(path)!r} does not exist")
     _importable_next_to(path)
-    return gm.load_workflow(path, run_options={"executor": executor} if executor else None)
+    options = {k: v for k, v in {"executor": executor, "on_failed_rows": on_failed_rows}.items() if v}
+    return gm.load_workflow(path, run_options=options or None)
 
 
 def _importable_next_to(path: Path) -> None:

@@ -30,6 +30,8 @@ _RESERVED_NAMES = frozenset({"true", "false", "none", "True", "False", "None", "
                              "if", "else", *_jinja_env.globals})
 
 C = TypeVar("C", bound="type[ColumnConfig]")
+# Base fields added after datasets were written, with their defaults (see ``fingerprint_payload``).
+_LATER_FIELDS: dict[str, Any] = {"skip": None, "propagate_skip": True}
 
 
 @overload
@@ -92,15 +94,30 @@ def template_variables(template: str) -> set[str]:
     return set(names) - set(_jinja_env.globals)
 
 
+def skip_template(condition: str) -> str:
+    """A ``skip`` condition as a template rendering 'True' or 'False': a bare Jinja expression
+    (``score < 3``) is wrapped; one written as ``{{ ... }}`` is used as it is."""
+    return condition if "{{" in condition or "{%" in condition else f"{{{{ ({condition}) }}}}"
+
+
 class ColumnConfig(ConfigModel):
     """Base of every column type."""
 
     name: str = Field(description="Column name; a valid identifier so templates can reference it.")
     column_type: str = Field(description="Discriminator naming the registered column type.")
     drop: bool = Field(default=False, description="Generate the column but drop it from the final dataset.")
+    skip: str | None = Field(default=None, description=(
+        "A Jinja condition over the row, e.g. \"difficulty == 'easy'\" or \"{{ score < 3 }}\": where it holds, "
+        "the cell is not generated (and not paid for) and holds null."))
+    propagate_skip: bool = Field(default=True, description=(
+        "Skip this column's cell (null, not generated, not paid) where a column it reads was skipped or "
+        "failed. A cell skipped because of a failure is listed in the row's __errors."))
 
     # Fields that never enter the fingerprint (secrets, timeouts, concurrency...).
     fingerprint_exclude: ClassVar[frozenset[str]] = frozenset()
+    # True for types whose cells can fail for good (an LLM that gives up, user code that raises,
+    # a validator that cannot answer): a config with one gets the per-row ``__errors`` column.
+    may_fail: ClassVar[bool] = False
 
     @field_validator("name")
     @classmethod
@@ -112,9 +129,31 @@ class ColumnConfig(ConfigModel):
             raise ValueError(f"column name {value!r} is reserved by Jinja templates; choose another name")
         return value
 
+    @field_validator("skip")
+    @classmethod
+    def _check_skip(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not value.strip():
+            raise ValueError("skip must be a non-empty Jinja condition, e.g. \"difficulty == 'easy'\"")
+        try:
+            template_variables(skip_template(value))
+        except ConfigError as exc:
+            raise ValueError(f"skip: {exc}") from None
+        return value
+
     def required_columns(self) -> set[str]:
         """Columns this column reads; the engine orders generation by them."""
         return set()
+
+    def skip_columns(self) -> set[str]:
+        """Columns the ``skip`` condition reads."""
+        return template_variables(skip_template(self.skip)) if self.skip else set()
+
+    def dependencies(self) -> set[str]:
+        """Everything that must exist before this column is generated: what it reads and what its
+        ``skip`` condition reads."""
+        return self.required_columns() | self.skip_columns()
 
     def output_columns(self) -> list[str]:
         """Columns this column writes (its own name, plus side columns such as reasoning traces)."""
@@ -129,7 +168,13 @@ class ColumnConfig(ConfigModel):
         before any work, so a problem is a ConfigError now rather than at batch 0."""
 
     def fingerprint_payload(self) -> Any:
-        return self.model_dump(mode="json", exclude=set(self.fingerprint_exclude))
+        return self.model_dump(mode="json", exclude=self._fingerprint_excluded())
+
+    def _fingerprint_excluded(self) -> set[str]:
+        # Fields added after datasets were written enter the fingerprint only when set, so a
+        # stored dataset keeps its fingerprint when gristmill learns a new option.
+        later = {name for name, default in _LATER_FIELDS.items() if getattr(self, name) == default}
+        return set(self.fingerprint_exclude) | later
 
 
 class ExpressionColumn(ColumnConfig):
@@ -163,6 +208,7 @@ class CustomColumn(ColumnConfig):
     """
 
     column_type: Literal["custom"] = "custom"
+    may_fail: ClassVar[bool] = True  # a row function that raises fails its cell
     function: Any = Field(description="A callable, or 'module:qualname' of one.")
     mode: Literal["row", "batch"] = Field(default="row", description="Call per row or once per batch.")
     reads: list[str] = Field(default_factory=list, description="Columns the function reads.")
@@ -211,7 +257,7 @@ class CustomColumn(ColumnConfig):
         return list(self.writes) if self.writes else [self.name]
 
     def fingerprint_payload(self) -> Any:
-        return self.model_dump(mode="json")
+        return self.model_dump(mode="json", exclude=self._fingerprint_excluded())
 
     @field_serializer("function")
     def _serialize_function(self, value: Any) -> str:

@@ -28,6 +28,7 @@ class LLMColumnBase(ColumnConfig):
                                  description="Also write the model's reasoning to '<name>__reasoning'.")
 
     llm_instructions: ClassVar[str] = ""
+    may_fail: ClassVar[bool] = True  # a model can give up on a cell
 
     @field_validator("prompt", "system_prompt")
     @classmethod

@@ -5,9 +5,10 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from gristmill.config.base import ConfigModel
+from gristmill.config.columns import skip_template, template_variables
 from gristmill.errors import ConfigError
 
 
@@ -52,6 +53,30 @@ class RunConfig(ConfigModel):
         "fails; None: 1 second."))
     template_output_limit: int | None = Field(default=None, ge=1, description=(
         "Characters one cell's template may produce before the cell fails; None: 1,000,000."))
+    on_failed_rows: Literal["keep", "drop", "mark"] = Field(default="keep", description=(
+        "Rows with a failed cell (listed in their __errors): 'keep' them; 'mark' them with a boolean "
+        "__failed column; 'drop' them from the dataset into dropped-rows/ (kept with their errors and "
+        "row index, never deleted). Must match the stored run's to resume it."))
+    target_valid_records: int | None = Field(default=None, ge=1, description=(
+        "Keep generating batches until this many rows pass (``valid_filter``, else every validation "
+        "column's is_valid, else no failed cell); rows that do not pass, and any surplus, go to "
+        "dropped-rows/. Usually given per dataset: create(..., target_valid_records=N)."))
+    max_records: int | None = Field(default=None, ge=1, description=(
+        "With target_valid_records: the most rows to generate (default: 10 x target_valid_records); the run "
+        "stops with a clear message as soon as the pass rate makes the target unreachable within it."))
+    valid_filter: str | None = Field(default=None, description=(
+        "With target_valid_records: a Jinja condition over the row that a valid row satisfies, e.g. "
+        "\"sql_check.is_valid and score >= 3\"."))
+
+    @field_validator("valid_filter")
+    @classmethod
+    def _check_filter(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                template_variables(skip_template(value))
+            except ConfigError as exc:
+                raise ValueError(str(exc)) from None
+        return value
     executor: Literal["local", "ray"] = Field(default="local", description=(
         "Where batches are built: 'local' in this process, one after another; 'ray' as Ray tasks, "
         "in parallel across a Ray cluster's workers (needs the gristmill[ray] extra; LLM columns "

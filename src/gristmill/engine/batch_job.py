@@ -19,16 +19,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+
 from gristmill.config import trust
 from gristmill.config.dataset import DatasetConfig
 from gristmill.config.run import RunConfig
 from gristmill.engine.batches import BatchPlan
+from gristmill.engine.cells import ERRORS_COLUMN, ROW_COLUMN, retryable_rows
 from gristmill.engine.generators import EngineContext
 from gristmill.engine.processors import ProcessedBatch
 from gristmill.engine.seeds import SeedReader, load_seed_table
 from gristmill.storage.atomic import WrittenFile, write_parquet_atomic
 from gristmill.storage.layout import DatasetLayout
 from gristmill.storage.metadata import BatchRecord, BatchSpec, FileRecord
+from gristmill.storage.tables import read_parquet_checked
 
 Usage = dict[str, dict[str, int]]
 
@@ -57,18 +61,86 @@ def build_and_write(plan: BatchPlan, layout: DatasetLayout, spec: BatchSpec, *, 
     return record
 
 
-def _write(layout: DatasetLayout, index: int, batch: ProcessedBatch) -> BatchRecord:
+def retry_and_write(plan: BatchPlan, layout: DatasetLayout, stored: BatchRecord, *, run_seed: int,
+                    run: RunCoroutine) -> BatchRecord:
+    """Regenerate the failed cells of the committed batch ``stored`` and write the result under the
+    batch's next generation of file names; the stored files stay until the new record is committed."""
+    started = time.perf_counter()
+    table = stored_batch_table(layout, stored)
+    batch = run(plan.retry(table, batch_index=stored.index, row_offset=stored.row_offset, run_seed=run_seed))
+    record = _write(layout, stored.index, batch, generation=stored.generation + 1)
+    record.row_offset = stored.row_offset
+    record.seconds = round(stored.seconds + time.perf_counter() - started, 6)
+    return record
+
+
+def trim_and_write(plan: BatchPlan, layout: DatasetLayout, stored: BatchRecord, surplus: int, *,
+                   run_seed: int) -> BatchRecord:
+    """Rewrite the committed batch ``stored`` with its last ``surplus`` rows moved to dropped-rows/
+    (``target_valid_records`` was passed); nothing is generated."""
+    table = stored_batch_table(layout, stored)
+    batch = plan.refinish(table, row_offset=stored.row_offset, run_seed=run_seed, batch_index=stored.index,
+                          surplus=surplus)
+    record = _write(layout, stored.index, batch, generation=stored.generation + 1)
+    record.row_offset, record.seconds = stored.row_offset, stored.seconds
+    return record
+
+
+def stored_batch_table(layout: DatasetLayout, record: BatchRecord) -> pa.Table:
+    """The batch as it was before processors split it: main and dropped columns side by side,
+    dropped rows back in their places (by their ``__row``)."""
+    table = read_parquet_checked(layout.root / record.file)
+    if record.dropped_file is not None:
+        dropped = read_parquet_checked(layout.root / record.dropped_file.file)
+        for name in dropped.column_names:
+            table = table.append_column(name, dropped.column(name))
+    if record.dropped_rows_file is None:
+        return table
+    rows = read_parquet_checked(layout.root / record.dropped_rows_file.file)
+    total = table.num_rows + rows.num_rows
+    taken = set(rows.column(ROW_COLUMN).to_pylist())
+    kept = [r for r in range(record.row_offset, record.row_offset + total) if r not in taken]
+    table = table.append_column(ROW_COLUMN, pa.array(kept, pa.int64()))
+    merged = pa.concat_tables([table, rows], promote_options="permissive").sort_by(ROW_COLUMN)
+    return merged.drop_columns([ROW_COLUMN])
+
+
+def remove_replaced(layout: DatasetLayout, old: BatchRecord, new: BatchRecord) -> None:
+    """The files of ``old`` that ``new`` (its committed rewrite) no longer names."""
+    keep = {f.file for f in batch_files(new)}
+    for rec in batch_files(old):
+        if rec.file not in keep:
+            (layout.root / rec.file).unlink(missing_ok=True)
+
+
+def batch_files(record: BatchRecord) -> list[FileRecord]:
+    """Every file a batch record names."""
+    files: list[FileRecord] = [record, *record.processor_files.values()]
+    files += [f for f in (record.dropped_file, record.dropped_rows_file) if f is not None]
+    return files
+
+
+def _write(layout: DatasetLayout, index: int, batch: ProcessedBatch, generation: int = 0) -> BatchRecord:
     # Side files first, the main file last: the commit that follows is what marks the batch
     # complete, so a crash anywhere before it just redoes the batch.
-    named = {name: _record(layout, write_parquet_atomic(layout.processor_batch_path(name, index), table),
+    named = {name: _record(layout, write_parquet_atomic(layout.processor_batch_path(name, index, generation), table),
                            table.num_rows) for name, table in batch.named.items()}
     dropped = None
     if batch.dropped is not None:
-        dropped = _record(layout, write_parquet_atomic(layout.dropped_batch_path(index), batch.dropped),
+        dropped = _record(layout, write_parquet_atomic(layout.dropped_batch_path(index, generation), batch.dropped),
                           batch.dropped.num_rows)
-    main = _record(layout, write_parquet_atomic(layout.batch_path(index), batch.main), batch.main.num_rows)
+    dropped_rows = None
+    failed = 0
+    if batch.dropped_rows is not None:
+        path = layout.dropped_rows_batch_path(index, generation)
+        dropped_rows = _record(layout, write_parquet_atomic(path, batch.dropped_rows), batch.dropped_rows.num_rows)
+        failed += retryable_rows(batch.dropped_rows.column(ERRORS_COLUMN))
+    if ERRORS_COLUMN in batch.main.column_names:
+        failed += retryable_rows(batch.main.column(ERRORS_COLUMN))
+    main = _record(layout, write_parquet_atomic(layout.batch_path(index, generation), batch.main), batch.main.num_rows)
     return BatchRecord(index=index, file=main.file, rows=main.rows, bytes=main.bytes, sha256=main.sha256,
-                       crc32=main.crc32, processor_files=named, dropped_file=dropped)
+                       crc32=main.crc32, processor_files=named, dropped_file=dropped, dropped_rows_file=dropped_rows,
+                       failed_rows=failed, generation=generation)
 
 
 def _record(layout: DatasetLayout, written: WrittenFile, rows: int) -> FileRecord:

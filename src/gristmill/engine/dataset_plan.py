@@ -36,6 +36,7 @@ from gristmill.errors import ArtifactError, ResumeError
 from gristmill.storage.integrity import describe_file_problem, file_problem
 from gristmill.storage.layout import (
     DROPPED_DIR,
+    DROPPED_ROWS_DIR,
     PARQUET_DIR,
     PROCESSORS_DIR,
     DatasetLayout,
@@ -185,11 +186,13 @@ def check_batch_names(meta: DatasetMetadata, layout: DatasetLayout) -> None:
 
 def _named_files(record: BatchRecord) -> list[tuple[FileRecord, str]]:
     """Each file of a batch with the path it must have (relative, POSIX form)."""
-    name = batch_file_name(record.index)
+    name = batch_file_name(record.index, record.generation)
     files: list[tuple[FileRecord, str]] = [(record, f"{PARQUET_DIR}/{name}")]
     files += [(rec, f"{PROCESSORS_DIR}/{proc}/{name}") for proc, rec in record.processor_files.items()]
     if record.dropped_file is not None:
         files.append((record.dropped_file, f"{DROPPED_DIR}/{name}"))
+    if record.dropped_rows_file is not None:
+        files.append((record.dropped_rows_file, f"{DROPPED_ROWS_DIR}/{name}"))
     return files
 
 
@@ -202,6 +205,10 @@ def resume_mismatches(meta: DatasetMetadata, identity: DatasetIdentity, run_conf
         reasons.append(f"the config changed ({describe_changes(meta.fingerprint_components, identity.components)})")
     if meta.seed_digest != identity.seed_digest:
         reasons.append("the seed dataset's content changed")
+    if meta.valid_filter != run_config.valid_filter:
+        reasons.append(f"valid_filter is {run_config.valid_filter!r}, the stored run used {meta.valid_filter!r}")
+    if meta.on_failed_rows != run_config.on_failed_rows:
+        reasons.append(f"on_failed_rows is {run_config.on_failed_rows!r}, the stored run used {meta.on_failed_rows!r}")
     if meta.batch_size != run_config.batch_size:
         reasons.append(f"batch_size is {run_config.batch_size}, the stored run used {meta.batch_size}")
     if run_config.seed is not None and run_config.seed != meta.run_seed:

@@ -7,8 +7,9 @@ it continues the metadata it is given, or starts the metadata of a fresh run.
 
 from __future__ import annotations
 
+import math
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,6 +22,9 @@ from gristmill.engine.batch_job import (
     build_and_write,
     import_paths,
     prepare_plan,
+    remove_replaced,
+    retry_and_write,
+    trim_and_write,
     trusted_references,
 )
 from gristmill.engine.batches import BatchPlan
@@ -29,7 +33,7 @@ from gristmill.engine.executor import BatchExecutor
 from gristmill.engine.generators import EngineContext
 from gristmill.engine.loop import BackgroundLoop
 from gristmill.engine.services import EngineServices, uses_models
-from gristmill.errors import ArtifactError, GristmillError
+from gristmill.errors import ArtifactError, GenerationError, GristmillError
 from gristmill.llm.cache_shards import import_shard, merge_leftover_shards, remove_shard, shard_path
 from gristmill.storage.atomic import write_json_atomic
 from gristmill.storage.journal import JOURNAL_FILE, BatchJournal
@@ -61,7 +65,7 @@ class DatasetRun:
 
     def __init__(self, job: DatasetJob, services: EngineServices, *, response_cache: ResponseCache | None = None,
                  import_caches: Sequence[Path] = (), executor: BatchExecutor | None = None,
-                 move_damaged_cache: bool = True) -> None:
+                 move_damaged_cache: bool = True, retry_failed: bool = False) -> None:
         self.job = job
         self.services = services
         self.response_cache = response_cache  # a workflow's shared cache; None: the dataset opens its own
@@ -69,6 +73,8 @@ class DatasetRun:
         # The Mill's choice (RunConfig.executor) unless the caller brings its own.
         self.executor = executor if executor is not None else services.executor()
         self.move_damaged_cache = move_damaged_cache  # False under resume=always: a damaged cache raises
+        self.retry_failed = retry_failed  # then regenerate the failed cells of committed batches
+        self.retried_rows = 0  # rows whose failed cells this execute() regenerated
         self.generated_rows = 0  # rows built by this execute() (0 when the dataset was complete)
         self.run_usage: Usage = {}  # this execute()'s usage alone
 
@@ -77,7 +83,10 @@ class DatasetRun:
         job = self.job
         meta = stored.model_copy(deep=True) if stored is not None else self._fresh_metadata()
         meta.plan_rows(job.num_records)
-        if meta.status is DatasetStatus.COMPLETED and not meta.missing_batches():
+        to_retry = self.retry_failed and any(b.failed_rows for b in meta.completed_batches)
+        target = job.run_config.target_valid_records
+        short = target is not None and meta.actual_rows < target
+        if meta.status is DatasetStatus.COMPLETED and not meta.missing_batches() and not to_retry and not short:
             return meta  # complete: nothing to build, so no cache or model is even opened
         needs_cache = self.response_cache is None and uses_models(job.config)
         with self.services.response_cache(job.layout.response_cache_path, needed=needs_cache,
@@ -91,7 +100,8 @@ class DatasetRun:
             if context.response_cache is not None:
                 # Answers a killed worker or driver stored in per-batch shards (Ray executor).
                 merge_leftover_shards(context.response_cache, job.layout.root)
-            return self._generate(meta, plan, context)
+            meta = self._generate(meta, plan, context)
+            return self._retry(meta, plan, context) if self.retry_failed else meta
 
     def _prepare(self, context: EngineContext, run_seed: int) -> BatchPlan:
         return prepare_plan(self.job.config, context, run_seed)
@@ -106,20 +116,23 @@ class DatasetRun:
             gristmill_version=__version__, dataset_name=job.dataset_name,
             fingerprint=job.identity.fingerprint, fingerprint_version=FINGERPRINT_VERSION,
             fingerprint_components=job.identity.components, seed_digest=job.identity.seed_digest,
-            run_seed=job.run_config.seed, batch_size=job.run_config.batch_size, target_rows=job.num_records)
+            run_seed=job.run_config.seed, batch_size=job.run_config.batch_size, target_rows=job.num_records,
+            on_failed_rows=job.run_config.on_failed_rows, valid_filter=job.run_config.valid_filter)
 
     def _generate(self, meta: DatasetMetadata, plan: BatchPlan, context: EngineContext) -> DatasetMetadata:
         usage_base = {model: dict(c) for model, c in meta.usage.items()}
         column_names = [n for n in plan.output_names if n not in plan.drop]
         missing = meta.missing_batches()
-        if meta.status is DatasetStatus.COMPLETED and not missing and meta.column_names == column_names:
+        target = self.job.run_config.target_valid_records
+        if (meta.status is DatasetStatus.COMPLETED and not missing and meta.column_names == column_names
+                and (target is None or meta.actual_rows >= target)):
             return meta  # a complete dataset is reused as it is: nothing to write
         meta.status, meta.error, meta.finished_at = DatasetStatus.RUNNING, None, None
         meta.column_names = column_names
         journal = BatchJournal(self.job.layout.root / JOURNAL_FILE)
         self._compact(meta, journal)
         progress = self.services.progress()
-        progress.start(self.job.dataset_name, total=meta.target_rows, completed=meta.actual_rows)
+        progress.start(self.job.dataset_name, total=meta.target_rows, completed=meta.built_rows)
         writer = _BatchWriter(self.job, plan, self.services.loop, meta.run_seed, context,
                               clients=self.services.models.clients)
         left = {spec.index for spec in missing}
@@ -137,11 +150,19 @@ class DatasetRun:
             if cache is not None:
                 remove_shard(shard)  # only once committed: a crash before it merges the shard again next run
             left.discard(record.index)
-            self.generated_rows += record.rows
-            progress.advance(record.rows)
+            self.generated_rows += record.built_rows
+            progress.advance(record.built_rows)
 
         try:
-            self.executor.run(missing, writer, commit)
+            while True:
+                self.executor.run(missing, writer, commit)
+                missing = self._more_for_target(meta)
+                if not missing:
+                    break
+                left.update(spec.index for spec in missing)
+                progress.start(self.job.dataset_name, total=meta.target_rows, completed=meta.built_rows)
+            self._trim_surplus(meta, plan, lambda old, new: self._commit_rewrite(meta, old, new, journal, usage_base,
+                                                                                 context))
         except BaseException as exc:
             meta.status = DatasetStatus.FAILED
             meta.error = f"{type(exc).__name__}: {exc}" if isinstance(exc, GristmillError) else type(exc).__name__
@@ -159,6 +180,77 @@ class DatasetRun:
         _merge_usage(meta, usage_base, context)
         self._compact(meta, journal)
         return meta
+
+    def _retry(self, meta: DatasetMetadata, plan: BatchPlan, context: EngineContext) -> DatasetMetadata:
+        """Regenerate the failed cells of every committed batch that has one, batch by batch: each
+        rewrite goes to new files, is committed by one journal line, and only then are the old files
+        removed, so a crash leaves the batch either as it was or fully retried."""
+        failed = [record for record in meta.completed_batches if record.failed_rows]
+        if not failed:
+            return meta
+        # meta.usage already holds this run's counters when batches were built before the retry.
+        usage_base = {model: {key: value - context.usage.get(model, {}).get(key, 0) for key, value in c.items()}
+                      for model, c in meta.usage.items()}
+        journal = BatchJournal(self.job.layout.root / JOURNAL_FILE)
+        progress = self.services.progress()
+        progress.start(f"{self.job.dataset_name} (retrying failed rows)", total=sum(r.failed_rows for r in failed),
+                       completed=0)
+        try:
+            for old in failed:
+                new = retry_and_write(plan, self.job.layout, old, run_seed=meta.run_seed, run=self.services.loop.run)
+                self._commit_rewrite(meta, old, new, journal, usage_base, context)
+                self.retried_rows += old.failed_rows
+                progress.advance(old.failed_rows)
+        finally:
+            journal.close()
+            progress.finish()
+            _merge_usage(meta, usage_base, context)
+            self._compact(meta, journal)
+        self.run_usage = {model: dict(counters) for model, counters in context.usage.items()}  # build + retry
+        return meta
+
+    def _commit_rewrite(self, meta: DatasetMetadata, old: BatchRecord, new: BatchRecord, journal: BatchJournal,
+                        usage_base: Usage, context: EngineContext) -> None:
+        """Commit ``new`` (a rewrite of the committed batch ``old``, under new file names), then
+        remove the files only ``old`` named: a crash in between leaves orphans, never a gap."""
+        meta.commit_batch(new)
+        _merge_usage(meta, usage_base, context)
+        journal.append(meta.journal_entry(new))
+        remove_replaced(self.job.layout, old, new)
+
+    def _more_for_target(self, meta: DatasetMetadata) -> list[BatchSpec]:
+        """Under ``target_valid_records``: the batches to build next, sized by the pass rate so far
+        (none once enough rows passed). Raises when ``max_records`` cannot be enough."""
+        run = self.job.run_config
+        if run.target_valid_records is None:
+            return []
+        target, valid, built = run.target_valid_records, meta.actual_rows, meta.built_rows
+        if valid >= target:
+            return []
+        cap = run.max_records or 10 * target
+        rate = valid / built if built else 0.0
+        needed = math.ceil((target - valid) / rate) if rate else None
+        if built >= cap or needed is None or built + needed > cap:
+            estimate = f"about {built + needed:,} rows would be needed" if needed else "no row passed yet"
+            raise GenerationError(
+                f"target_valid_records={target} is out of reach within max_records={cap}: {valid} of the {built} "
+                f"rows generated passed ({rate:.0%}); {estimate}. The rows generated are kept: raise max_records "
+                "(or loosen the filter or validators) and run again to continue.")
+        meta.plan_rows(built + needed)
+        return meta.missing_batches()
+
+    def _trim_surplus(self, meta: DatasetMetadata, plan: BatchPlan,
+                      commit: Callable[[BatchRecord, BatchRecord], None]) -> None:
+        """Move the rows that passed beyond ``target_valid_records`` (the last ones) to dropped-rows/,
+        so the dataset holds exactly the target; they stay on disk, paid for and never deleted."""
+        target = self.job.run_config.target_valid_records
+        surplus = meta.actual_rows - target if target is not None else 0
+        for old in sorted(meta.completed_batches, key=lambda b: b.row_offset, reverse=True):
+            if surplus <= 0:
+                return
+            take = min(surplus, old.rows)
+            commit(old, trim_and_write(plan, self.job.layout, old, take, run_seed=meta.run_seed))
+            surplus -= take
 
     def _compact(self, meta: DatasetMetadata, journal: BatchJournal) -> None:
         """Everything committed so far into metadata.json, then the journal is no longer needed."""

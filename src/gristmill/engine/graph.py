@@ -25,7 +25,7 @@ def generation_order(columns: Sequence[ColumnConfig], *, available: Iterable[str
     deps: dict[str, set[str]] = {}
     for column in columns:
         needed = set()
-        for ref in sorted(column.required_columns()):
+        for ref in sorted(column.dependencies()):
             if ref in available:
                 continue
             if ref not in producer:

@@ -36,6 +36,7 @@ class ProcessedBatch:
     main: pa.Table
     dropped: pa.Table | None = None
     named: dict[str, pa.Table] = field(default_factory=dict)
+    dropped_rows: pa.Table | None = None  # rows with a failed cell, under on_failed_rows="drop"
 
 
 def columns_to_drop(processors: Sequence[ProcessorConfig], column_names: Sequence[str],

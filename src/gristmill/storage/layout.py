@@ -16,6 +16,7 @@ METADATA_FILE = "metadata.json"
 PARQUET_DIR = "parquet-files"
 PROCESSORS_DIR = "processors-files"
 DROPPED_DIR = "dropped-columns"
+DROPPED_ROWS_DIR = "dropped-rows"  # rows with a failed cell, under RunConfig(on_failed_rows="drop")
 RESPONSE_CACHE_FILE = "response-cache.sqlite"
 ANALYSIS_FILE = "analysis.json"
 LOCK_FILE = ".gristmill.lock"
@@ -25,9 +26,10 @@ MAX_NAME_BYTES = 255  # one path component on Linux, macOS and Windows filesyste
 SIBLING_SUFFIX_BYTES = len("_20260101-000000-999")
 
 
-def batch_file_name(index: int) -> str:
-    """``batch_00007.parquet`` for batch 7."""
-    return f"batch_{index:05d}.parquet"
+def batch_file_name(index: int, generation: int = 0) -> str:
+    """``batch_00007.parquet`` for batch 7; ``batch_00007.r2.parquet`` once ``retry_failed`` has
+    rewritten it twice (a rewrite never overwrites the files its committed record names)."""
+    return f"batch_{index:05d}.parquet" if generation == 0 else f"batch_{index:05d}.r{generation}.parquet"
 
 
 @dataclass(frozen=True)
@@ -64,14 +66,17 @@ class DatasetLayout:
     def lock_path(self) -> Path:
         return self.root / LOCK_FILE
 
-    def batch_path(self, index: int) -> Path:
-        return self.parquet_dir / batch_file_name(index)
+    def batch_path(self, index: int, generation: int = 0) -> Path:
+        return self.parquet_dir / batch_file_name(index, generation)
 
-    def processor_batch_path(self, processor: str, index: int) -> Path:
-        return self.processors_dir / processor / batch_file_name(index)
+    def processor_batch_path(self, processor: str, index: int, generation: int = 0) -> Path:
+        return self.processors_dir / processor / batch_file_name(index, generation)
 
-    def dropped_batch_path(self, index: int) -> Path:
-        return self.dropped_dir / batch_file_name(index)
+    def dropped_batch_path(self, index: int, generation: int = 0) -> Path:
+        return self.dropped_dir / batch_file_name(index, generation)
+
+    def dropped_rows_batch_path(self, index: int, generation: int = 0) -> Path:
+        return self.root / DROPPED_ROWS_DIR / batch_file_name(index, generation)
 
     def is_empty(self) -> bool:
         """True when the directory is missing or holds nothing but a lock file."""

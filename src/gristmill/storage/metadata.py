@@ -65,7 +65,17 @@ class BatchRecord(FileRecord):
     row_offset: int = Field(default=0, description="Dataset-wide index of the batch's first row.")
     processor_files: dict[str, FileRecord] = Field(default_factory=dict)
     dropped_file: FileRecord | None = None
+    dropped_rows_file: FileRecord | None = Field(default=None, description=(
+        "Rows moved out of the batch because a cell failed (on_failed_rows='drop'), with their __errors."))
     seconds: float = 0.0
+    failed_rows: int = Field(default=0, description=(
+        "Rows of the batch with a failed cell (in __errors, or moved to dropped-rows/): what retry_failed redoes."))
+    generation: int = Field(default=0, description="How many times retry_failed rewrote the batch (its file names).")
+
+    @property
+    def built_rows(self) -> int:
+        """Rows the batch was built with: those in the dataset plus those moved to dropped-rows/."""
+        return self.rows + (self.dropped_rows_file.rows if self.dropped_rows_file is not None else 0)
 
 
 class DatasetMetadata(BaseModel):
@@ -83,6 +93,9 @@ class DatasetMetadata(BaseModel):
     run_seed: int
     batch_size: int
     target_rows: int
+    on_failed_rows: Literal["keep", "drop", "mark"] = "keep"
+    valid_filter: str | None = Field(default=None, description=(
+        "The filter rows had to pass when the run kept only valid rows (target_valid_records)."))
     status: DatasetStatus = DatasetStatus.RUNNING
     column_names: list[str] = Field(default_factory=list)
     completed_batches: list[BatchRecord] = Field(default_factory=list, description=(
@@ -99,6 +112,11 @@ class DatasetMetadata(BaseModel):
     @property
     def actual_rows(self) -> int:
         return sum(b.rows for b in self.completed_batches)
+
+    @property
+    def built_rows(self) -> int:
+        """Rows generated so far, including rows moved out to dropped-rows/."""
+        return sum(b.built_rows for b in self.completed_batches)
 
     @property
     def num_batches(self) -> int:

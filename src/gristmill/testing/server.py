@@ -66,6 +66,7 @@ class ServerBehavior:
     reasoning: str = "none"  # "none" | "tags" (<think> in content) | "field" (reasoning_content)
     #                          | "unclosed" (a <think> never closed: cut off by max_tokens)
     empty_rate: float = 0.0  # share of answers with empty content
+    fail_marker: str = ""  # answer an empty message (unusable for every column type) when the request contains it
     prose_rate: float = 0.0  # share of code answers given as prose, without a fenced block
     unsupported_params: str = ""  # comma-separated body fields answered 400 'Unsupported parameter'
     numeric_content_rate: float = 0.0  # share of answers whose message content is a number, not text
@@ -243,6 +244,8 @@ class _App:
         content = self.content(request, messages, h)
         message: dict[str, Any] = {"role": "assistant", "content": content}
         if self.behavior.empty_rate and self.rng.random() < self.behavior.empty_rate:
+            content = message["content"] = ""
+        if self.behavior.fail_marker and self.behavior.fail_marker in seed_text:
             content = message["content"] = ""
         if self.behavior.reasoning == "tags":
             message["content"] = f"<think>Considering request {h % 1000}.</think>\n{content}"

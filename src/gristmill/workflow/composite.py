@@ -154,7 +154,7 @@ class CompositeWorkflow:
 
     def plan(self, *, resume: ResumeMode | str = ResumeMode.IF_POSSIBLE, targets: str | Sequence[str] | None = None,
              rerun_from: str | None = None, stage_output_overrides: Mapping[str, str | Path] | None = None,
-             verify: bool = False) -> WorkflowPlan:
+             verify: bool = False, retry_failed: bool = False) -> WorkflowPlan:
         """Decide every stage (REUSE / RESUME / RUN / SKIP_EMPTY, with reasons) without doing any.
 
         Reads stored state only: it never writes and never contacts a model endpoint. Under
@@ -162,14 +162,15 @@ class CompositeWorkflow:
         ``run``) raises. ``verify=True`` also compares the sha256 of every recorded output file.
         ``targets`` is a stage name or a list of them.
         """
-        options = self._options(resume, targets, rerun_from)
+        options = self._options(resume, targets, rerun_from, retry_failed)
         overrides = check_overrides(stage_output_overrides, self._stages)
         plan, _ = self._make_plan(options, overrides, verify, self.workflow_dir)
         return plan
 
     def run(self, *, resume: ResumeMode | str = ResumeMode.IF_POSSIBLE, targets: str | Sequence[str] | None = None,
             rerun_from: str | None = None, stage_output_overrides: Mapping[str, str | Path] | None = None,
-            verify: bool = False, on_plan: Callable[[WorkflowPlan], None] | None = None) -> WorkflowResults:
+            verify: bool = False, on_plan: Callable[[WorkflowPlan], None] | None = None,
+            retry_failed: bool = False) -> WorkflowResults:
         """Plan, check the plan, then execute it, holding the workflow directory lock throughout.
 
         ``on_plan`` is called with the checked plan before any stage runs (the CLI prints it).
@@ -181,8 +182,11 @@ class CompositeWorkflow:
         explicit request, so ``resume="always"`` accepts the reruns it causes. The overridden stage
         itself keeps its normal action (REUSE when unchanged); its own output may come out empty
         without error while an override replaces it.
+        ``retry_failed``: a complete stage whose rows hold failed cells (``__errors``) RESUMEs to
+        regenerate only those cells; the stages after it rerun, answering every unchanged request
+        from the workflow's response cache, so only the rows the retry changed are paid for.
         """
-        options = self._options(resume, targets, rerun_from)  # argument errors before any file is touched
+        options = self._options(resume, targets, rerun_from, retry_failed)  # argument errors before any file is touched
         overrides = check_overrides(stage_output_overrides, self._stages)
         workflow_dir = self._directory_for(options.resume)
         if options.resume == "always" and not (workflow_dir / WORKFLOW_METADATA_FILE).exists():
@@ -198,14 +202,15 @@ class CompositeWorkflow:
                 warnings.warn(_fresh_start_warning(self.name, prior.problem, workflow_dir), stacklevel=2)
             runner = WorkflowRunner(self.services, workflow_dir=workflow_dir, workflow_name=self.name,
                                     stages=self._stages, plan=plan, prior=prior, overrides=overrides,
-                                    run_seeds=self._run_seeds())
+                                    run_seeds=self._run_seeds(), retry_failed=retry_failed)
             return runner.execute()
 
     def _options(self, resume: ResumeMode | str, targets: str | Sequence[str] | None,
-                 rerun_from: str | None) -> PlanOptions:
+                 rerun_from: str | None, retry_failed: bool = False) -> PlanOptions:
         """The run options, checked once (unknown stages, rerun_from under never or past the targets)."""
         options = PlanOptions(resume=ResumeMode.parse(resume), targets=stage_names(targets), rerun_from=rerun_from,
-                              batch_size=self.services.run_config.batch_size, run_seeds=self._run_seeds())
+                              batch_size=self.services.run_config.batch_size, run_seeds=self._run_seeds(),
+                              retry_failed=retry_failed)
         check_plan_options(self._stages, options)
         return options
 

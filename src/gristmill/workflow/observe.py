@@ -41,6 +41,7 @@ class DatasetSnapshot:
     run_seed: int = 0
     completed_batches: int = 0
     total_batches: int = 0
+    failed_rows: int = 0  # rows with a failed cell, which retry_failed regenerates
     problem: str | None = None
 
 
@@ -95,8 +96,10 @@ def observe_stage(workflow_dir: Path, record: StageRecord, *, verify: bool) -> S
         return StageObservation(directory_exists=False, output_problem=f"stage directory {record.directory} missing")
     if record.status in (StageStatus.COMPLETED, StageStatus.COMPLETED_EMPTY):
         # A reused stage's results load its dataset metadata, so it must be readable, not only present.
-        problem = _output_problem(workflow_dir, record, verify=verify) or _load_dataset(stage_dir)[1]
-        return StageObservation(directory_exists=True, output_problem=problem)
+        meta, problem = _load_dataset(stage_dir)
+        problem = _output_problem(workflow_dir, record, verify=verify) or problem
+        return StageObservation(directory_exists=True, output_problem=problem,
+                                dataset=_snapshot(meta) if meta is not None else None)
     if record.status in (StageStatus.RUNNING, StageStatus.FAILED):
         return StageObservation(directory_exists=True, dataset=_dataset_snapshot(stage_dir, verify=verify))
     return StageObservation(directory_exists=True)
@@ -144,8 +147,13 @@ def _dataset_snapshot(stage_dir: Path, *, verify: bool) -> DatasetSnapshot:
     meta, problem = _load_dataset(stage_dir, verify=True, full=verify)
     if meta is None:
         return DatasetSnapshot(problem=problem)
+    return _snapshot(meta)
+
+
+def _snapshot(meta: DatasetMetadata) -> DatasetSnapshot:
     return DatasetSnapshot(batch_size=meta.batch_size, run_seed=meta.run_seed,
-                           completed_batches=len(meta.completed_batches), total_batches=meta.num_batches)
+                           completed_batches=len(meta.completed_batches), total_batches=meta.num_batches,
+                           failed_rows=sum(b.failed_rows for b in meta.completed_batches))
 
 
 def first_seed_digest(stages: Sequence[StageDefinition]) -> str | None:

@@ -87,6 +87,7 @@ class PlanOptions:
     overrides: Mapping[str, OverrideInput] = field(default_factory=dict)
     batch_size: int = 1000
     run_seeds: Mapping[str, int] = field(default_factory=dict)
+    retry_failed: bool = False  # a complete stage with failed cells resumes to regenerate them
 
 
 @dataclass(frozen=True)
@@ -326,6 +327,9 @@ class _Walker:
             if empty and not stage.options.allow_empty and stage.name not in self.options.overrides:
                 return _Decision(StageAction.RUN, "its output is empty, which was accepted only while an override "
                                                   "replaced it (allow_empty is off)", own=True)
+            failed = observed.dataset.failed_rows if observed.dataset is not None else 0
+            if self.options.retry_failed and failed:
+                return _Decision(StageAction.RESUME, f"retrying the failed cells of {failed} rows")
             return _Decision(StageAction.REUSE, "unchanged" + (" (empty output)" if empty else ""))
         if record.status in (StageStatus.RUNNING, StageStatus.FAILED):
             return self._partial(stage, record, observed)

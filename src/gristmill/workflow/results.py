@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from gristmill.errors import WorkflowError
+from gristmill.report import write_workflow_report
 from gristmill.results import DatasetResults, count_parquet_rows, export_tables, iter_parquet_tables, read_parquet_files
 from gristmill.workflow.metadata import StageRecord, WorkflowMetadata, resolve_stored
 from gristmill.workflow.observe import parquet_output_files
@@ -64,6 +65,11 @@ class WorkflowResults(Mapping[str, StageResult]):
 
     def __len__(self) -> int:
         return len(self._results)
+
+    def report(self, path: str | Path | None = None) -> Path:
+        """Write the workflow's HTML report: stage graph with this run's reasons, then each stage."""
+        reasons = {s.name: s.reason for s in self.plan.stages} if self.plan is not None else None
+        return write_workflow_report(self.workflow_dir, path, reasons=reasons)
 
     @property
     def final_result(self) -> StageResult:

@@ -80,8 +80,9 @@ class WorkflowRunner:
     def __init__(self, services: EngineServices, *, workflow_dir: Path, workflow_name: str,
                  stages: Sequence[StageDefinition], plan: WorkflowPlan, prior: PriorState,
                  overrides: Mapping[str, OverrideInput],
-                 run_seeds: Mapping[str, int]) -> None:
+                 run_seeds: Mapping[str, int], retry_failed: bool = False) -> None:
         self.services = services
+        self.retry_failed = retry_failed
         self.workflow_dir = workflow_dir
         self.stages = {s.name: s for s in stages}
         self.plan = plan
@@ -257,7 +258,7 @@ class WorkflowRunner:
                 request = DatasetRequest(job.num_records, run_config, ResumeMode.ALWAYS)
                 decision = plan_dataset(observation, identity, request)
                 stored = observation.main.metadata if decision.continues else None
-            return DatasetRun(job, self.services, response_cache=cache).execute(stored)
+            return DatasetRun(job, self.services, response_cache=cache, retry_failed=self.retry_failed).execute(stored)
 
     def _finish(self, stage: StageDefinition, record: StageRecord,
                 dataset: DatasetMetadata) -> tuple[Handoff, StageResult]:

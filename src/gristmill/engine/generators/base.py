@@ -8,11 +8,11 @@ LLMs, which is what lets new column types plug in.
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, cast, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeAlias, cast, runtime_checkable
 
 import numpy as np
 import pyarrow as pa
@@ -30,9 +30,30 @@ if TYPE_CHECKING:
 ColumnValues: TypeAlias = np.ndarray | pa.Array | pa.ChunkedArray | Sequence[Any]
 
 
+@dataclass(frozen=True)
+class CellProblem:
+    """One entry of a row's ``__errors`` list: a cell that ``failed`` for good, a cell ``skipped``
+    because it reads a failed one (both are what ``retry_failed`` regenerates), or, under
+    ``target_valid_records``, a row ``rejected`` by the gate or moved out as ``surplus``."""
+
+    column: str
+    kind: Literal["failed", "skipped", "rejected", "surplus"]
+    reason: str
+    attempts: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"column": self.column, "kind": self.kind, "reason": self.reason, "attempts": self.attempts}
+
+
 @dataclass
 class BatchFrame:
-    """The columns of one batch built so far, in generation order."""
+    """The columns of one batch built so far, in generation order.
+
+    While a generator runs, ``active`` says which of the batch's rows it must produce values for
+    (None: all of them); the others are skipped (a ``skip`` condition held, they read a failed
+    cell, or a retry leaves them as they are) and their values are ignored. A generator that
+    gives up on a cell calls :meth:`fail`; the cell's value is then None.
+    """
 
     batch_index: int
     row_offset: int  # dataset-wide index of the batch's first row
@@ -40,6 +61,19 @@ class BatchFrame:
     run_seed: int
     columns: dict[str, ColumnValues] = field(default_factory=dict)
     _pylists: dict[str, list[Any]] = field(default_factory=dict, repr=False)
+    active: np.ndarray | None = None  # bool per row, set by the batch builder around each generator
+    current: str = ""  # the column being generated
+    problems: dict[int, list[CellProblem]] = field(default_factory=dict)  # batch row -> its failed/skipped cells
+
+    def active_rows(self) -> list[int]:
+        """Batch-local indices of the rows the current generator must produce values for."""
+        if self.active is None:
+            return list(range(self.num_rows))
+        return [int(i) for i in np.flatnonzero(self.active)]
+
+    def fail(self, row: int, reason: str, attempts: int = 1) -> None:
+        """Record that the current column's cell in batch row ``row`` failed for good."""
+        self.problems.setdefault(row, []).append(CellProblem(self.current, "failed", reason, attempts))
 
     def pylist(self, name: str) -> list[Any]:
         """Column values as Python objects (structs as dicts), converted once per batch."""
@@ -77,6 +111,31 @@ def to_pylist(values: ColumnValues) -> list[Any]:
     if isinstance(values, np.ndarray):
         return list(values.tolist())
     return list(values)
+
+
+class ErrorWindow:
+    """The outcomes of the last ``size`` cells; trips when the failed share exceeds ``max_rate``."""
+
+    def __init__(self, max_rate: float, size: int) -> None:
+        self.max_rate = max_rate
+        self.outcomes: deque[bool] = deque(maxlen=size)
+        self.failures = 0
+        self.last_error = ""
+
+    def record(self, ok: bool, error: str = "") -> bool:
+        """Record a cell; True when the window is full and its failed share is too high."""
+        if len(self.outcomes) == self.outcomes.maxlen and not self.outcomes[0]:
+            self.failures -= 1
+        self.outcomes.append(ok)
+        self.failures += not ok
+        if not ok:
+            self.last_error = error
+        return len(self.outcomes) == self.outcomes.maxlen and self.tripped()
+
+    def tripped(self) -> bool:
+        """The failed share of the cells seen (at most ``size``) exceeds ``max_rate``: checked when
+        a batch ends, so a run smaller than the window stops too."""
+        return bool(self.outcomes) and self.failures > self.max_rate * len(self.outcomes)
 
 
 @dataclass

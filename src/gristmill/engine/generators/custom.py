@@ -9,15 +9,20 @@ from typing import Any
 import pandas as pd
 
 from gristmill.config.columns import CustomColumn
-from gristmill.engine.generators.base import BatchFrame, ColumnValues, EngineContext
+from gristmill.engine.generators.base import BatchFrame, ColumnValues, EngineContext, ErrorWindow
 from gristmill.errors import GenerationError
 
 
 class CustomGenerator:
+    """Row mode: a row whose function raises is a failed cell (recorded in ``__errors``; columns
+    reading it are skipped), and the run stops when the failed share of recent rows passes
+    ``RunConfig.max_error_rate``, as for LLM columns. Batch mode: an exception stops the run."""
+
     def __init__(self, column: CustomColumn, context: EngineContext) -> None:
         self.column = column
         self.function = column.resolve()
         self.writes = column.output_columns()
+        self.errors = ErrorWindow(context.run_config.max_error_rate, context.run_config.error_window)
 
     async def generate(self, frame: BatchFrame) -> dict[str, ColumnValues]:
         # User code may block (I/O, sleeps, a subprocess): off the Mill's event loop, so LLM
@@ -26,22 +31,36 @@ class CustomGenerator:
         return await asyncio.to_thread(work, frame)
 
     def _per_row(self, frame: BatchFrame) -> dict[str, ColumnValues]:
-        outputs: dict[str, list[Any]] = {name: [] for name in self.writes}
-        for i, row in enumerate(frame.rows(self.column.reads)):
+        outputs: dict[str, list[Any]] = {name: [None] * frame.num_rows for name in self.writes}
+        rows = frame.rows(self.column.reads)
+        for i in frame.active_rows():
             try:
-                value = self.function(row)
-            except Exception as exc:  # user code: any failure is reported with its row
-                raise GenerationError(f"custom column {self.column.name!r} failed on row {frame.row_offset + i}: "
-                                      f"{type(exc).__name__}: {exc}{self._reads_hint(exc)}") from exc
+                value = self.function(rows[i])
+            except Exception as exc:  # user code: the cell fails, with its row and reason
+                message = (f"custom column {self.column.name!r} failed on row {frame.row_offset + i}: "
+                           f"{type(exc).__name__}: {exc}{self._reads_hint(exc)}")
+                frame.fail(i, message)
+                if self.errors.record(False, message):
+                    raise self._stop_error() from exc
+                continue
+            self.errors.record(True)
             if len(self.writes) == 1 and not (isinstance(value, Mapping) and set(value) == set(self.writes)):
-                outputs[self.writes[0]].append(value)
+                outputs[self.writes[0]][i] = value
                 continue
             if not isinstance(value, Mapping) or set(value) != set(self.writes):
                 raise GenerationError(f"custom column {self.column.name!r} must return a dict with keys "
                                       f"{self.writes}, got {value!r} on row {frame.row_offset + i}")
             for name in self.writes:
-                outputs[name].append(value[name])
+                outputs[name][i] = value[name]
+        if self.errors.tripped():
+            raise self._stop_error()
         return dict(outputs)
+
+    def _stop_error(self) -> GenerationError:
+        window = self.errors
+        return GenerationError(f"stopping: {window.failures} of the last {len(window.outcomes)} rows of custom column "
+                               f"{self.column.name!r} failed; last error: {window.last_error}. Completed batches are "
+                               "kept; fix the function and resume.")
 
     def _per_batch(self, frame: BatchFrame) -> dict[str, ColumnValues]:
         df = pd.DataFrame({name: frame.pylist(name) for name in self.column.reads}, index=range(frame.num_rows))

@@ -18,13 +18,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from gristmill.config.llm_columns import REASONING_SUFFIX, LLMColumnBase, LLMJudgeColumn
-from gristmill.engine.generators.base import BatchFrame, ColumnValues, EngineContext
+from gristmill.engine.generators.base import BatchFrame, ColumnValues, EngineContext, ErrorWindow
 from gristmill.engine.sandbox import TemplateLimits
 from gristmill.engine.templates import render_column
 from gristmill.errors import GenerationError, ModelAuthError, ModelError, ModelResponseError
@@ -114,31 +113,6 @@ FORMATS: dict[str, OutputFormat] = {"llm_text": TEXT_FORMAT, "llm_code": CODE_FO
                                     "llm_structured": STRUCTURED_FORMAT, "llm_judge": JUDGE_FORMAT}
 
 
-class ErrorWindow:
-    """The outcomes of the last ``size`` cells; trips when the failed share exceeds ``max_rate``."""
-
-    def __init__(self, max_rate: float, size: int) -> None:
-        self.max_rate = max_rate
-        self.outcomes: deque[bool] = deque(maxlen=size)
-        self.failures = 0
-        self.last_error = ""
-
-    def record(self, ok: bool, error: str = "") -> bool:
-        """Record a cell; True when the window is full and its failed share is too high."""
-        if len(self.outcomes) == self.outcomes.maxlen and not self.outcomes[0]:
-            self.failures -= 1
-        self.outcomes.append(ok)
-        self.failures += not ok
-        if not ok:
-            self.last_error = error
-        return len(self.outcomes) == self.outcomes.maxlen and self.tripped()
-
-    def tripped(self) -> bool:
-        """The failed share of the cells seen (at most ``size``) exceeds ``max_rate``: checked when
-        a batch ends, so a run smaller than the window stops too."""
-        return bool(self.outcomes) and self.failures > self.max_rate * len(self.outcomes)
-
-
 @dataclass
 class _BatchFailures:
     """The failed cells of one batch of one column: logged once when the batch ends."""
@@ -194,10 +168,11 @@ class LLMColumnGenerator:
         failed = _BatchFailures()
         # Requests start as soon as the first rows are ready: the rest of the batch's bodies,
         # cache keys and cache lookups are prepared while those first answers are on their way.
+        active = frame.active_rows()  # skipped rows: no request, no cost
         try:
             chunk = max(64, 2 * self.handle.throttle.slots)
-            for start in range(0, n, chunk):
-                for i, task in self._start_rows(range(start, min(n, start + chunk)), messages, frame, results, failed):
+            for start in range(0, len(active), chunk):
+                for i, task in self._start_rows(active[start:start + chunk], messages, frame, results, failed):
                     pending.append(i)
                     tasks.append(task)
                 await asyncio.sleep(0)  # the started requests go out before the next rows are prepared
@@ -220,7 +195,7 @@ class LLMColumnGenerator:
             out[self.column.name + REASONING_SUFFIX] = [r["r"] if r else None for r in results]
         return out
 
-    def _start_rows(self, rows: range, messages: list[list[Message]], frame: BatchFrame, results: list[Any],
+    def _start_rows(self, rows: list[int], messages: list[list[Message]], frame: BatchFrame, results: list[Any],
                     failed: _BatchFailures) -> list[tuple[int, asyncio.Future[Any]]]:
         """Fill ``results`` for ``rows`` the cache holds; start a request for every other row."""
         bodies = {i: self.handle.build_body(messages[i], self.schema) for i in rows}
@@ -232,7 +207,7 @@ class LLMColumnGenerator:
             self.usage["cache_hits"] += len(cached)
             for i, key in keys.items():
                 results[i] = cached.get(key)
-        return [(i, asyncio.ensure_future(self._cell(bodies[i], keys.get(i), failed)))
+        return [(i, asyncio.ensure_future(self._cell(frame, i, bodies[i], keys.get(i), failed)))
                 for i in rows if results[i] is None]
 
     def _stop_error(self) -> ModelError:
@@ -242,15 +217,18 @@ class LLMColumnGenerator:
             + ("Nothing was written; fix the endpoint and preview again." if self.previewing else
                "Completed batches are kept; fix the endpoint and resume."))
 
-    async def _cell(self, body: dict[str, Any], key: str | None, failed: _BatchFailures) -> dict[str, Any] | None:
+    async def _cell(self, frame: BatchFrame, row: int, body: dict[str, Any], key: str | None,
+                    failed: _BatchFailures) -> dict[str, Any] | None:
+        attempts = [0]
         try:
-            value, reasoning = await self._ask(body)
+            value, reasoning = await self._ask(body, attempts)
         except ModelAuthError:
             raise
         except ModelError as exc:
             self.usage["failures"] += 1
             failed.count += 1
             failed.first = failed.first or str(exc)
+            frame.fail(row, " ".join(str(exc).split()), max(attempts[0], 1))
             if self.errors.record(False, str(exc)):
                 raise self._stop_error() from exc
             return None
@@ -260,11 +238,13 @@ class LLMColumnGenerator:
             self.cache.put(key, stored, column=self.cache_column)
         return stored
 
-    async def _ask(self, body: dict[str, Any]) -> tuple[Any, str | None]:
-        """One cell: the request, then corrections while the answer does not parse."""
+    async def _ask(self, body: dict[str, Any], attempts: list[int]) -> tuple[Any, str | None]:
+        """One cell: the request, then corrections while the answer does not parse. ``attempts[0]``
+        counts the requests answered (each correction is one more)."""
         messages = list(body["messages"])
         for correction in range(self.max_corrections + 1):
             completion = await self.handle.complete(body, self.usage)
+            attempts[0] += 1
             content, reasoning = split_reasoning(completion.content, completion.reasoning)
             try:
                 if not content:
