@@ -329,3 +329,21 @@ def test_sigkill_repays_at_most_the_requests_in_flight(tmp_path: Path, mode: str
         assert finished.stdout.strip() == "100" and "__errors" not in df.columns
         assert df["i"].tolist() == list(range(100)) and df["review"].notna().all()
         assert after["completions"] == 20 + repaid  # the 10 failed drafts and their 10 reviews, once
+
+
+def test_a_gated_stage_hands_exactly_its_target_to_the_next(server: LLMTestServer, tmp_path: Path) -> None:
+    mill = _mill(server, tmp_path)
+
+    def workflow(target: int) -> gm.CompositeWorkflow:
+        wf = mill.compose_workflow("wf")
+        wf.add_stage("drafts", _gated(), num_records=40, target_valid_records=target, valid_filter="i % 3 == 0")
+        wf.add_stage("titles", gm.ConfigBuilder().add_column(name="title", column_type="llm_text",
+                                                             prompt="Title {{ draft }}").build())
+        return wf
+
+    results = workflow(20).run()
+    df = results.load_dataset()
+    assert df["i"].tolist() == list(range(0, 60, 3)) and df["title"].notna().all()
+    assert results["drafts"].count_records() == 20
+    plan = workflow(25).plan()
+    assert plan["drafts"].action.value == "run" and "gate changed" in plan["drafts"].reason

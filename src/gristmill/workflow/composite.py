@@ -118,7 +118,8 @@ class CompositeWorkflow:
                   selection_strategy: SelectionStrategy | Mapping[str, object] | None = None,
                   depends_on: Sequence[str] | None = None, seed_from: str | None = None,
                   join: Mapping[str, str] | None = None,
-                  side_inputs: Sequence[str] = ()) -> CompositeWorkflow:
+                  side_inputs: Sequence[str] = (), target_valid_records: int | None = None,
+                  max_records: int | None = None, valid_filter: str | None = None) -> CompositeWorkflow:
         """Append a stage (validated now, config copied now); returns the workflow for chaining.
 
         By default stage ``i > 0`` is seeded from stage ``i - 1``'s selected output with
@@ -132,14 +133,18 @@ class CompositeWorkflow:
         a list of row dicts, in a template variable ``b``). Independent branches run in parallel.
         ``on_success(stage_dir) -> path`` returns a parquet file or directory that becomes the
         stage's output; give ``on_success_version`` (bump it when the callback changes) or the
-        stage is never reused. The options are those of ``StageOptions``.
+        stage is never reused. ``target_valid_records`` (with ``valid_filter``, ``max_records``)
+        generates until that many rows pass, as ``Mill.create`` does, so the next stage seeds
+        from exactly that many good rows. The options are those of ``StageOptions``.
         """
         options = {"num_records": num_records, "on_success": on_success, "on_success_version": on_success_version,
                    "output_processors": output_processors or (), "output": output, "allow_empty": allow_empty,
                    "sampling_strategy": sampling_strategy, "selection_strategy": selection_strategy,
                    "depends_on": None if depends_on is None else _names(name, "depends_on", depends_on),
                    "seed_from": seed_from, "join": dict(join or {}),
-                   "side_inputs": _names(name, "side_inputs", side_inputs)}
+                   "side_inputs": _names(name, "side_inputs", side_inputs),
+                   "target_valid_records": target_valid_records, "max_records": max_records,
+                   "valid_filter": valid_filter}
         # define_stage is called from here directly, so its warnings point at the caller's line.
         self._stages.append(define_stage(len(self._stages), name, config, stage_options(name, options),
                                          existing=[s.name for s in self._stages]))

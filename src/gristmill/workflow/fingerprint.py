@@ -151,7 +151,7 @@ def stage_changes(old: StageComponents, new: StageComponents, *, upstream: str |
         changes.append(("seed_content", "seed dataset content changed"))
     if old.get("num_records") != new.get("num_records"):
         changes.append(("num_records", f"num_records {old.get('num_records')} -> {new.get('num_records')}"))
-    for key in ("sampling_strategy", "selection_strategy", "allow_empty", "join", "side_inputs"):
+    for key in ("sampling_strategy", "selection_strategy", "allow_empty", "join", "side_inputs", "gate"):
         if old.get(key) != new.get(key):
             changes.append((key, _describe_value(key, old.get(key), new.get(key))))
     if old.get("output_processors") != new.get("output_processors"):

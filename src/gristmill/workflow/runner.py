@@ -246,7 +246,7 @@ class WorkflowRunner:
                 move_to_trash(stage_dir, trash)
         else:
             clear_post_processing(stage_dir, trash)
-        run_config = self.services.run_config.model_copy(update={"seed": record.run_seed})
+        run_config = self.services.run_config.model_copy(update={"seed": record.run_seed, **stage.options.gate()})
         identity = dataset_identity(config, include_seed_source=False)
         job = DatasetJob(config=config, layout=DatasetLayout(stage_dir), dataset_name=stage.directory_name,
                          num_records=record.requested_rows or 0, run_config=run_config, identity=identity,

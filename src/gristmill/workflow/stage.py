@@ -77,6 +77,14 @@ class StageOptions(BaseModel):
         f"Parents whose whole output (at most {SIDE_INPUT_MAX_ROWS:,} rows) templates read as a list of row "
         "dicts, in a variable named after the parent."))
 
+    target_valid_records: int | None = Field(default=None, ge=1, description=(
+        "Generate until this many rows pass (valid_filter, else the validation columns' is_valid, else no "
+        "failed cell), so the next stage seeds from exactly that many good rows; see RunConfig."))
+    max_records: int | None = Field(default=None, ge=1, description=(
+        "With target_valid_records: the most rows to generate (default 10 x the target)."))
+    valid_filter: str | None = Field(default=None, description=(
+        "With target_valid_records: the Jinja condition a valid row satisfies."))
+
     @field_validator("num_records", mode="before")
     @classmethod
     def _positive_rows(cls, value: object) -> object:
@@ -111,7 +119,16 @@ class StageOptions(BaseModel):
     def _version_needs_callback(self) -> StageOptions:
         if self.on_success_version is not None and self.on_success is None:
             raise ValueError("on_success_version is set but there is no on_success callback")
+        if self.target_valid_records is None and (self.max_records is not None or self.valid_filter is not None):
+            raise ValueError("max_records and valid_filter apply only with target_valid_records")
         return self
+
+    def gate(self) -> dict[str, object]:
+        """The RunConfig fields of the stage's quality gate (empty without one)."""
+        if self.target_valid_records is None:
+            return {}
+        return {"target_valid_records": self.target_valid_records, "max_records": self.max_records,
+                "valid_filter": self.valid_filter}
 
     def parents(self, previous: str | None) -> tuple[str, ...]:
         """The parent stages: ``depends_on``, or the stage added before (``previous``) by default."""
@@ -135,6 +152,9 @@ class StageOptions(BaseModel):
         if self.side_inputs:
             side: list[JsonValue] = [name for name in sorted(self.side_inputs)]
             dag["side_inputs"] = side
+        if self.target_valid_records is not None:  # enters only when set, like joins
+            dag["gate"] = {"target_valid_records": self.target_valid_records, "max_records": self.max_records,
+                           "valid_filter": self.valid_filter}
         return {**dag,
             "sampling_strategy": None if first_stage else self.sampling_strategy.value,
             "selection_strategy": None if first_stage else selection,
