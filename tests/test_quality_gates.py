@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -24,6 +25,7 @@ from gristmill.llm.cache import ResponseCache
 from gristmill.testing import LLMTestServer, provider_and_model
 
 MARK = "BROKEN"
+README = Path(__file__).resolve().parents[1] / "README.md"
 
 
 @pytest.fixture()
@@ -75,7 +77,8 @@ def test_failed_cells_cost_nothing_downstream_and_retry_pays_only_for_them(serve
     assert "the answer is empty" in problems[0]["reason"] and problems[0]["attempts"] == 1
     assert "reads 'draft', which failed" in problems[1]["reason"]
     meta = json.loads((first.artifact_path / "metadata.json").read_text())
-    assert [b["failed_rows"] for b in meta["completed_batches"]] == [3, 2, 3, 2]  # 3, 13, 23 | 33, 43 | 53, 63, 73 | 83, 93
+    # batches of 25 rows: 3, 13, 23 | 33, 43 | 53, 63, 73 | 83, 93
+    assert [b["failed_rows"] for b in meta["completed_batches"]] == [3, 2, 3, 2]
 
     server.configure(fail_marker="")  # the endpoint recovers
     server.reset_stats()
@@ -347,3 +350,27 @@ def test_a_gated_stage_hands_exactly_its_target_to_the_next(server: LLMTestServe
     assert results["drafts"].count_records() == 20
     plan = workflow(25).plan()
     assert plan["drafts"].action.value == "run" and "gate changed" in plan["drafts"].reason
+
+
+def test_target_valid_records_counts_rows_whose_validation_columns_pass(server: LLMTestServer,
+                                                                        tmp_path: Path) -> None:
+    config = (gm.ConfigBuilder()
+              .with_seed_dataset(_rows(1000))
+              .add_column(name="code", column_type="expression",
+                          expr="{{ 'x = 1' if i % 4 == 0 else 'print(undefined_name)' }}")
+              .add_column(name="check", column_type="validation", target_columns=["code"], validator="python")
+              .add_column(name="explain", column_type="llm_text", prompt="Explain {{ code }}",
+                          skip="not check.is_valid")
+              .build())
+    results = _mill(server, tmp_path).create(config, num_records=40, dataset_name="v", target_valid_records=15)
+    df = results.load_dataset()
+    assert df["i"].tolist() == list(range(0, 60, 4)) and df["check"].map(lambda c: c["is_valid"]).all()
+    assert _completions(server) == 15  # only the rows that passed were explained, none was paid twice
+
+
+def test_the_readme_quality_gates_example_is_a_valid_config() -> None:
+    block = next(b for b in re.findall(r"```yaml\n(.*?)```", README.read_text(encoding="utf-8"), re.S)
+                 if "validation" in b)
+    config = gm.DatasetConfig.from_yaml("columns:\n  - {name: question, column_type: expression, expr: q}\n"
+                                        + block.split("columns:\n", 1)[1])
+    assert [c.column_type for c in config.columns] == ["expression", "llm_code", "validation", "llm_judge"]

@@ -12,6 +12,7 @@ from gristmill.config.llm_columns import LLMCodeColumn, LLMJudgeColumn, LLMStruc
 from gristmill.config.processors import DropColumnsProcessor, SchemaTransformProcessor
 from gristmill.config.registry import Registry
 from gristmill.config.samplers import SamplerColumn
+from gristmill.config.validation import ValidationColumn
 
 _GENERATORS = "gristmill.engine.generators"
 _SEED_READERS = "gristmill.engine.seed_readers"
@@ -26,6 +27,7 @@ def register(registry: Registry) -> None:
     registry.add_column_type(LLMCodeColumn, generator=f"{_GENERATORS}.llm:llm_code_generator")
     registry.add_column_type(LLMStructuredColumn, generator=f"{_GENERATORS}.llm:llm_structured_generator")
     registry.add_column_type(LLMJudgeColumn, generator=f"{_GENERATORS}.llm:llm_judge_generator")
+    registry.add_column_type(ValidationColumn, generator=f"{_GENERATORS}.validation:ValidationGenerator")
     registry.add_processor_type(DropColumnsProcessor, implementation="gristmill.engine.processors:DropColumns")
     registry.add_processor_type(SchemaTransformProcessor,
                                 implementation="gristmill.engine.processors:SchemaTransform")
