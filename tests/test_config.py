@@ -396,3 +396,42 @@ def test_the_schema_rejects_what_the_config_rejects(change: Any, word: str) -> N
     change(data)
     problems = validate_against(data, dataset_config_json_schema())
     assert problems and word in " ".join(problems), problems
+
+
+# ------------------------------------------------------------------------------------------- code_lang
+
+def _code_column(code_lang: str) -> gm.LLMCodeColumn:
+    return gm.LLMCodeColumn(name="c", prompt="p", code_lang=code_lang)
+
+
+@pytest.mark.parametrize(("code_lang", "fence", "dialect"), [
+    ("python", "python", None), ("sql", "sql", None), ("sql:ansi", "sql", "ansi"),
+    ("sql:postgres", "sql", "postgres"), ("sql:duckdb", "sql", "duckdb"), ("SQL:BigQuery", "sql", "bigquery"),
+    ("TypeScript", "typescript", None),
+])
+def test_code_lang_gives_the_fence_and_the_dialect(code_lang: str, fence: str, dialect: str | None) -> None:
+    column = _code_column(code_lang)
+    assert (column.code_fence, column.sql_dialect) == (fence, dialect)
+
+
+@pytest.mark.parametrize(("code_lang", "message"), [
+    ("brainfudge", "known languages: bash, c, "), ("sql:oracle9", "only sql takes a dialect"),
+    ("python:3", "only sql takes a dialect"), ("", "unknown code_lang"),
+])
+def test_unknown_code_lang_is_a_config_error_listing_the_known(code_lang: str, message: str) -> None:
+    with pytest.raises(gm.ConfigError, match=message) as caught:
+        _code_column(code_lang)
+    assert "sql:postgres" in str(caught.value)
+
+
+def test_code_lang_fingerprint_changes_only_where_the_meaning_did() -> None:
+    def fingerprint(code_lang: str) -> str:
+        return (gm.ConfigBuilder().add_column(name="c", column_type="llm_code", prompt="p", code_lang=code_lang)
+                .build().fingerprint())
+
+    # Digests of the version that used code_lang itself as the fence tag.
+    assert fingerprint("python") == "02ca1389b09084f8247e463e82cb54ceb582e83139ecd94a6a3636d6dbcfe9a5"
+    assert fingerprint("sql") == "20c0fdacc188a397443b09ad39745f738be493510096ed524448f25610413c64"
+    # 'sql:ansi' was asked for as a '```sql:ansi' block; now as '```sql': not the same data.
+    assert fingerprint("sql:ansi") != "74df1fde836cb0c6e63d3d1fe841288e8bfe49b4783012cfd962118468ae6d47"
+    assert len({fingerprint("sql:ansi"), fingerprint("sql:postgres"), fingerprint("sql")}) == 3

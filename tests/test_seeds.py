@@ -114,8 +114,9 @@ def selected(selection: gm.IndexRange | gm.PartitionBlock) -> list[int]:
 
 
 def test_index_range_selects_start_to_end() -> None:
-    assert selected(gm.IndexRange(start=2, end=5)) == [2, 3, 4]
-    assert selected(gm.IndexRange(start=0, end=ROWS)) == list(range(ROWS))
+    assert selected(gm.IndexRange(start=2, end=5)) == [2, 3, 4, 5]  # end inclusive, as in the reference tool
+    assert selected(gm.IndexRange(start=3, end=3)) == [3]
+    assert selected(gm.IndexRange(start=0, end=ROWS - 1)) == list(range(ROWS))
 
 
 def test_partition_blocks_cover_every_row_once() -> None:
@@ -145,7 +146,7 @@ def test_selection_out_of_bounds_is_a_seed_error(selection: Any, words: list[str
 
 
 @pytest.mark.parametrize(("make", "words"), [
-    (lambda: gm.IndexRange(start=5, end=5), ["greater than start"]),
+    (lambda: gm.IndexRange(start=5, end=4), ["must not be less than start", "inclusive"]),
     (lambda: gm.IndexRange(start=-1, end=5), ["start"]),
     (lambda: gm.PartitionBlock(index=3, num_partitions=3), ["must be < num_partitions 3"]),
 ])

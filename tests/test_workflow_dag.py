@@ -198,7 +198,7 @@ def test_linear_chain_fingerprints_are_those_before_dags() -> None:
     assert [ia.fingerprint, ib.fingerprint, ic.fingerprint] == [
         "f45c27eab200a9f41b776428fc9b867b3e3111ba395da2ddf9e44bc0ee7c51a2",
         "643b0692981462bfd26e2225dace65079d9a2651a31b3d146a2436355163c002",
-        "69b227e976a5f4f752aeb8621d5dcf9b4dfe080364ec4b3cb2dd8e17ca63d9a0"]
+        "b4b4f162ebef63f4c5f435a6cfb221f9f3e316f3661455c10f4a920d056ec723"]  # c: IndexRange end now inclusive
     assert "parents" not in ic.components and "join" not in ic.components
 
 

@@ -14,6 +14,7 @@ from rich.table import Table
 
 import gristmill as gm
 from gristmill.cli import cache, models, report, workflow
+from gristmill.cli import convert as convert_cli
 from gristmill.cli.errors import DebugOption, OnFailedRowsOption, RetryFailedOption, user_errors
 
 # Heavy modules (pandas, pyarrow, the engine) load inside the commands, through ``gm.<name>``
@@ -173,6 +174,7 @@ app.add_typer(models.app, name="models", help="List and check configured models.
 app.add_typer(cache.app, name="cache", help="Inspect or clear a response cache.")
 workflow.register(app)
 report.register(app)
+convert_cli.register(app)
 
 if __name__ == "__main__":  # pragma: no cover
     app()

@@ -103,6 +103,8 @@ class DatasetConfig(ConfigModel):
         seed: Any = None
         if self.seed is not None:
             seed = self._serialize_seed(self.seed)
+            if self.seed.selection_strategy is not None:
+                seed["selection_strategy"] = self.seed.selection_strategy.fingerprint_payload()
             if not include_seed_source:
                 seed.pop("source")
         return {

@@ -59,14 +59,60 @@ class LLMTextColumn(LLMColumnBase):
     column_type: Literal["llm_text"] = "llm_text"
 
 
+# The reference tool's languages and SQL dialects, and a few more; a language outside the list
+# would be used as the fence tag, which models do not always follow.
+CODE_LANGUAGES = ("bash", "c", "cobol", "cpp", "csharp", "css", "go", "html", "java", "javascript", "json",
+                  "julia", "kotlin", "lua", "markdown", "perl", "php", "python", "r", "ruby", "rust", "scala",
+                  "shell", "sql", "swift", "typescript", "yaml")
+SQL_DIALECTS = ("ansi", "bigquery", "duckdb", "mysql", "postgres", "snowflake", "sqlite", "tsql")
+
+
 class LLMCodeColumn(LLMColumnBase):
     """Code from a model: the fenced block in ``code_lang`` is extracted from the answer. An answer
-    without a fenced block is sent back with a correction, at most ``max_corrections`` times."""
+    without a fenced block is sent back with a correction, at most ``max_corrections`` times.
+
+    ``code_lang`` is a language of :data:`CODE_LANGUAGES` (any case), or ``sql:<dialect>`` as the
+    reference tool writes it (``sql:postgres``): the fence tag is then ``sql`` (:attr:`code_fence`)
+    and the dialect is kept for validators (:attr:`sql_dialect`).
+    """
 
     column_type: Literal["llm_code"] = "llm_code"
-    code_lang: str = Field(default="python", description="Language of the code block, e.g. 'python', 'sql'.")
+    code_lang: str = Field(default="python", description=(
+        "Language of the code block: python, sql, bash, ... or a SQL dialect as 'sql:postgres' "
+        f"({', '.join('sql:' + d for d in SQL_DIALECTS)})."))
     max_corrections: int = Field(default=2, ge=0, le=10,
                                  description="Follow-up requests when the answer has no code block, per cell.")
+
+    @field_validator("code_lang")
+    @classmethod
+    def _check_code_lang(cls, value: str) -> str:
+        lang, sep, dialect = value.strip().lower().partition(":")
+        if lang not in CODE_LANGUAGES:
+            raise ValueError(f"unknown code_lang {value!r}; known languages: {', '.join(CODE_LANGUAGES)}, "
+                             f"and SQL dialects {', '.join('sql:' + d for d in SQL_DIALECTS)}")
+        if sep and (lang != "sql" or dialect not in SQL_DIALECTS):
+            raise ValueError(f"unknown code_lang {value!r}; only sql takes a dialect, one of "
+                             f"{', '.join('sql:' + d for d in SQL_DIALECTS)}")
+        return value
+
+    @property
+    def code_fence(self) -> str:
+        """The tag of the fenced block asked for and extracted: 'sql' for every SQL dialect."""
+        return self.code_lang.strip().lower().partition(":")[0]
+
+    @property
+    def sql_dialect(self) -> str | None:
+        """The dialect of 'sql:<dialect>' ('postgres'), else None."""
+        return self.code_lang.strip().lower().partition(":")[2] or None
+
+    def fingerprint_payload(self) -> Any:
+        """Like every column's, plus the fence tag where it is not ``code_lang`` itself ('sql:ansi',
+        'Python'): such a column was once asked with its ``code_lang`` as the tag, so its stored data
+        came from other prompts. ``code_lang: python`` keeps its fingerprint."""
+        payload = super().fingerprint_payload()
+        if self.code_fence != self.code_lang:
+            payload["code_fence"] = self.code_fence
+        return payload
 
 
 class LLMStructuredColumn(LLMColumnBase):

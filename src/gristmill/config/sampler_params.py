@@ -32,6 +32,15 @@ _UNIT_SECONDS = {"D": 86_400, "h": 3_600, "m": 60, "s": 1}
 
 DecimalPlaces = Annotated[int, Field(ge=0, le=MAX_DECIMAL_PLACES)]
 
+# The fields of a person record, in struct order. The first ten are gristmill's original ones; the
+# rest were appended for users of the reference tool, so the original fields keep their values.
+# A person column's fingerprint includes this list: a dataset stored with other fields starts fresh
+# instead of mixing two struct shapes.
+PERSON_FIELDS = ("first_name", "last_name", "sex", "age", "birth_date", "city", "state", "zipcode",
+                 "email_address", "phone_number",
+                 "uuid", "locale", "street_number", "street_name", "street_address", "postcode", "country",
+                 "marital_status", "education_level", "bachelors_field", "occupation")
+
 
 def value_kind(value: Any) -> str:
     """'str', 'bool' or 'number': the kinds of value a category may not mix."""
@@ -327,8 +336,11 @@ class TimedeltaParams(SamplerParams):
 class PersonParams(SamplerParams):
     """A synthetic person record (struct column) drawn from Faker-built pools of the locale.
 
-    Fields: first_name, last_name, sex, age, birth_date, city, state, zipcode, email_address,
-    phone_number. Use in templates as ``{{ person.first_name }}``.
+    Fields (:data:`PERSON_FIELDS`): first_name, last_name, sex, age, birth_date, city, state,
+    zipcode, email_address, phone_number, uuid, locale, street_number, street_name,
+    street_address, postcode (the zipcode again, under the reference tool's name), country (of
+    the locale), marital_status, education_level, bachelors_field, occupation. Use in templates as
+    ``{{ person.first_name }}``.
     """
 
     locale: str = Field(default="en_US", description="Faker locale of names and places.")

@@ -18,17 +18,31 @@ class SamplingStrategy(StrEnum):
 
 
 class IndexRange(ConfigModel):
-    """Use seed rows ``start`` (inclusive) to ``end`` (exclusive)."""
+    """Use seed rows ``start`` to ``end``, both inclusive, as in the reference tool:
+    ``IndexRange(start=1, end=10)`` is 10 rows.
+
+    ``end`` was exclusive before; :meth:`fingerprint_payload` marks the inclusive meaning, so a
+    dataset or stage stored under the old one is never resumed or reused under the new one.
+    """
 
     selection_type: Literal["index_range"] = "index_range"
     start: int = Field(ge=0, description="First row (inclusive).")
-    end: int = Field(gt=0, description="Last row (exclusive).")
+    end: int = Field(ge=0, description="Last row (inclusive): start=1, end=10 selects 10 rows.")
 
     @model_validator(mode="after")
     def _check_order(self) -> IndexRange:
-        if self.end <= self.start:
-            raise ValueError(f"IndexRange end ({self.end}) must be greater than start ({self.start})")
+        if self.end < self.start:
+            raise ValueError(f"IndexRange end ({self.end}) must not be less than start ({self.start}); both are "
+                             "inclusive, so start=1, end=10 selects 10 rows")
         return self
+
+    @property
+    def stop(self) -> int:
+        """One past the last row (a Python slice's stop)."""
+        return self.end + 1
+
+    def fingerprint_payload(self) -> Any:
+        return {**super().fingerprint_payload(), "end_inclusive": True}
 
 
 class PartitionBlock(ConfigModel):

@@ -82,10 +82,10 @@ def _selected_rows(total: int, seed: SeedConfig, label: str) -> tuple[int, int]:
         raise SeedDatasetError(f"seed dataset {label} is empty; a seed needs at least one row")
     sel = seed.selection_strategy
     if isinstance(sel, IndexRange):
-        if sel.end > total:
+        if sel.end >= total:
             raise SeedDatasetError(f"IndexRange({sel.start}, {sel.end}) is out of bounds: seed dataset {label} "
-                                   f"has {total} rows")
-        return sel.start, sel.end
+                                   f"has {total} rows (0 to {total - 1}; end is inclusive)")
+        return sel.start, sel.stop
     if isinstance(sel, PartitionBlock):
         if sel.num_partitions > total:
             raise SeedDatasetError(f"PartitionBlock splits {label} ({total} rows) into {sel.num_partitions} "

@@ -1,5 +1,6 @@
 """Vectorised samplers and constraints: the engine calls :func:`sample_columns` once per batch."""
 
+from gristmill.config.sampler_params import PERSON_FIELDS
 from gristmill.sampling.batch import (
     MAX_REJECTION_ROUNDS,
     condition_mask,
@@ -8,7 +9,7 @@ from gristmill.sampling.batch import (
     sampler_order,
     validate_sampler_columns,
 )
-from gristmill.sampling.person import PERSON_FIELDS, person_pools
+from gristmill.sampling.person import person_pools
 from gristmill.sampling.rng import column_rng
 from gristmill.sampling.samplers import DRAW_FUNCTIONS, draw
 

@@ -16,7 +16,9 @@ import numpy as np
 import pyarrow as pa
 
 from gristmill.config.samplers import (
+    DATETIME_SAMPLERS,
     NUMPY_DISTRIBUTIONS,
+    ORDERING_OPERATORS,
     SCIPY_HINT,
     BernoulliMixtureParams,
     CategoryParams,
@@ -37,7 +39,6 @@ from gristmill.sampling.samplers import draw, value_array
 MAX_REJECTION_ROUNDS = 20
 MAX_CANDIDATES_PER_ROW = 256
 MAX_CANDIDATES = 4_000_000  # candidates drawn in one rejection round, all rows together
-_DATETIME_SAMPLERS = frozenset({"datetime", "timedelta"})
 _NUMERIC_SAMPLERS = frozenset({"uniform", "gaussian", "bernoulli", "bernoulli_mixture", "binomial", "poisson",
                                "scipy"})
 
@@ -73,7 +74,7 @@ def validate_sampler_columns(columns: Sequence[SamplerColumn], constraints: Sequ
 
 def _value_kind(column: SamplerColumn) -> str:
     """How a sampler column's values compare: 'number', 'datetime', 'str' or 'other'."""
-    if column.sampler_type in _DATETIME_SAMPLERS:
+    if column.sampler_type in DATETIME_SAMPLERS:
         return "datetime"
     if isinstance(column.params, CategoryParams | SubcategoryParams):
         kind = column.params.value_kind()
@@ -93,6 +94,9 @@ def _check_condition_values(column: SamplerColumn, by_name: Mapping[str, Sampler
     # A literal a category never takes is a typo: the condition would silently never (or always) hold.
     for condition, _ in column.conditions():
         source = by_name.get(condition.column)
+        if source is not None and condition.operator in ORDERING_OPERATORS:
+            _check_comparison(column, condition, source)
+            continue
         if source is None or source.sampler_type != "category":
             continue
         possible = _category_values(source)
@@ -102,6 +106,26 @@ def _check_condition_values(column: SamplerColumn, by_name: Mapping[str, Sampler
             raise ConfigError(f"sampler column {column.name!r}: condition on {condition.column!r} compares "
                               f"with {unknown}, which {condition.column!r} never takes (its values: "
                               f"{sorted(set(map(str, possible)))}); quote strings and check the spelling")
+
+
+def _check_comparison(column: SamplerColumn, condition: Condition, source: SamplerColumn) -> None:
+    # A number compared with text (or a date with a number) would raise mid-run or never hold.
+    kind = _value_kind(source)
+    where = f"sampler column {column.name!r}: condition '{condition.column} {condition.operator} {condition.value!r}'"
+    if kind not in ("number", "datetime"):
+        raise ConfigError(f"{where}: {condition.column!r} has {kind} values, which have no order; use == or in")
+    if kind == "datetime" and not _is_iso_date(condition.value):
+        raise ConfigError(f"{where}: compare the datetime column {condition.column!r} with an ISO date "
+                          "such as '2024-06-01'")
+    if kind == "number" and isinstance(condition.value, str):
+        raise ConfigError(f"{where}: {condition.column!r} has numbers; compare it with a number, e.g. > 21")
+
+
+def _is_iso_date(value: Any) -> bool:
+    try:
+        return isinstance(value, str) and not np.isnat(np.datetime64(value))
+    except ValueError:
+        return False
 
 
 def _check_distributions(column: SamplerColumn) -> None:
@@ -147,7 +171,7 @@ def _check_references(column: SamplerColumn, by_name: Mapping[str, SamplerColumn
             _check_subcategory(column.name, params, by_name)
         elif isinstance(params, TimedeltaParams):
             source = by_name.get(params.reference_column_name)
-            if source is not None and source.sampler_type not in _DATETIME_SAMPLERS:
+            if source is not None and source.sampler_type not in DATETIME_SAMPLERS:
                 raise ConfigError(f"timedelta column {column.name!r}: reference column "
                                   f"{params.reference_column_name!r} is a {source.sampler_type} sampler, "
                                   "not a datetime one")
@@ -220,12 +244,30 @@ def _as_numpy(values: Any) -> Any:
 def condition_mask(condition: Condition, values: Any) -> np.ndarray:
     """Rows where ``condition`` holds, compared with Python equality semantics, vectorised."""
     values = _as_numpy(values)
+    if condition.operator in ORDERING_OPERATORS:
+        return _ordering_mask(condition, values)
     literals = condition.value if condition.operator in ("in", "not in") else (condition.value,)
     mask = np.zeros(len(values), dtype=bool)
     for literal in literals:
         equal = values == literal
         mask |= equal if isinstance(equal, np.ndarray) else bool(equal)
     return ~mask if condition.operator in ("!=", "not in") else mask
+
+
+_COMPARE = {">": np.greater, ">=": np.greater_equal, "<": np.less, "<=": np.less_equal}
+
+
+def _ordering_mask(condition: Condition, values: np.ndarray) -> np.ndarray:
+    """``values <op> literal``; a datetime column compares with an ISO date, anything else with a number."""
+    literal = condition.value
+    if values.dtype.kind == "M":
+        literal = np.datetime64(literal)
+    try:
+        return np.asarray(_COMPARE[condition.operator](values, literal), dtype=bool)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"condition '{condition.column} {condition.operator} {condition.value!r}': the values "
+                          f"of {condition.column!r} cannot be compared with {condition.value!r} ({exc}); compare "
+                          "a numeric column with a number, a datetime column with an ISO date") from None
 
 
 # ------------------------------------------------------------------------------------------- drawing
@@ -277,7 +319,38 @@ def sample_columns(columns: Sequence[SamplerColumn], constraints: Sequence[Const
         drawn[column.name] = draw_column(column, num_rows, rng, _inputs(column, drawn, known))
     if constraints:
         _enforce_constraints(ordered, constraints, drawn, known, run_seed=run_seed, batch_index=batch_index)
-    return {column.name: drawn[column.name] for column in columns}
+    return {column.name: convert_values(column, drawn[column.name]) for column in columns}
+
+
+def convert_values(column: SamplerColumn, values: Any) -> Any:
+    """The drawn values in the column's ``convert_to`` type (unchanged without one).
+
+    int truncates toward zero, like the reference tool's ``astype(int)``; numeric text (a category
+    of '1', '2.5') goes through float first.
+    """
+    target = column.convert_to
+    if target is None:
+        return values
+    values = np.asarray(values)
+    try:
+        if column.sampler_type in DATETIME_SAMPLERS:
+            return _format_datetimes(values, target)
+        if target == "str":
+            return values.astype(str).astype(object)
+        if values.dtype == object:
+            values = values.astype(np.float64)
+        return values.astype(np.float64 if target == "float" else np.int64)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise ConfigError(f"sampler column {column.name!r}: cannot convert its values to {target!r}: {exc}; "
+                          "change convert_to or the sampler's params") from None
+
+
+def _format_datetimes(values: np.ndarray, target: str) -> np.ndarray:
+    import pandas as pd
+
+    stamps = pd.DatetimeIndex(values.astype("datetime64[s]"))
+    text = stamps.strftime("%Y-%m-%dT%H:%M:%S" if target == "str" else target)
+    return np.asarray(text, dtype=object)
 
 
 def _violations(constraints: Sequence[ConstraintModel], values: Mapping[str, Any]) -> np.ndarray:

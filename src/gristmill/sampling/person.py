@@ -12,9 +12,18 @@ The pools depend on the Faker version: upgrading Faker may change the names draw
 
 Ages follow a rough population shape within ``age_range`` (flat to 60, then thinning out).
 
+The fields the reference tool's users expect come after gristmill's original ten
+(``config.sampler_params.PERSON_FIELDS``) and are drawn from a child stream
+(``rng.spawn``), so the original fields keep the values they always had: uuid, locale,
+street_number / street_name / street_address (one pool entry, so the three agree; the address
+follows the locale's Faker format), postcode (the zipcode again), country (the locale's),
+marital_status, education_level and bachelors_field (the reference tool's values, uniform, but a
+minor is never married and has at most secondary education) and occupation (Faker's jobs).
+
 Output: a ``pyarrow.StructArray`` with fields first_name, last_name, sex, age (int64),
-birth_date (date32), city, state, zipcode, email_address, phone_number. Parquet stores it as a
-struct column; ``to_pylist()`` gives dicts, so templates can read ``{{ person.first_name }}``.
+birth_date (date32), city, state, zipcode, email_address, phone_number, then the fields above,
+all strings. Parquet stores it as a struct column; ``to_pylist()`` gives dicts, so templates can
+read ``{{ person.first_name }}``.
 """
 
 from __future__ import annotations
@@ -29,18 +38,26 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from gristmill.config.samplers import PersonParams
+from gristmill.config.samplers import PERSON_FIELDS, PersonParams
+from gristmill.sampling.ids import hex_ids
 
 NAME_POOL_SIZE = 3000
 PLACE_POOL_SIZE = 2000
 PHONE_POOL_SIZE = 5000
 DOMAIN_POOL_SIZE = 200
+STREET_POOL_SIZE = 2000
+JOB_POOL_SIZE = 1000
 _POOL_SEED = 1_000_003  # fixed: pools must be identical in every process
 _SEXES = pa.array(["Male", "Female"])
 _STATE_METHODS = ("state", "administrative_unit", "region", "prefecture", "province")
 
-PERSON_FIELDS = ("first_name", "last_name", "sex", "age", "birth_date", "city", "state", "zipcode",
-                 "email_address", "phone_number")
+# The reference tool's values, so its users' templates and filters keep working.
+MARITAL_STATUSES = pa.array(["married_present", "divorced", "never_married", "separated", "widowed"])
+EDUCATION_LEVELS = pa.array(["secondary_education", "some_college", "bachelors", "associates", "graduate",
+                             "doctorate"])
+BACHELORS_FIELDS = pa.array(["stem", "business", "education", "arts_humanities", "stem_related"])
+_COLLEGE_LEVELS = np.array([False, False, True, False, True, True])  # parallel to EDUCATION_LEVELS
+ADULT_AGE = 18
 
 
 @dataclass(frozen=True)
@@ -59,6 +76,11 @@ class PersonPools:
     zipcodes: pa.StringArray
     email_domains: pa.StringArray
     phones: pa.StringArray | None  # None: compose North American numbers instead
+    street_numbers: pa.StringArray  # these three are parallel: index i is one street address
+    street_names: pa.StringArray
+    street_addresses: pa.StringArray
+    occupations: pa.StringArray
+    country: str
 
 
 def email_key(name: str) -> str:
@@ -92,6 +114,36 @@ def _places(fake: Any, locale: str) -> tuple[list[str], list[str], list[str]]:
     return cities, states, zipcodes
 
 
+def _address_format(fake: Any) -> str:
+    """The locale's street address format that has the number and the street and nothing else."""
+    for provider in fake.providers:
+        for pattern in getattr(provider, "street_address_formats", ()):
+            rest = pattern.replace("{{building_number}}", "").replace("{{street_name}}", "")
+            if "{{building_number}}" in pattern and "{{street_name}}" in pattern and "{{" not in rest:
+                return str(pattern)
+    return "{{building_number}} {{street_name}}"
+
+
+def _streets(fake: Any) -> tuple[list[str], list[str], list[str]]:
+    pattern = _address_format(fake)
+    numbers, names = _repeat(fake.building_number, STREET_POOL_SIZE), _repeat(fake.street_name, STREET_POOL_SIZE)
+    addresses = [pattern.replace("{{building_number}}", number).replace("{{street_name}}", name)
+                 for number, name in zip(numbers, names, strict=True)]
+    return numbers, names, addresses
+
+
+def _country(fake: Any) -> str:
+    try:
+        return str(fake.current_country())
+    except (ValueError, AttributeError):  # a locale without a country (e.g. 'la')
+        return ""
+
+
+def _jobs(fake: Any) -> list[str]:
+    job = getattr(fake, "job", None)
+    return sorted(set(_repeat(job, JOB_POOL_SIZE))) if job is not None else [""]
+
+
 @functools.lru_cache(maxsize=16)
 def person_pools(locale: str) -> PersonPools:
     """The pools of one locale, built on first use (about a second) and kept for the process."""
@@ -105,6 +157,8 @@ def person_pools(locale: str) -> PersonPools:
     cities, states, zipcodes = _places(fake, locale)
     domains = sorted(set(_repeat(fake.free_email_domain, DOMAIN_POOL_SIZE)))
     phones = None if locale == "en_US" else pa.array(_repeat(fake.phone_number, PHONE_POOL_SIZE))
+    # Built after the original pools from the same Faker stream, so those stay as they were.
+    numbers, names, addresses = _streets(fake)
     first = male + female
     first_keys, last_keys = [email_key(n) for n in first], [email_key(n) for n in last]
     return PersonPools(
@@ -114,6 +168,8 @@ def person_pools(locale: str) -> PersonPools:
         last_key_missing=np.array([not key for key in last_keys]),
         cities=pa.array(cities), states=pa.array(states), zipcodes=pa.array(zipcodes),
         email_domains=pa.array(domains), phones=phones,
+        street_numbers=pa.array(numbers), street_names=pa.array(names), street_addresses=pa.array(addresses),
+        occupations=pa.array(_jobs(fake)), country=_country(fake),
     )
 
 
@@ -224,4 +280,24 @@ def draw_person(params: PersonParams, n: int, rng: np.random.Generator,
     # what they always did, and the other fields of every locale stay as they were.
     no_key = pools.first_key_missing[first_index] | pools.last_key_missing[last.to_numpy()]
     fields[8] = _without_ascii_names(emails, no_key, domains, rng)
+    fields += _reference_fields(params.locale, pools, ages, zipcodes=fields[7], rng=rng.spawn(1)[0])
     return pa.StructArray.from_arrays(fields, names=list(PERSON_FIELDS))
+
+
+def _reference_fields(locale: str, pools: PersonPools, ages: np.ndarray, *, zipcodes: pa.Array,
+                      rng: np.random.Generator) -> list[pa.Array]:
+    """uuid ... occupation (``PERSON_FIELDS[10:]``), drawn from their own stream."""
+    n = len(ages)
+    street = _indices(rng, len(pools.street_numbers), n)
+    adult = ages >= ADULT_AGE
+    marital = np.where(adult, rng.integers(0, len(MARITAL_STATUSES), size=n), 2)  # 2: never_married
+    education = np.where(adult, rng.integers(0, len(EDUCATION_LEVELS), size=n), 0)  # 0: secondary
+    bachelors = pc.if_else(pa.array(_COLLEGE_LEVELS[education]),
+                           BACHELORS_FIELDS.take(_indices(rng, len(BACHELORS_FIELDS), n)), "no_degree")
+    return [
+        pa.array(hex_ids(rng, n), type=pa.string()), pa.repeat(pa.scalar(locale), n),
+        pools.street_numbers.take(street), pools.street_names.take(street), pools.street_addresses.take(street),
+        zipcodes, pa.repeat(pa.scalar(pools.country), n),
+        MARITAL_STATUSES.take(pa.array(marital)), EDUCATION_LEVELS.take(pa.array(education)), bachelors,
+        pools.occupations.take(_indices(rng, len(pools.occupations), n)),
+    ]

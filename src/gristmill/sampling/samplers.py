@@ -49,13 +49,10 @@ from gristmill.config.samplers import (
     subcategory_key,
 )
 from gristmill.errors import ConfigError
+from gristmill.sampling.ids import hex_ids
 from gristmill.sampling.person import draw_person
 
 DrawFunction = Callable[[Any, int, np.random.Generator, Mapping[str, Any]], Any]
-
-_HEX_LOWER = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
-_HEX_UPPER = np.frombuffer(b"0123456789ABCDEF", dtype=np.uint8)
-_UUID_DASHES = (8, 13, 18, 23)
 
 
 def _round(values: np.ndarray, decimal_places: int | None) -> np.ndarray:
@@ -65,19 +62,7 @@ def _round(values: np.ndarray, decimal_places: int | None) -> np.ndarray:
 def draw_uuid(params: UUIDParams, n: int, rng: np.random.Generator,
               inputs: Mapping[str, Any]) -> np.ndarray:
     """Hex ids built from seeded random bytes: UUID4 layout, or 12 hex digits with ``short_form``."""
-    num_bytes = 6 if params.short_form else 16
-    raw = np.frombuffer(rng.bytes(n * num_bytes), dtype=np.uint8).reshape(n, num_bytes).copy()
-    if not params.short_form:
-        raw[:, 6] = (raw[:, 6] & 0x0F) | 0x40  # version 4
-        raw[:, 8] = (raw[:, 8] & 0x3F) | 0x80  # RFC 4122 variant
-    digits = _HEX_UPPER if params.uppercase else _HEX_LOWER
-    hexed = np.empty((n, num_bytes * 2), dtype=np.uint8)
-    hexed[:, 0::2] = digits[raw >> 4]
-    hexed[:, 1::2] = digits[raw & 0x0F]
-    if not params.short_form:
-        hexed = np.insert(hexed, [8, 12, 16, 20], ord("-"), axis=1)
-    width = hexed.shape[1]
-    text = np.ascontiguousarray(hexed).view(f"S{width}").ravel().astype(f"U{width}").astype(object)
+    text = hex_ids(rng, n, short_form=params.short_form, uppercase=params.uppercase)
     return np.add(params.prefix, text) if params.prefix else text
 
 

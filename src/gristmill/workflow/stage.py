@@ -145,7 +145,7 @@ class StageOptions(BaseModel):
         """The options' part of the stage fingerprint (the strategies only matter downstream,
         where they shape the hand-off from the upstream stage). Joins and side inputs enter only
         when set, so a linear chain's fingerprints are those of the versions before DAGs."""
-        selection = self.selection_strategy.model_dump(mode="json") if self.selection_strategy else None
+        selection = self.selection_strategy.fingerprint_payload() if self.selection_strategy else None
         dag: dict[str, JsonValue] = {}
         if self.join:
             dag["join"] = dict(sorted(self.join.items()))
