@@ -130,16 +130,13 @@ class BatchPlan:
         track = ERRORS_COLUMN in seed_all or any(c.may_fail for c in config.columns)
         generated = [name for c in config.columns for name in c.output_columns()]
         output_names = seed_names + generated
-        policy = context.run_config.on_failed_rows
+        run = context.run_config
+        gated = run.target_valid_records is not None
+        policy = "drop" if gated else run.on_failed_rows  # under a gate, rows that do not pass move out
         if track and policy == "mark":  # every batch has both columns; otherwise __errors only where needed
             output_names += [ERRORS_COLUMN, FAILED_COLUMN]
         flagged = [name for c in config.columns if c.drop for name in c.output_columns()]
         drop = columns_to_drop(config.processors, output_names, flagged)
-        run = context.run_config
-        gated = run.target_valid_records is not None
-        if gated:  # rows that do not pass move out, like failed rows under "drop"
-            policy = "drop"
-            output_names = [n for n in output_names if n != FAILED_COLUMN]
         validations = tuple(c.name for c in config.columns if c.column_type == "validation")
         if run.valid_filter is not None:
             known = set(seed_names) | set(generated)
