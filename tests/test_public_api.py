@@ -41,6 +41,7 @@ EXPECTED_ALL = [
     "ModelProvider",
     "ModelRateLimitError",
     "ModelResponseError",
+    "ModelUnreachableError",
     "PartitionBlock",
     "ResumeError",
     "ResumeMode",

@@ -19,6 +19,7 @@ from typing import Any
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+import yaml
 
 import gristmill as gm
 from gristmill.llm.cache import ResponseCache
@@ -374,3 +375,35 @@ def test_the_readme_quality_gates_example_is_a_valid_config() -> None:
     config = gm.DatasetConfig.from_yaml("columns:\n  - {name: question, column_type: expression, expr: q}\n"
                                         + block.split("columns:\n", 1)[1])
     assert [c.column_type for c in config.columns] == ["expression", "llm_code", "validation", "llm_judge"]
+
+
+def test_the_cli_retries_failed_rows_and_gates(server: LLMTestServer, tmp_path: Path) -> None:
+    """``gristmill create --retry-failed`` and ``--target-valid-records`` through the real CLI."""
+    provider, model = provider_and_model(server.url)
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "models.yaml").write_text(yaml.safe_dump([model.model_dump(mode="json", exclude_none=True)]))
+    (home / "providers.yaml").write_text(yaml.safe_dump([provider.model_dump(mode="json", exclude_none=True)]))
+    _rows(200).to_parquet(tmp_path / "seed.parquet")
+    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump({
+        "seed": {"source": "seed.parquet"},
+        "columns": [{"name": "tag", "column_type": "expression",
+                     "expr": f"{{{{ '{MARK}' if i % 10 == 3 else 'ok' }}}}"},
+                    {"name": "draft", "column_type": "llm_text", "prompt": "Draft {{ i }} {{ tag }}"}]}))
+    env = {**os.environ, "GRISTMILL_HOME": str(home)}
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "gristmill.cli.main", *args], cwd=tmp_path, env=env,
+                              capture_output=True, text=True)
+
+    server.configure(fail_marker=MARK)
+    assert cli("create", "cfg.yaml", "-n", "40").returncode == 0
+    server.configure(fail_marker="")
+    server.reset_stats()
+    done = cli("create", "cfg.yaml", "-n", "40", "--retry-failed")
+    assert done.returncode == 0, done.stderr
+    assert _completions(server) == 4
+    gated = cli("create", "cfg.yaml", "-n", "20", "--name", "gated", "--target-valid-records", "10",
+                "--valid-filter", "i % 2 == 0")
+    assert gated.returncode == 0, gated.stderr
+    assert gm.DatasetResults(tmp_path / "artifacts" / "gated").load_dataset()["i"].tolist() == list(range(0, 20, 2))

@@ -128,7 +128,6 @@ def test_text_to_sql_runs(server: LLMTestServer, tmp_path: Path) -> None:
     assert df["script"].str.fullmatch(r"# snippet \d+\nprint\(\d+\)\n?").all()
 
 
-@pytest.mark.xfail(strict=True, reason="needs engine/generators/llm.py to fence with column.code_fence")
 def test_sql_dialect_column_is_fenced_as_sql(server: LLMTestServer, tmp_path: Path) -> None:
     config = _without(_convert("text_to_sql.yaml").config, {"sql_check", "script"})
     df = _run(_loadable(config), server, tmp_path, 6)

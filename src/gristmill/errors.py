@@ -9,6 +9,7 @@
     ├── GenerationError          a column failed while generating a batch (custom code, casting)
     ├── ModelError               a model endpoint failed or answered badly
     │   ├── ModelAuthError       401/403, or an API key environment variable is not set
+    │   ├── ModelUnreachableError  nothing answered at the endpoint before any success
     │   ├── ModelRateLimitError  429s that did not clear within the retry budget
     │   └── ModelResponseError   a response that could not be parsed or validated
     ├── ArtifactError            stored state is missing, corrupt or of another kind
@@ -48,6 +49,10 @@ class ModelError(GristmillError):
 
 class ModelAuthError(ModelError):
     """The endpoint refused the credentials, or the API key variable is not set."""
+
+
+class ModelUnreachableError(ModelError):
+    """Nothing answered at the model's endpoint before any success: the run stops at once."""
 
 
 class ModelRateLimitError(ModelError):

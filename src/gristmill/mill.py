@@ -16,6 +16,7 @@ from gristmill.config.dataset import ConfigBuilder, DatasetConfig
 from gristmill.config.models import ModelConfig, ModelProvider
 from gristmill.config.run import ResumeMode, RunConfig
 from gristmill.config.trust import allow_directory
+from gristmill.engine.bill import DatasetBill, decision_bill
 from gristmill.engine.dataset_plan import (
     DatasetDecision,
     DatasetObservation,
@@ -27,7 +28,7 @@ from gristmill.engine.dataset_plan import (
 from gristmill.engine.dataset_run import DatasetJob, DatasetRun
 from gristmill.engine.preview import preview_rows
 from gristmill.engine.seeds import seed_column_names
-from gristmill.engine.services import EngineServices, ModelSources
+from gristmill.engine.services import EngineServices, ModelSources, uses_models
 from gristmill.errors import ConfigError
 from gristmill.results import DatasetResults
 from gristmill.sampling.rng import stream_key
@@ -111,8 +112,11 @@ class Mill:
                 warnings.warn(decision.warning, stacklevel=2)
             stored = _stored_metadata(observation, decision)
             seed = stored.run_seed if stored else dataset_run_seed(dataset_name, self.run_config.seed)
+            batch_size = run_config.rows_per_batch(uses_models=uses_models(config),
+                                                   stored=stored.batch_size if stored else None)
             job = DatasetJob(config=config, layout=DatasetLayout(target), dataset_name=dataset_name,
-                             num_records=num_records, run_config=run_config.model_copy(update={"seed": seed}),
+                             num_records=num_records,
+                             run_config=run_config.model_copy(update={"seed": seed, "batch_size": batch_size}),
                              identity=identity)
             run = DatasetRun(job, self.services, import_caches=decision.import_caches,
                              move_damaged_cache=mode is not ResumeMode.ALWAYS, retry_failed=retry_failed)
@@ -140,6 +144,24 @@ class Mill:
         observation = observe_dataset(root, identity, look_for_earlier=mode is ResumeMode.IF_POSSIBLE,
                                           verify=verify)
         return plan_dataset(observation, identity, DatasetRequest(num_records, self.run_config, mode))
+
+    def bill_dataset(self, config: DatasetConfig | ConfigBuilder, *, num_records: int, dataset_name: str = "dataset",
+                     resume: ResumeMode | str = ResumeMode.IF_POSSIBLE) -> DatasetBill:
+        """What ``create`` with these arguments would pay for: LLM requests per column and model, those
+        the response cache answers, an upper bound, and a cost estimate when models have prices.
+        Reads stored state only: nothing is written and no model endpoint is contacted."""
+        config, mode = _as_config(config), ResumeMode.parse(resume)
+        _check_num_records(num_records)
+        _check_dataset_name(dataset_name)
+        self.validate(config)
+        identity = dataset_identity(config)
+        observation = observe_dataset(self.artifact_path / dataset_name, identity,
+                                      look_for_earlier=mode is ResumeMode.IF_POSSIBLE)
+        decision = plan_dataset(observation, identity, DatasetRequest(num_records, self.run_config, mode))
+        stored = _stored_metadata(observation, decision)
+        seed = stored.run_seed if stored else dataset_run_seed(dataset_name, self.run_config.seed)
+        return decision_bill(self.services, config, decision=decision, stored=stored, num_records=num_records,
+                             run_seed=seed)
 
     def preview(self, config: DatasetConfig | ConfigBuilder, num_records: int = 10) -> pd.DataFrame:
         """Generate ``num_records`` rows in memory; nothing is written where datasets live.
@@ -181,11 +203,13 @@ class Mill:
 
 
 def load_workflow(path: str | Path, *, mill: Mill | None = None,
-                  run_options: Mapping[str, object] | None = None) -> CompositeWorkflow:
+                  run_options: Mapping[str, object] | None = None, model_providers: str | Path | None = None,
+                  model_configs: str | Path | None = None) -> CompositeWorkflow:
     """A ``CompositeWorkflow`` from a YAML workflow file; paths in it are relative to the file.
 
     Without ``mill``, one is made from the file's ``artifact_path``, ``run`` and model files;
-    ``run_options`` override fields of its ``run:`` section (``{"executor": "ray"}``).
+    ``run_options`` override fields of its ``run:`` section (``{"executor": "ray"}``), and
+    ``model_providers`` / ``model_configs`` its model files.
     """
     source = Path(path)
     spec = load_workflow_spec(source)
@@ -195,8 +219,8 @@ def load_workflow(path: str | Path, *, mill: Mill | None = None,
         if run_options:
             spec = spec.model_copy(update={"run": {**spec.run, **run_options}})
         mill = Mill((base / spec.artifact_path).resolve(), run_config=spec_run_config(spec),
-                    model_providers=base / spec.model_providers if spec.model_providers else None,
-                    model_configs=base / spec.model_configs if spec.model_configs else None)
+                    model_providers=model_providers or (base / spec.model_providers if spec.model_providers else None),
+                    model_configs=model_configs or (base / spec.model_configs if spec.model_configs else None))
     return build_workflow(spec, base_dir=base, services=mill.services, artifact_path=mill.artifact_path)
 
 

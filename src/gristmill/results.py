@@ -182,6 +182,26 @@ class DatasetResults:
         return self.metadata.usage
 
     @property
+    def cost(self) -> float | None:
+        """Cost of every run of the dataset at the token prices of its last run (``input_cost_per_million``,
+        ``output_cost_per_million`` on the model); None when no model it used has a price."""
+        by_model = self.cost_by_model
+        return sum(by_model.values()) if by_model else None
+
+    @property
+    def cost_by_model(self) -> dict[str, float]:
+        """Cost by model alias, priced models only."""
+        meta = self.metadata
+        return {alias: cost for alias, cost in meta.cost.items() if alias in meta.usage}
+
+    @property
+    def run_cost(self) -> float | None:
+        """Cost of the call that returned these results alone (``run_usage`` at the same prices)."""
+        prices = self.metadata.prices
+        costs = [prices[alias].cost(counters) for alias, counters in self.run_usage.items() if alias in prices]
+        return sum(costs) if costs else None
+
+    @property
     def config(self) -> DatasetConfig:
         """The config as run (from ``config.json``)."""
         return DatasetConfig.from_dict(json.loads(self._layout.config_path.read_text(encoding="utf-8")),

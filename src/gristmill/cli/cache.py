@@ -1,4 +1,4 @@
-"""``gristmill cache stats | clear PATH``: the response cache of a dataset or workflow.
+"""``gristmill cache stats | logs | clear PATH``: the response cache of a dataset or workflow.
 
 PATH is a dataset directory, a workflow directory, or the ``response-cache.sqlite`` file.
 Clearing it means the next run pays again for every LLM request. Thin commands over
@@ -7,12 +7,16 @@ Clearing it means the next run pays again for every LLM request. Thin commands o
 
 from __future__ import annotations
 
+import json
+import sqlite3
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.table import Table
 
 from gristmill.cli.errors import print_error
 from gristmill.errors import ArtifactError
@@ -68,3 +72,48 @@ def clear(path: PathArg, yes: Annotated[bool, typer.Option("--yes", "-y", help="
     with _open(file, "existing") as cache:
         removed = cache.clear()
     console.print(f"removed {removed} cached responses from {escape(str(file))}")
+
+
+@app.command("logs")
+def logs(path: PathArg,
+         limit: Annotated[int, typer.Option("--num", "-n", min=1, help="Answers to show, newest first.")] = 10,
+         column: Annotated[str | None, typer.Option(
+             "--column", help="Only this column ('name', or 'stage/name' in a workflow).")] = None,
+         stage: Annotated[str | None, typer.Option("--stage", help="Only this workflow stage's columns.")] = None,
+         ) -> None:
+    """The newest cached answers: when, stage, column and the answer (and reasoning, if kept)."""
+    file = _cache_file(path)
+    _open(file, "readonly").close()  # refuse foreign files with one clean line
+    table = Table("when", "stage", "column", "answer", show_lines=True)
+    for created, scoped, value in _newest(file, limit, column=column, stage=stage):
+        stage_name, _, name = scoped.rpartition("/")
+        table.add_row(datetime.fromtimestamp(created).strftime("%Y-%m-%d %H:%M:%S"), escape(stage_name or "-"),
+                      escape(name), escape(_answer(value)))
+    console.print(table)
+
+
+def _newest(file: Path, limit: int, *, column: str | None, stage: str | None) -> list[tuple[float, str, str]]:
+    """(created, column as stored, value JSON) of the newest entries, read-only."""
+    where, args = [], []
+    if column is not None:
+        where.append("(column_name = ? OR column_name LIKE ?)")
+        args += [column, f"%/{column}"]
+    if stage is not None:
+        where.append("column_name LIKE ?")
+        args.append(f"{stage}/%")
+    sql = ("SELECT created, column_name, value FROM responses" + (" WHERE " + " AND ".join(where) if where else "")
+           + " ORDER BY created DESC LIMIT ?")
+    db = sqlite3.connect(f"file:{file.absolute()}?mode=ro", uri=True)
+    try:
+        return list(db.execute(sql, [*args, limit]))
+    finally:
+        db.close()
+
+
+def _answer(value: str) -> str:
+    """The stored answer as text: the value, then the reasoning when the column kept it."""
+    stored = json.loads(value)
+    if not isinstance(stored, dict) or "v" not in stored:
+        return str(stored)
+    answer = stored["v"] if isinstance(stored["v"], str) else json.dumps(stored["v"], ensure_ascii=False)
+    return answer + (f"\n[reasoning] {stored['r']}" if stored.get("r") else "")

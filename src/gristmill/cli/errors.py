@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -23,6 +24,12 @@ F = TypeVar("F", bound=Callable[..., Any])
 DebugOption = Annotated[bool, typer.Option("--debug", help="Show the full traceback on errors.")]
 RetryFailedOption = Annotated[bool, typer.Option(
     "--retry-failed", help="Regenerate only the failed cells (listed in __errors) and the cells they blocked.")]
+ProvidersOption = Annotated[Path | None, typer.Option(
+    "--providers", help="providers.yaml to use (default: the one in $GRISTMILL_HOME, ~/.gristmill).")]
+ModelsOption = Annotated[Path | None, typer.Option(
+    "--models", help="models.yaml to use (default: the one in $GRISTMILL_HOME, ~/.gristmill).")]
+
+
 OnFailedRowsOption = Annotated[str | None, typer.Option(
     "--on-failed-rows", help="keep | mark | drop: what the dataset holds of rows with a failed cell (default keep).")]
 
@@ -59,3 +66,11 @@ def print_error(text: str) -> None:
 def _show_warning(message: Any, category: Any, filename: str, lineno: int, file: Any = None,
                   line: Any = None) -> None:
     err_console.print(f"[yellow]warning:[/] {escape(str(message))}", highlight=False, soft_wrap=True)
+
+
+def model_file(path: Path | None) -> Path | None:
+    """A --providers / --models file, which must exist (a typo must not fall back to the defaults)."""
+    if path is not None and not path.is_file():
+        raise gm.ConfigError(f"model registry file {str(path)!r} does not exist; check the path of "
+                             "--providers / --models")
+    return path

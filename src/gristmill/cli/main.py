@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -15,12 +16,22 @@ from rich.table import Table
 import gristmill as gm
 from gristmill.cli import cache, models, report, workflow
 from gristmill.cli import convert as convert_cli
-from gristmill.cli.errors import DebugOption, OnFailedRowsOption, RetryFailedOption, user_errors
+from gristmill.cli import inspect as inspect_cli
+from gristmill.cli.errors import (
+    DebugOption,
+    ModelsOption,
+    OnFailedRowsOption,
+    ProvidersOption,
+    RetryFailedOption,
+    err_console,
+    model_file,
+    user_errors,
+)
 
 # Heavy modules (pandas, pyarrow, the engine) load inside the commands, through ``gm.<name>``
 # on first use, so ``gristmill --help`` stays fast.
 app = typer.Typer(help="gristmill: synthetic datasets from configs, with resumable workflows.",
-                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+                  no_args_is_help=True, add_completion=True, pretty_exceptions_enable=False)
 console = Console()
 
 
@@ -98,6 +109,16 @@ def create(
     ray_address: Annotated[str | None, typer.Option(help="Ray cluster address (default: start a local one).")] = None,
     retry_failed: RetryFailedOption = False,
     on_failed_rows: OnFailedRowsOption = None,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="Print the bill (LLM requests to pay, from cache, cost) and exit; writes nothing.")] = False,
+    target_valid_records: Annotated[int | None, typer.Option(
+        "--target-valid-records", help="Keep generating until this many rows pass (docs/quality-gates.md).")] = None,
+    max_records: Annotated[int | None, typer.Option(
+        "--max-records", help="With --target-valid-records: the most rows to generate.")] = None,
+    valid_filter: Annotated[str | None, typer.Option(
+        "--valid-filter", help="With --target-valid-records: the Jinja condition a valid row satisfies.")] = None,
+    providers: ProvidersOption = None,
+    models: ModelsOption = None,
     debug: DebugOption = False,
 ) -> None:
     """Generate a dataset into ARTIFACT_PATH/NAME, with a progress bar; a rerun continues it."""
@@ -105,22 +126,43 @@ def create(
     options = {"batch_size": batch_size, "seed": seed, "executor": executor, "ray_address": ray_address,
                "on_failed_rows": on_failed_rows}
     updates: dict[str, Any] = {k: v for k, v in options.items() if v is not None}
-    mill = gm.Mill(artifact_path, run_config=run_config(**updates))
+    mill = gm.Mill(artifact_path, run_config=run_config(**updates), model_providers=model_file(providers),
+                   model_configs=model_file(models))
     with mill:
+        if dry_run:
+            print_bill(mill.bill_dataset(cfg, num_records=num_records, dataset_name=name or config.stem,
+                                         resume=resume))
+            return
         results = mill.create(cfg, num_records=num_records, dataset_name=name or config.stem, resume=resume,
-                              verify=verify, retry_failed=retry_failed)
+                              verify=verify, retry_failed=retry_failed, target_valid_records=target_valid_records,
+                              max_records=max_records, valid_filter=valid_filter)
         meta = results.metadata
         console.print(f"[green]done[/]: {meta.actual_rows} rows in {len(meta.completed_batches)} batch files at "
                       f"[bold]{results.artifact_path}[/]; generated now: {results.generated_rows} rows "
                       f"({meta.generation_seconds:.2f}s of generation in all runs)")
-        print_usage(results.run_usage, label="this run")
+        print_usage(results.run_usage, label="this run", prices=results.metadata.prices)
 
 
-def print_usage(usage: dict[str, dict[str, int]], *, label: str) -> None:
-    """One line per model: requests, retries, 429s, tokens, cache hits."""
+def print_usage(usage: dict[str, dict[str, int]], *, label: str, prices: Mapping[str, Any] | None = None) -> None:
+    """One line per model: requests, retries, 429s, tokens, cache hits, and the cost when the model
+    has a price (``prices``: alias -> ``ModelPrice``)."""
     for model, counters in sorted(usage.items()):
         parts = ", ".join(f"{k}={v}" for k, v in sorted(counters.items()))
-        console.print(f"  model [bold]{escape(model)}[/] ({label}): {parts}", highlight=False)
+        price = (prices or {}).get(model)
+        cost = f", cost={price.cost(counters):.4f}" if price is not None else ""
+        console.print(f"  model [bold]{escape(model)}[/] ({label}): {parts}{cost}", highlight=False)
+
+
+def print_bill(bill: Any) -> None:
+    """The bill of a dataset run (``Mill.bill_dataset``): what it does, then one line per LLM column."""
+    console.print(f"dry run: {bill.action} ({escape(bill.reason)}), {bill.rows} rows to build; nothing written",
+                  highlight=False)
+    for line in bill.format_lines():
+        console.print(f"  {escape(line)}", highlight=False)
+    total = f"total: {bill.requests} LLM requests to pay, {bill.cached} from cache, at most {bill.upper_bound}"
+    console.print(total + (f", estimated cost ~{bill.cost:.4f}" if bill.cost is not None else ""), highlight=False)
+    if bill.note:
+        console.print(f"  note: {escape(bill.note)}", highlight=False)
 
 
 def run_config(**options: Any) -> gm.RunConfig:
@@ -141,25 +183,59 @@ def preview(
     config: Annotated[Path, typer.Argument(help="Dataset config (YAML or JSON).")],
     num_records: Annotated[int, typer.Option("--num-records", "-n", help="Rows to show.")] = 5,
     seed: Annotated[int | None, typer.Option(help="Run seed.")] = None,
+    providers: ProvidersOption = None,
+    models: ModelsOption = None,
     debug: DebugOption = False,
 ) -> None:
     """Generate a few rows in memory and print them; nothing is written."""
     cfg = load_config(config)
-    with gm.Mill(run_config=run_config(seed=seed, show_progress=False)) as mill:
-        show_frame(mill.preview(cfg, num_records=num_records), title=f"preview of {config.name}")
+    try:
+        with gm.Mill(run_config=run_config(seed=seed, show_progress=False), model_providers=model_file(providers),
+                     model_configs=model_file(models)) as mill:
+            show_frame(mill.preview(cfg, num_records=num_records), title=f"preview of {config.name}")
+    except KeyboardInterrupt:  # a preview writes nothing, so there is nothing to resume
+        err_console.print("[yellow]interrupted[/]: a preview writes nothing; run it again when ready")
+        raise typer.Exit(130) from None
 
 
 @app.command()
 @user_errors
 def validate(
-    config: Annotated[Path, typer.Argument(help="Dataset config (YAML or JSON).")],
+    config: Annotated[Path, typer.Argument(help="Dataset config (YAML or JSON), or a workflow file.")],
     debug: DebugOption = False,
 ) -> None:
-    """Static checks only: fields, column graph, seed readable, model aliases known."""
+    """Static checks only: fields, column graph, struct fields read by templates, seed readable,
+    model aliases known. A workflow file gets the checks run makes before any stage starts."""
+    if _is_workflow_file(config):
+        _validate_workflow(config)
+        return
     cfg = load_config(config)
     with gm.Mill() as mill:
         mill.validate(cfg)
     console.print(f"[green]valid[/]: {len(cfg.columns)} columns, fingerprint {cfg.fingerprint()[:12]}")
+
+
+def _is_workflow_file(path: Path) -> bool:
+    """A YAML mapping with ``stages``: what ``gristmill run`` takes, not a dataset config."""
+    import yaml  # here, not at the top: ``gristmill --help`` stays fast
+
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return False  # reported by the dataset config loader, which names the file
+    return isinstance(data, dict) and "stages" in data
+
+
+def _validate_workflow(path: Path) -> None:
+    """Every stage checked as ``run`` checks it before work starts (as if all of them ran)."""
+    console.print(f"{escape(str(path))} is a workflow file (it has 'stages'): checking every stage", highlight=False)
+    base = str(path.resolve().parent)  # callbacks and custom columns may live beside it
+    if base not in sys.path:
+        sys.path.insert(0, base)
+    gm.allow_directory(base)
+    with gm.load_workflow(path) as wf:
+        wf.plan(resume="never")
+    console.print(f"[green]valid[/]: workflow {escape(repr(wf.name))}, {len(wf.stages)} stages")
 
 
 @app.command()
@@ -175,6 +251,7 @@ app.add_typer(cache.app, name="cache", help="Inspect or clear a response cache."
 workflow.register(app)
 report.register(app)
 convert_cli.register(app)
+inspect_cli.register(app)
 
 if __name__ == "__main__":  # pragma: no cover
     app()

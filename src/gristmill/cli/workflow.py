@@ -23,7 +23,15 @@ from rich.markup import escape
 from rich.table import Table
 
 import gristmill as gm
-from gristmill.cli.errors import DebugOption, OnFailedRowsOption, RetryFailedOption, user_errors
+from gristmill.cli.errors import (
+    DebugOption,
+    ModelsOption,
+    OnFailedRowsOption,
+    ProvidersOption,
+    RetryFailedOption,
+    model_file,
+    user_errors,
+)
 from gristmill.errors import ConfigError, WorkflowError
 
 if TYPE_CHECKING:  # loaded by the commands that use them, so `gristmill --help` stays fast
@@ -53,10 +61,12 @@ def run_command(
         help="local | ray: where batches are built (ray needs gristmill[ray]).")] = None,
     retry_failed: RetryFailedOption = False,
     on_failed_rows: OnFailedRowsOption = None,
+    providers: ProvidersOption = None,
+    models: ModelsOption = None,
     debug: DebugOption = False,
 ) -> None:
     """Plan and run a workflow file: unchanged stages are reused, changed ones rerun."""
-    wf = _load(workflow, executor=executor, on_failed_rows=on_failed_rows)
+    wf = _load(workflow, executor=executor, on_failed_rows=on_failed_rows, providers=providers, models=models)
     with wf:
         # The plan printed is the one executed: run() makes it under the workflow lock.
         results = wf.run(resume=resume, targets=target, rerun_from=rerun_from,
@@ -83,6 +93,8 @@ def plan_command(
     graph: Annotated[bool, typer.Option(
         "--graph", help="Print the workflow's stage graph as Mermaid text (graph TD) instead of the plan.")] = False,
     verify: VerifyOption = False,
+    providers: ProvidersOption = None,
+    models: ModelsOption = None,
     debug: DebugOption = False,
 ) -> None:
     """Show what ``run`` (or ``create`` for a dataset config) would do, and why; nothing is written."""
@@ -90,10 +102,11 @@ def plan_command(
         if target or rerun_from or override:
             raise WorkflowError("--target, --rerun-from and --override apply to workflow files, not to a "
                                 f"dataset config ({file})")
-        request = DatasetPlanRequest(num_records, name or file.stem, artifact_path, batch_size, resume)
+        request = DatasetPlanRequest(num_records, name or file.stem, artifact_path, batch_size, resume,
+                                     model_file(providers), model_file(models))
         _plan_dataset(file, request, as_json=as_json)
         return
-    wf = _load(file)
+    wf = _load(file, providers=providers, models=models)
     if graph:
         with wf:
             typer.echo(mermaid_graph(wf))
@@ -101,10 +114,16 @@ def plan_command(
     with wf:
         plan = wf.plan(resume=resume, targets=target, rerun_from=rerun_from,
                        stage_output_overrides=_overrides(override), verify=verify)
+        bill = wf.bill(plan, stage_output_overrides=_overrides(override))
     if as_json:
-        typer.echo(json.dumps({"workflow": wf.name, "directory": str(wf.workflow_dir), **plan.to_dict()}, indent=2))
+        typer.echo(json.dumps({"workflow": wf.name, "directory": str(wf.workflow_dir), **plan.to_dict(),
+                               "bill": bill.to_dict()}, indent=2))
         return
     print_plan(plan, title=f"plan of workflow {wf.name!r} ({wf.workflow_dir})")
+    lines = bill.format_lines()
+    console.print("bill (LLM requests):" if lines else "bill: no LLM requests to send")
+    for line in lines:
+        console.print(f"  {escape(line)}", highlight=False)
     for blocker in plan.always_blockers() if plan.resume == "always" else []:
         console.print(f"[red]resume=always would refuse[/]: {escape(blocker)}")
 
@@ -118,6 +137,8 @@ class DatasetPlanRequest:
     artifact_path: Path
     batch_size: int | None
     resume: str
+    providers: Path | None = None
+    models: Path | None = None
 
 
 def _plan_dataset(path: Path, request: DatasetPlanRequest, *, as_json: bool) -> None:
@@ -127,7 +148,8 @@ def _plan_dataset(path: Path, request: DatasetPlanRequest, *, as_json: bool) -> 
     # Loaded as ``gristmill create`` loads it (cli.main imports this module, so not its helper).
     config = gm.DatasetConfig.from_json(path) if path.suffix.lower() == ".json" else gm.DatasetConfig.from_yaml(path)
     _importable_next_to(path)
-    with gm.Mill(request.artifact_path, run_config=_run_config(request.batch_size)) as mill:
+    with gm.Mill(request.artifact_path, run_config=_run_config(request.batch_size), model_providers=request.providers,
+                 model_configs=request.models) as mill:
         decision = mill.plan_dataset(config, num_records=request.num_records, dataset_name=request.dataset_name,
                                      resume=request.resume)
     if as_json:
@@ -164,11 +186,28 @@ def _is_dataset_config(path: Path) -> bool:
 
 
 def status_command(
-    directory: Annotated[Path, typer.Argument(help="A workflow directory (holding workflow-metadata.json).")],
+    path: Annotated[Path, typer.Argument(help=(
+        "A dataset directory, a workflow directory, or a workflow file (then its stages not run yet are listed)."))],
     as_json: JsonOption = False,
     debug: DebugOption = False,
 ) -> None:
-    """Show each stage's status, rows and timings from a workflow directory."""
+    """Show where a dataset or a workflow got to: complete, failed or interrupted, rows, timings."""
+    from gristmill.cli.inspect import dataset_status, is_dataset_dir
+
+    if path.is_dir() and is_dataset_dir(path):
+        dataset_status(path, as_json=as_json)
+        return
+    stage_names: list[str] = []
+    directory = path
+    if path.is_file():  # a workflow file: its directory, and every stage it defines
+        from gristmill.workflow import WORKFLOW_METADATA_FILE
+
+        with _load(path) as wf:
+            directory, stage_names = wf.workflow_dir, [stage.name for stage in wf.stages]
+        if not (directory / WORKFLOW_METADATA_FILE).is_file():
+            console.print(f"workflow {wf.name!r} has not run yet ({escape(str(directory))}): stages "
+                          f"{', '.join(stage_names)}", highlight=False)
+            return
     meta = _read_status(directory)
     if as_json:
         typer.echo(json.dumps(meta.model_dump(mode="json"), indent=2))
@@ -176,12 +215,23 @@ def status_command(
     table = Table(title=f"workflow {meta.workflow_name!r} ({directory})")
     for column in ("stage", "status", "last action", "rows", "finished", "duration"):
         table.add_column(column)
+    recorded = set()
     for record in meta.stages:
+        recorded.add(record.name)
         finished = record.finished_at.strftime("%Y-%m-%d %H:%M:%S") if record.finished_at else "-"
         duration = f"{record.duration_seconds:.1f}s" if record.duration_seconds is not None else "-"
         rows = "-" if record.output_rows is None else str(record.output_rows)
-        table.add_row(record.name, record.status.value, record.last_action or "-", rows, finished, duration)
+        table.add_row(record.name, _stage_state(record.status.value), record.last_action or "-", rows, finished,
+                      duration)
+    for name in stage_names:
+        if name not in recorded:
+            table.add_row(name, "not run yet", "-", "-", "-", "-")
     console.print(table)
+
+
+def _stage_state(status: str) -> str:
+    """A stage cut off without a recorded error (Ctrl-C, a crash) is interrupted, not failed."""
+    return "interrupted (or still running)" if status == "running" else status
 
 
 def print_plan(plan: WorkflowPlan, *, title: str) -> None:
@@ -217,12 +267,14 @@ def mermaid_graph(wf: CompositeWorkflow) -> str:
     return "\n".join(lines)
 
 
-def _load(path: Path, *, executor: str | None = None, on_failed_rows: str | None = None) -> CompositeWorkflow:
+def _load(path: Path, *, executor: str | None = None, on_failed_rows: str | None = None,
+          providers: Path | None = None, models: Path | None = None) -> CompositeWorkflow:
     if not path.is_file():
         raise ConfigError(f"workflow file {str(path)!r} does not exist")
     _importable_next_to(path)
     options = {k: v for k, v in {"executor": executor, "on_failed_rows": on_failed_rows}.items() if v}
-    return gm.load_workflow(path, run_options=options or None)
+    return gm.load_workflow(path, run_options=options or None, model_providers=model_file(providers),
+                            model_configs=model_file(models))
 
 
 def _importable_next_to(path: Path) -> None:

@@ -9,7 +9,15 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import yaml
-from pydantic import Field, SerializeAsAny, ValidationError, field_serializer, field_validator, model_validator
+from pydantic import (
+    Field,
+    PrivateAttr,
+    SerializeAsAny,
+    ValidationError,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
 
 from gristmill.config.base import ConfigModel
 from gristmill.config.columns import ColumnConfig, parse_column
@@ -35,6 +43,8 @@ class DatasetConfig(ConfigModel):
     seed: SeedConfig | None = Field(default=None, description="Seed dataset the columns build on.")
     models: list[ModelConfig] = Field(default_factory=list, description="Model configs local to this dataset.")
     description: str | None = Field(default=None, description="Free text; not fingerprinted.")
+    # (as written in the config file, as resolved from its folder): see ``_relative_to_file``.
+    _seed_path_as_written: tuple[str, str] | None = PrivateAttr(default=None)
 
     @field_validator("columns", mode="before")
     @classmethod
@@ -95,7 +105,11 @@ class DatasetConfig(ConfigModel):
     # -- identity ---------------------------------------------------------------------------
     def fingerprint_components(self, *, include_seed_source: bool = True) -> dict[str, Any]:
         """Per-part digests of the data-relevant fields, so a change can be named precisely:
-        ``columns`` maps column -> field -> digest."""
+        ``columns`` maps column -> field -> digest.
+
+        A seed file loaded from a config file enters as the path written there (relative to
+        that file), not as resolved from the working directory: a rerun from another folder is
+        the same config. Its content is covered by ``seed_digest``, beside the fingerprint."""
         columns = {}
         for column in self.columns:
             payload = column.fingerprint_payload()
@@ -103,6 +117,9 @@ class DatasetConfig(ConfigModel):
         seed: Any = None
         if self.seed is not None:
             seed = self._serialize_seed(self.seed)
+            written = self._seed_path_as_written
+            if written is not None and self.seed.source == written[1]:  # not changed since loading
+                seed["source"] = written[0]
             if self.seed.selection_strategy is not None:
                 seed["selection_strategy"] = self.seed.selection_strategy.fingerprint_payload()
             if not include_seed_source:
@@ -186,7 +203,9 @@ class DatasetConfig(ConfigModel):
 
 def _relative_to_file(config: DatasetConfig, path_or_text: str | Path, source: str) -> DatasetConfig:
     """A relative seed path in a config file means relative to that file (as a user reading
-    the file would expect), unless it already names something from the working directory."""
+    the file would expect), unless it already names something from the working directory.
+    The path as written is kept for the fingerprint, which must not depend on the folder the
+    config was loaded from."""
     seed = config.seed
     if source == "config" or seed is None or seed.is_dataframe:
         return config
@@ -195,7 +214,9 @@ def _relative_to_file(config: DatasetConfig, path_or_text: str | Path, source: s
         return config
     candidate = Path(path_or_text).parent / relative
     if candidate.exists() or any(ch in seed.source for ch in "*?["):
+        written = seed.source
         seed.source = str(candidate)
+        config._seed_path_as_written = (written, seed.source)
     return config
 
 
@@ -237,6 +258,7 @@ class ConfigBuilder:
         self._constraints: list[Any] = []
         self._processors: list[Any] = []
         self._seed: SeedConfig | None = None
+        self._seed_path_as_written: tuple[str, str] | None = None  # of a config loaded from a file
         self._models: list[ModelConfig] = list(models or [])
         self._description: str | None = None
 
@@ -248,6 +270,7 @@ class ConfigBuilder:
         builder._constraints = [c.model_copy(deep=True) for c in config.constraints]
         builder._processors = [p.model_copy(deep=True) for p in config.processors]
         builder._seed = config.seed.model_copy() if config.seed else None
+        builder._seed_path_as_written = config._seed_path_as_written
         builder._description = config.description
         return builder
 
@@ -274,11 +297,15 @@ class ConfigBuilder:
         return self
 
     def with_seed_dataset(self, source: Any, *, sampling_strategy: SamplingStrategy | str = SamplingStrategy.ORDERED,
-                          selection_strategy: SelectionStrategy | None = None) -> ConfigBuilder:
-        """Use existing rows (a path, glob, parquet directory or DataFrame) as the seed."""
+                          selection_strategy: SelectionStrategy | None = None, reader: str | None = None,
+                          reader_options: dict[str, Any] | None = None) -> ConfigBuilder:
+        """Use existing rows (a path, glob, parquet directory, hf:// path or DataFrame) as the seed;
+        ``reader`` names the seed reader (``"directory"``, ``"chat"``, ``"hf"``...) with its options."""
         try:
             self._seed = SeedConfig(source=source, sampling_strategy=SamplingStrategy(sampling_strategy),
-                                    selection_strategy=selection_strategy)
+                                    selection_strategy=selection_strategy, reader=reader,
+                                    reader_options=dict(reader_options or {}))
+            self._seed_path_as_written = None
         except (ValidationError, ValueError) as exc:
             if isinstance(exc, ValidationError):
                 raise config_error(exc, source="seed dataset") from None
@@ -300,6 +327,8 @@ class ConfigBuilder:
             "description": self._description,
         }
         try:
-            return DatasetConfig.model_validate(data)
+            config = DatasetConfig.model_validate(data)
         except ValidationError as exc:
             raise config_error(exc) from None
+        config._seed_path_as_written = self._seed_path_as_written
+        return config

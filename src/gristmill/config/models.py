@@ -7,9 +7,10 @@ see ``fingerprint_exclude`` on each model.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any, ClassVar, Literal
 
-from pydantic import ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from gristmill.config.base import ConfigModel
 
@@ -80,6 +81,9 @@ class ModelConfig(ConfigModel):
     alias: str = Field(description="Name that columns use in 'model_alias'.")
     model: str = Field(description="Model name as the endpoint knows it.")
     provider: str = Field(description="Name of a ModelProvider.")
+    generation_type: Literal["chat", "embedding"] = Field(
+        default="chat", description="What the model does: 'chat' completions (LLM columns) or 'embedding' "
+                                    "vectors (embedding columns, the provider's /embeddings endpoint).")
     inference_parameters: InferenceParameters = Field(default_factory=InferenceParameters,
                                                       description="Sampling parameters.")
     max_parallel_requests: int = Field(default=16, ge=1, description="Concurrency cap per (provider, model).")
@@ -91,9 +95,18 @@ class ModelConfig(ConfigModel):
     max_rate_limit_wait: float = Field(default=600.0, ge=0,
                                        description="Seconds one request may spend waiting out 429 answers "
                                                    "before it fails with ModelRateLimitError.")
+    input_cost_per_million: float | None = Field(
+        default=None, ge=0, allow_inf_nan=False,
+        description="Price of one million input (prompt) tokens, in your currency; with it, runs and "
+                    "bills show a cost. Never part of a fingerprint: a new price pays nothing again.")
+    output_cost_per_million: float | None = Field(
+        default=None, ge=0, allow_inf_nan=False,
+        description="Price of one million output (completion) tokens, in your currency.")
 
+    # Prices change what a run costs, never what it generates.
     fingerprint_exclude: ClassVar[frozenset[str]] = frozenset(
-        {"max_parallel_requests", "timeout", "max_retries", "retry_backoff", "max_rate_limit_wait"})
+        {"max_parallel_requests", "timeout", "max_retries", "retry_backoff", "max_rate_limit_wait",
+         "input_cost_per_million", "output_cost_per_million"})
 
     @field_validator("alias")
     @classmethod
@@ -103,7 +116,37 @@ class ModelConfig(ConfigModel):
         return value
 
     def fingerprint_payload(self) -> Any:
-        return self.model_dump(mode="json", exclude=set(self.fingerprint_exclude))
+        payload = self.model_dump(mode="json", exclude=set(self.fingerprint_exclude))
+        if self.generation_type == "chat":  # added later: stored datasets keep their fingerprint
+            del payload["generation_type"]
+        return payload
+
+    def price(self) -> ModelPrice | None:
+        """The model's token prices, or None when neither is set (a missing one counts 0)."""
+        if self.input_cost_per_million is None and self.output_cost_per_million is None:
+            return None
+        return ModelPrice(input_cost_per_million=self.input_cost_per_million or 0.0,
+                          output_cost_per_million=self.output_cost_per_million or 0.0)
+
+
+class ModelPrice(BaseModel):
+    """Token prices of one model, per million tokens; stored beside a dataset's usage so its cost
+    can be read back without the model files it ran with."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    input_cost_per_million: float = Field(ge=0, allow_inf_nan=False, description="Price of 1M input tokens.")
+    output_cost_per_million: float = Field(ge=0, allow_inf_nan=False, description="Price of 1M output tokens.")
+
+    def cost(self, counters: Mapping[str, int]) -> float:
+        """The cost of usage counters (``input_tokens``, ``output_tokens``; others are ignored).
+
+        >>> ModelPrice(input_cost_per_million=1, output_cost_per_million=4).cost(
+        ...     {"input_tokens": 500_000, "output_tokens": 250_000})
+        1.5
+        """
+        return (counters.get("input_tokens", 0) * self.input_cost_per_million
+                + counters.get("output_tokens", 0) * self.output_cost_per_million) / 1_000_000
 
 
 def check_json_value(value: object, where: str) -> None:

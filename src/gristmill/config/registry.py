@@ -63,7 +63,8 @@ class ProcessorType:
 
 @dataclass(frozen=True)
 class SeedReaderType:
-    """A seed file reader: the suffixes it reads and ``read(path) -> pyarrow.Table``."""
+    """A seed reader: the file suffixes that pick it (none: picked by name only) and
+    ``read(source, **options) -> pyarrow.Table``."""
 
     name: str
     suffixes: tuple[str, ...]
@@ -123,12 +124,11 @@ class Registry:
         self._add(self._processors, entry, "processor type", replace)
         return entry
 
-    def add_seed_reader(self, name: str, *, suffixes: tuple[str, ...], read: Implementation,
+    def add_seed_reader(self, name: str, *, suffixes: tuple[str, ...] = (), read: Implementation,
                         replace: bool = False) -> SeedReaderType:
-        """Register ``read(path) -> pyarrow.Table`` for seed files ending in one of ``suffixes``."""
+        """Register ``read(source, **options) -> pyarrow.Table`` for seed files ending in one of
+        ``suffixes``; a reader without suffixes is picked only by name (``SeedConfig.reader``)."""
         normalised = tuple(s.lower() if s.startswith(".") else f".{s.lower()}" for s in suffixes)
-        if not normalised:
-            raise ConfigError(f"seed reader {name!r} needs at least one file suffix, e.g. ('.tsv',)")
         entry = SeedReaderType(name, normalised, read, self._loading)
         with self._lock:
             taken = {s: r.name for r in self._seed_readers.values() for s in r.suffixes if r.name != name}

@@ -11,6 +11,11 @@ from gristmill.config.base import ConfigModel
 from gristmill.config.columns import skip_template, template_variables
 from gristmill.errors import ConfigError
 
+DEFAULT_BATCH_SIZE = 1000
+#: Rows per batch of a config with LLM columns: a few seconds of requests at usual concurrency, so a
+#: crash re-pays little and a checkpoint is written every few seconds, not every 1,000 requests.
+LLM_BATCH_SIZE = 100
+
 
 class ResumeMode(StrEnum):
     """What to do with what an earlier run left on disk; the same for ``create``, ``plan`` and ``run``.
@@ -36,7 +41,9 @@ class RunConfig(ConfigModel):
     """Options of a run. None of these enter the config fingerprint, but ``batch_size`` and
     ``seed`` must match for a resume (they decide which rows each batch holds)."""
 
-    batch_size: int = Field(default=1000, ge=1, description="Rows per parquet batch file (the checkpoint unit).")
+    batch_size: int | None = Field(default=None, ge=1, description=(
+        "Rows per parquet batch file (the checkpoint unit). None: the stored run's when one is continued, "
+        f"else {LLM_BATCH_SIZE} for a config with LLM columns and {DEFAULT_BATCH_SIZE} otherwise."))
     seed: int | None = Field(default=None, description=(
         "Run seed; when None, a dataset's is derived from its name (a stage's from the workflow and "
         "stage names) and recorded."))
@@ -67,6 +74,15 @@ class RunConfig(ConfigModel):
     valid_filter: str | None = Field(default=None, description=(
         "With target_valid_records: a Jinja condition over the row that a valid row satisfies, e.g. "
         "\"sql_check.is_valid and score >= 3\"."))
+
+    def rows_per_batch(self, *, uses_models: bool, stored: int | None = None) -> int:
+        """The batch size of a run: the one given, else the continued run's (``stored``), else the
+        default for the config (``uses_models``: it has LLM columns)."""
+        if self.batch_size is not None:
+            return self.batch_size
+        if stored is not None:
+            return stored
+        return LLM_BATCH_SIZE if uses_models else DEFAULT_BATCH_SIZE
 
     @field_validator("valid_filter")
     @classmethod

@@ -5,7 +5,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, SerializerFunctionWrapHandler, model_serializer, model_validator
 
 from gristmill.config.base import ConfigModel
 
@@ -66,12 +66,18 @@ class SeedConfig(ConfigModel):
     """Where seed rows come from and how they are selected.
 
     ``source`` is a path (a file read by the seed reader registered for its suffix: parquet,
-    csv, json/jsonl built in, more from plugins, see ``config/registry.py``; a glob; or a
-    directory of parquet files) or an in-memory pandas DataFrame. A DataFrame is fingerprinted by content and is
-    not written to ``config.json``.
+    csv, json/jsonl built in, more from plugins, see ``config/registry.py``; a glob; a
+    directory of parquet files; a Hugging Face ``save_to_disk`` folder or ``hf://owner/name``)
+    or an in-memory pandas DataFrame. ``reader`` names the reader instead (``directory``,
+    ``chat``, ``hf``, any registered one), with its ``reader_options`` (``docs/seeds.md``). A
+    DataFrame is fingerprinted by content and is not written to ``config.json``.
     """
 
-    source: Any = Field(description="Path, glob, directory of parquet files, or a pandas DataFrame.")
+    source: Any = Field(description="Path, glob, directory of parquet files, hf:// path, or a pandas DataFrame.")
+    reader: str | None = Field(default=None, description="Name of the seed reader that reads the source "
+                               "('directory', 'chat', 'hf', 'csv', ...); by default the file suffix picks it.")
+    reader_options: dict[str, Any] = Field(default_factory=dict, description="Keyword options of the reader, "
+                                           "e.g. {'glob': '*.py'} or {'split': 'train'} (docs/seeds.md).")
     sampling_strategy: SamplingStrategy = Field(default=SamplingStrategy.ORDERED, description="Row order.")
     selection_strategy: SelectionStrategy | None = Field(default=None, discriminator="selection_type",
                                                          description="Subset of seed rows to use.")
@@ -88,7 +94,21 @@ class SeedConfig(ConfigModel):
             else:
                 raise ValueError("seed source must be a path or a pandas DataFrame, "
                                  f"got {type(self.source).__name__}")
+        if self.is_dataframe and (self.reader is not None or self.reader_options):
+            raise ValueError("reader and reader_options apply to a path seed, not to a DataFrame")
         return self
+
+    @model_serializer(mode="wrap")
+    def _omit_default_reader(self, handler: SerializerFunctionWrapHandler) -> Any:
+        # Left out when unset, so configs and fingerprints written before readers could be named
+        # stay exactly as they were (a stored dataset still resumes).
+        data = handler(self)
+        if isinstance(data, dict):
+            if data.get("reader") is None:
+                data.pop("reader", None)
+            if not data.get("reader_options"):
+                data.pop("reader_options", None)
+        return data
 
     @property
     def is_dataframe(self) -> bool:

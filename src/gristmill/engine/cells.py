@@ -67,18 +67,29 @@ def skip_mask(column: ColumnConfig, frame: BatchFrame, candidates: np.ndarray, l
     if column.skip is None or not candidates.any():
         return np.zeros(frame.num_rows, dtype=bool)
     try:
-        holds = skip_mask_of(column.skip, frame, limits)
+        return skip_mask_of(column.skip, frame, limits, candidates)
     except GenerationError as exc:
         raise GenerationError(f"column {column.name!r} skip condition: {exc}") from None
-    mask: np.ndarray = holds & candidates
-    return mask
 
 
-def skip_mask_of(condition: str, frame: BatchFrame, limits: TemplateLimits) -> np.ndarray:
-    """Rows where the Jinja ``condition`` holds (renders 'True', '1' or 'yes')."""
-    texts = render_column(skip_template(condition), frame.num_rows, frame.pylist, frame.nested,
+def skip_mask_of(condition: str, frame: BatchFrame, limits: TemplateLimits,
+                 rows: np.ndarray | None = None) -> np.ndarray:
+    """Rows (among ``rows``, default all) where the Jinja ``condition`` holds (renders 'True', '1'
+    or 'yes'). Only those rows are rendered: a blocked row holds nulls a condition cannot read."""
+    mask = np.zeros(frame.num_rows, dtype=bool)
+    picked = np.arange(frame.num_rows) if rows is None else np.flatnonzero(rows)
+    if picked.size == 0:
+        return mask
+    every = picked.size == frame.num_rows
+
+    def column(name: str) -> list[Any]:
+        values = frame.pylist(name)
+        return values if every else [values[i] for i in picked]
+
+    texts = render_column(skip_template(condition), int(picked.size), column, frame.nested if every else None,
                           row_offset=frame.row_offset, limits=limits)
-    return np.array([text.strip().lower() in _TRUE for text in texts], dtype=bool)
+    mask[picked] = [text.strip().lower() in _TRUE for text in texts]
+    return mask
 
 
 def blank(values: ColumnValues, rows: np.ndarray) -> ColumnValues:

@@ -209,7 +209,7 @@ def resume_mismatches(meta: DatasetMetadata, identity: DatasetIdentity, run_conf
         reasons.append(f"valid_filter is {run_config.valid_filter!r}, the stored run used {meta.valid_filter!r}")
     if meta.on_failed_rows != run_config.on_failed_rows:
         reasons.append(f"on_failed_rows is {run_config.on_failed_rows!r}, the stored run used {meta.on_failed_rows!r}")
-    if meta.batch_size != run_config.batch_size:
+    if run_config.batch_size is not None and meta.batch_size != run_config.batch_size:
         reasons.append(f"batch_size is {run_config.batch_size}, the stored run used {meta.batch_size}")
     if run_config.seed is not None and run_config.seed != meta.run_seed:
         reasons.append(f"seed is {run_config.seed}, the stored run used {meta.run_seed}")

@@ -32,6 +32,7 @@ from gristmill.engine.dataset_plan import DatasetIdentity
 from gristmill.engine.executor import BatchExecutor
 from gristmill.engine.generators import EngineContext
 from gristmill.engine.loop import BackgroundLoop
+from gristmill.engine.progress import ProgressReporter, llm_cells_per_row, model_prices
 from gristmill.engine.services import EngineServices, uses_models
 from gristmill.errors import ArtifactError, GenerationError, GristmillError
 from gristmill.llm.cache_shards import import_shard, merge_leftover_shards, remove_shard, shard_path
@@ -65,8 +66,9 @@ class DatasetRun:
 
     def __init__(self, job: DatasetJob, services: EngineServices, *, response_cache: ResponseCache | None = None,
                  import_caches: Sequence[Path] = (), executor: BatchExecutor | None = None,
-                 move_damaged_cache: bool = True, retry_failed: bool = False) -> None:
+                 move_damaged_cache: bool = True, retry_failed: bool = False, label: str | None = None) -> None:
         self.job = job
+        self.label = label or job.dataset_name  # of its progress line
         self.services = services
         self.response_cache = response_cache  # a workflow's shared cache; None: the dataset opens its own
         self.import_caches = tuple(import_caches)  # earlier runs' caches that a fresh run starts from
@@ -89,19 +91,24 @@ class DatasetRun:
         if meta.status is DatasetStatus.COMPLETED and not meta.missing_batches() and not to_retry and not short:
             return meta  # complete: nothing to build, so no cache or model is even opened
         needs_cache = self.response_cache is None and uses_models(job.config)
+        progress = self.services.progress()
         with self.services.response_cache(job.layout.response_cache_path, needed=needs_cache,
                                           import_from=self.import_caches,
                                           move_damaged=self.move_damaged_cache) as own_cache:
             context = EngineContext(config=job.config, run_config=job.run_config, dataset_dir=job.layout.root,
                                     llm=self.services.llm_for(job.config),
-                                    response_cache=self.response_cache or own_cache, cache_scope=job.cache_scope)
+                                    response_cache=self.response_cache or own_cache, cache_scope=job.cache_scope,
+                                    progress=progress)
+            progress.watch(context.usage, model_prices(job.config, context.llm))
+            if context.llm is not None:  # results read the cost of the usage at these prices
+                meta.prices = model_prices(job.config, context.llm)
             plan = self._prepare(context, meta.run_seed)  # config errors surface before anything is written
             write_json_atomic(job.layout.config_path, job.config.to_dict())
             if context.response_cache is not None:
                 # Answers a killed worker or driver stored in per-batch shards (Ray executor).
                 merge_leftover_shards(context.response_cache, job.layout.root)
-            meta = self._generate(meta, plan, context)
-            return self._retry(meta, plan, context) if self.retry_failed else meta
+            meta = self._generate(meta, plan, context, progress)
+            return self._retry(meta, plan, context, progress) if self.retry_failed else meta
 
     def _prepare(self, context: EngineContext, run_seed: int) -> BatchPlan:
         return prepare_plan(self.job.config, context, run_seed)
@@ -110,8 +117,9 @@ class DatasetRun:
         job = self.job
         if not job.layout.is_empty():
             raise ArtifactError(f"{job.layout.root} is not empty; refusing to overwrite it")
-        if job.run_config.seed is None:
-            raise ValueError("internal error: a fresh dataset run needs its run seed decided by the caller")
+        if job.run_config.seed is None or job.run_config.batch_size is None:
+            raise ValueError("internal error: a fresh dataset run needs its run seed and batch size decided by "
+                             "the caller")
         return DatasetMetadata(
             gristmill_version=__version__, dataset_name=job.dataset_name,
             fingerprint=job.identity.fingerprint, fingerprint_version=FINGERPRINT_VERSION,
@@ -119,7 +127,8 @@ class DatasetRun:
             run_seed=job.run_config.seed, batch_size=job.run_config.batch_size, target_rows=job.num_records,
             on_failed_rows=job.run_config.on_failed_rows, valid_filter=job.run_config.valid_filter)
 
-    def _generate(self, meta: DatasetMetadata, plan: BatchPlan, context: EngineContext) -> DatasetMetadata:
+    def _generate(self, meta: DatasetMetadata, plan: BatchPlan, context: EngineContext,
+                  progress: ProgressReporter) -> DatasetMetadata:
         usage_base = {model: dict(c) for model, c in meta.usage.items()}
         column_names = [n for n in plan.output_names if n not in plan.drop]
         missing = meta.missing_batches()
@@ -131,8 +140,9 @@ class DatasetRun:
         meta.column_names = column_names
         journal = BatchJournal(self.job.layout.root / JOURNAL_FILE)
         self._compact(meta, journal)
-        progress = self.services.progress()
-        progress.start(self.job.dataset_name, total=meta.target_rows, completed=meta.built_rows)
+        cells_per_row = llm_cells_per_row(self.job.config)
+        progress.start(self.label, total=meta.target_rows, completed=meta.built_rows,
+                       cells_per_row=cells_per_row)
         writer = _BatchWriter(self.job, plan, self.services.loop, meta.run_seed, context,
                               clients=self.services.models.clients)
         left = {spec.index for spec in missing}
@@ -160,7 +170,8 @@ class DatasetRun:
                 if not missing:
                     break
                 left.update(spec.index for spec in missing)
-                progress.start(self.job.dataset_name, total=meta.target_rows, completed=meta.built_rows)
+                progress.start(self.label, total=meta.target_rows, completed=meta.built_rows,
+                               cells_per_row=cells_per_row)
             self._trim_surplus(meta, plan, lambda old, new: self._commit_rewrite(meta, old, new, journal, usage_base,
                                                                                  context))
         except BaseException as exc:
@@ -181,7 +192,8 @@ class DatasetRun:
         self._compact(meta, journal)
         return meta
 
-    def _retry(self, meta: DatasetMetadata, plan: BatchPlan, context: EngineContext) -> DatasetMetadata:
+    def _retry(self, meta: DatasetMetadata, plan: BatchPlan, context: EngineContext,
+               progress: ProgressReporter) -> DatasetMetadata:
         """Regenerate the failed cells of every committed batch that has one, batch by batch: each
         rewrite goes to new files, is committed by one journal line, and only then are the old files
         removed, so a crash leaves the batch either as it was or fully retried."""
@@ -192,8 +204,7 @@ class DatasetRun:
         usage_base = {model: {key: value - context.usage.get(model, {}).get(key, 0) for key, value in c.items()}
                       for model, c in meta.usage.items()}
         journal = BatchJournal(self.job.layout.root / JOURNAL_FILE)
-        progress = self.services.progress()
-        progress.start(f"{self.job.dataset_name} (retrying failed rows)", total=sum(r.failed_rows for r in failed),
+        progress.start(f"{self.label} (retrying failed rows)", total=sum(r.failed_rows for r in failed),
                        completed=0)
         try:
             for old in failed:

@@ -33,8 +33,9 @@ def preview_rows(config: DatasetConfig, *, num_records: int, run_config: RunConf
     reader = SeedReader(load_seed_table(config.seed), config.seed.sampling_strategy, seed) if config.seed else None
     plan = BatchPlan.prepare(config, context, reader)
     tables = []
-    for index, offset in enumerate(range(0, num_records, run_config.batch_size)):
-        rows = min(run_config.batch_size, num_records - offset)
+    size = run_config.rows_per_batch(uses_models=any(c.model_aliases() for c in config.columns))
+    for index, offset in enumerate(range(0, num_records, size)):
+        rows = min(size, num_records - offset)
         batch = loop.run(plan.build(batch_index=index, row_offset=offset, num_rows=rows, run_seed=seed))
         table = batch.main
         if batch.dropped is not None:

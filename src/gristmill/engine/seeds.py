@@ -1,5 +1,5 @@
-"""Seed datasets: read once (each file by the reader registered for its suffix, ``seed_readers.py``),
-select rows, hand out each batch's rows deterministically."""
+"""Seed datasets: read once (a whole source by its reader, or each file by the reader registered for
+its suffix: ``seed_readers.py``), select rows, hand out each batch's rows deterministically."""
 
 from __future__ import annotations
 
@@ -13,7 +13,14 @@ import pyarrow.parquet as pq
 
 from gristmill.config.dataset import dataframe_digest
 from gristmill.config.seeds import IndexRange, PartitionBlock, SamplingStrategy, SeedConfig
-from gristmill.engine.seed_readers import read_seed_file, reader_name
+from gristmill.engine.seed_readers import (
+    is_glob,
+    read_seed_file,
+    read_seed_source,
+    reader_name,
+    table_digest,
+    whole_source_reader,
+)
 from gristmill.errors import SeedDatasetError
 from gristmill.sampling.rng import stream_key
 from gristmill.storage.tables import schema_without_pandas_index
@@ -21,7 +28,7 @@ from gristmill.storage.tables import schema_without_pandas_index
 
 def seed_files(source: str) -> list[Path]:
     """The files a path, glob or directory source names, sorted; SeedDatasetError if none."""
-    if any(ch in source for ch in "*?["):
+    if is_glob(source):
         files = sorted(Path(p) for p in globlib.glob(source, recursive=True) if Path(p).is_file())
         if not files:
             raise SeedDatasetError(f"seed glob {source!r} matches no files; check the pattern")
@@ -33,8 +40,8 @@ def seed_files(source: str) -> list[Path]:
             raise SeedDatasetError(f"seed directory {source!r} holds no .parquet files")
         return files
     if not path.exists():
-        raise SeedDatasetError(f"seed file {source!r} does not exist; check the path (relative paths are "
-                               f"resolved from {Path.cwd()})")
+        raise SeedDatasetError(f"seed file {source!r} does not exist; check the path (a relative path in a config "
+                               f"file is taken from the file's folder, else from the working directory {Path.cwd()})")
     return [path]
 
 
@@ -48,22 +55,32 @@ def load_seed_table(seed: SeedConfig) -> pa.Table:
             raise SeedDatasetError(f"seed dataset {label} cannot be stored as parquet: {exc}; give each column "
                                    "one type (df[col].astype(str), for example)") from None
     else:
-        tables = [read_seed_file(p) for p in seed_files(seed.source)]
-        try:
-            table = pa.concat_tables(tables, promote_options="permissive") if len(tables) > 1 else tables[0]
-        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-            raise SeedDatasetError(f"seed files of {seed.source!r} have incompatible schemas: {exc}") from None
+        table = _read_source(seed)
         label = repr(seed.source)
     start, stop = _selected_rows(table.num_rows, seed, label)
     return table.slice(start, stop - start).combine_chunks()
 
 
+def _read_source(seed: SeedConfig) -> pa.Table:
+    """Every row of a path seed: a whole source in one reader call, else file by file."""
+    whole = whole_source_reader(seed.source, seed.reader)
+    if whole is not None:
+        return read_seed_source(seed.source, reader=whole, options=seed.reader_options)
+    tables = [read_seed_file(p, reader=seed.reader, options=seed.reader_options) for p in seed_files(seed.source)]
+    try:
+        return pa.concat_tables(tables, promote_options="permissive") if len(tables) > 1 else tables[0]
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        raise SeedDatasetError(f"seed files of {seed.source!r} have incompatible schemas: {exc}") from None
+
+
 def seed_column_names(seed: SeedConfig) -> list[str]:
     """The seed's columns, with the same checks as ``load_seed_table`` (missing, empty, selection out
     of bounds); parquet seeds are checked from their footers without reading any data."""
-    files = [] if seed.is_dataframe else seed_files(seed.source)
-    if seed.is_dataframe or any(reader_name(p) != "parquet" for p in files):
-        return list(load_seed_table(seed).column_names)  # in memory already, or csv/json: read it
+    if seed.is_dataframe or whole_source_reader(seed.source, seed.reader) is not None:
+        return list(load_seed_table(seed).column_names)  # in memory already, or read whole
+    files = seed_files(seed.source)
+    if any((seed.reader or reader_name(p)) != "parquet" for p in files):
+        return list(load_seed_table(seed).column_names)  # csv/json...: read it
     try:
         footers = [pq.ParquetFile(p).metadata for p in files]
     except (pa.ArrowException, OSError) as exc:
@@ -99,6 +116,11 @@ def seed_digest(seed: SeedConfig) -> str:
     """Content digest of the seed source: a changed seed file changes it, a moved one does not."""
     if seed.is_dataframe:
         return dataframe_digest(seed.source)
+    whole = whole_source_reader(seed.source, seed.reader)
+    if whole is not None:
+        # What the reader returns: a folder's file names and contents, a Hugging Face dataset's
+        # rows; never modification times, nor where the source lies.
+        return table_digest(read_seed_source(seed.source, reader=whole, options=seed.reader_options))
     digest = hashlib.sha256()
     for path in seed_files(seed.source):
         digest.update(_file_sha256(path).encode())

@@ -29,6 +29,7 @@ from gristmill.engine.batches import check_columns
 from gristmill.engine.loop import BackgroundLoop
 from gristmill.engine.processors import columns_to_drop
 from gristmill.engine.progress import ProgressReporter, default_progress
+from gristmill.engine.template_check import check_struct_fields
 from gristmill.errors import ArtifactError, ConfigError
 from gristmill.storage.layout import fresh_sibling
 
@@ -155,12 +156,14 @@ class EngineServices:
 
     def check_config(self, config: DatasetConfig, seed_columns: Sequence[str] | None) -> None:
         """Static checks, raising ConfigError: the column graph against ``seed_columns`` (skipped
-        when they cannot be known yet, None), processors, and every model alias."""
+        when they cannot be known yet, None), processors, fields read of struct columns
+        (``{{ person.first_name }}``), and every model alias."""
         if not config.columns:
             raise ConfigError("the config has no columns; add at least one with add_column(...)")
         if seed_columns is not None:
             check_columns(config, seed_columns)
             check_some_column_is_kept(config, seed_columns)
+        check_struct_fields(config)
         aliases = {alias for column in config.columns for alias in column.model_aliases()}
         if aliases:
             self.llm().check_aliases(aliases, config.models)

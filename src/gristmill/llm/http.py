@@ -25,6 +25,11 @@ class HTTPTransportError(Exception):
     """The request did not get a complete HTTP response."""
 
 
+# How a connect failure's message starts: clients report transport failures as messages (an
+# ``Attempt``), and the runtime tells "nothing listens there" from other transient failures by it.
+CONNECT_FAILED = "cannot connect to"
+
+
 class HTTPConnectError(HTTPTransportError):
     """No connection could be opened."""
 
@@ -211,7 +216,7 @@ class ConnectionPool:
             _, conn = await loop.create_connection(_Connection, self.host, self.port, ssl=self.ssl,
                                                    server_hostname=self.host if self.ssl else None)
         except (OSError, ssl.SSLError) as exc:
-            raise HTTPConnectError(f"cannot connect to {self.host}:{self.port}: {exc}") from exc
+            raise HTTPConnectError(f"{CONNECT_FAILED} {self.host}:{self.port}: {exc}") from exc
         return conn, False
 
     async def aclose(self) -> None:

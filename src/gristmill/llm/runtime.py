@@ -21,7 +21,8 @@ from collections.abc import Iterable, Mapping, MutableMapping
 from typing import Any
 
 from gristmill.config.models import ModelConfig, ModelProvider
-from gristmill.errors import ConfigError, ModelAuthError, ModelError, ModelRateLimitError
+from gristmill.errors import ConfigError, ModelAuthError, ModelError, ModelRateLimitError, ModelUnreachableError
+from gristmill.llm.http import CONNECT_FAILED
 from gristmill.llm.local import LocalClient, check_local_available
 from gristmill.llm.openai import OpenAIClient
 from gristmill.llm.registry import LOCAL_PROVIDER, ModelRegistry, ResolvedModel
@@ -31,6 +32,9 @@ from gristmill.llm.types import Attempt, ChatClient, Completion, Message, Outcom
 
 Usage = MutableMapping[str, int]
 MAX_BACKOFF = 30.0
+# Retries of a refused connection before the endpoint ever answered: a server still starting
+# gets about a second; a wrong or dead endpoint fails in seconds, not after max_retries backoffs.
+FIRST_CONNECT_RETRIES = 2
 
 
 class ModelHandle:
@@ -95,11 +99,25 @@ class ModelHandle:
                                               f"{attempt.message}. Lower max_parallel_requests or retry later.")
             else:
                 transient_failures += 1
+                if self._unreachable(attempt, transient_failures):
+                    raise ModelUnreachableError(self._unreachable_message(attempt))
                 if transient_failures > config.max_retries:
                     raise ModelError(f"{where} failed after {config.max_retries} retries: {attempt.message}")
                 delay = _backoff(config.retry_backoff, transient_failures)
             usage["retries"] += 1
             await asyncio.sleep(delay)
+
+    def _unreachable(self, attempt: Attempt, failures: int) -> bool:
+        """Connection refused again and again, and the endpoint has never answered this Mill."""
+        refused = attempt.status is None and attempt.message.startswith(CONNECT_FAILED)
+        retries = min(FIRST_CONNECT_RETRIES, self.resolved.model.max_retries)
+        return refused and not self.throttle.reached and failures > retries
+
+    def _unreachable_message(self, attempt: Attempt) -> str:
+        provider = self.resolved.provider
+        return (f"model alias {self.alias!r} cannot reach its endpoint {provider.endpoint} (provider "
+                f"{provider.name!r}), which has not answered once: {attempt.message}. Start the server or fix the "
+                f"endpoint in providers.yaml, then check it with `gristmill models check {self.alias}`")
 
     async def _attempt(self, body: RequestBody, usage: Usage, *, first: bool,
                        rate_limited: int) -> tuple[Attempt, float]:
@@ -111,6 +129,8 @@ class ModelHandle:
         try:
             usage["requests"] += 1
             attempt = await self.client.send(body, timeout=self.resolved.model.timeout)
+            if attempt.outcome is Outcome.OK or attempt.status is not None:
+                throttle.reached = True
             # Adapt the limit (and pause on a 429) before the slot is handed on, so the next
             # request sees it.
             if attempt.outcome is Outcome.OK:

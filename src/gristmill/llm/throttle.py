@@ -52,6 +52,9 @@ class AdaptiveThrottle:
         self._streak = 0  # successes since the last 429 or limit change
         self._waiters: deque[asyncio.Future[int]] = deque()
         self.paused_until = 0.0  # time.monotonic() before which no new request starts
+        # Some answer (any HTTP status) came back from the endpoint: from then on a refused
+        # connection is an outage to ride out with retries, not a wrong or dead endpoint.
+        self.reached = False
         self._burst: tuple[float, int] | None = None  # (limit, 429s) of the epoch just decreased
         self._timer: asyncio.TimerHandle | None = None
         self._timer_loop: asyncio.AbstractEventLoop | None = None

@@ -15,6 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from gristmill.config.errors_format import first_problem
+from gristmill.config.models import ModelPrice
 from gristmill.errors import ArtifactError
 from gristmill.storage.atomic import write_bytes_atomic
 from gristmill.storage.journal import JOURNAL_FILE, read_journal
@@ -107,6 +108,8 @@ class DatasetMetadata(BaseModel):
     finished_at: datetime | None = None
     generation_seconds: float = 0.0
     usage: dict[str, dict[str, int]] = Field(default_factory=dict)
+    prices: dict[str, ModelPrice] = Field(default_factory=dict, description=(
+        "Token prices by model alias, as configured at the last run (only models with a price)."))
     error: str | None = None
 
     @property
@@ -117,6 +120,11 @@ class DatasetMetadata(BaseModel):
     def built_rows(self) -> int:
         """Rows generated so far, including rows moved out to dropped-rows/."""
         return sum(b.built_rows for b in self.completed_batches)
+
+    @property
+    def cost(self) -> dict[str, float]:
+        """Cost so far by model alias: ``usage`` at ``prices`` (models without a price are left out)."""
+        return {alias: price.cost(self.usage.get(alias, {})) for alias, price in self.prices.items()}
 
     @property
     def num_batches(self) -> int:

@@ -1,6 +1,7 @@
 """A real OpenAI-compatible HTTP server on 127.0.0.1 for tests and benchmarks.
 
-It serves ``POST /v1/chat/completions`` and ``GET /v1/models`` with injectable trouble:
+It serves ``POST /v1/chat/completions``, ``POST /v1/embeddings`` and ``GET /v1/models`` with
+injectable trouble:
 a fixed latency, a cap on concurrent requests beyond which it answers 429 with
 ``Retry-After``, a 5xx rate, a malformed-JSON rate, a schema-invalid rate, empty answers,
 code answers without a fenced block, unclosed ``<think>`` reasoning, parameters refused
@@ -8,7 +9,10 @@ with 400, a fixed error status, an API key it insists on, and error messages tha
 the request's credentials (``echo_headers``, to prove clients redact them). Content is
 deterministic, derived from the messages: plain text echoes the prompt, JSON asked for
 through ``response_format`` (or an instruction with an embedded schema) gets an instance of
-the schema, and a request for a fenced code block gets one. ``GET /stats`` returns the
+the schema, and a request for a fenced code block gets one. Embeddings are unit vectors of
+``embedding_dimensions`` numbers (or the request's ``dimensions``) drawn from a hash of the model
+and the text, so the same text always gets the same vector; the same trouble applies to them,
+and a text containing ``fail_marker`` is refused with 400. ``GET /stats`` returns the
 request counters, ``POST /control`` changes the behaviour, ``POST /reset`` zeroes them.
 
 Responses go out in a single ``write`` on a socket with ``TCP_NODELAY``: otherwise Nagle's
@@ -71,6 +75,7 @@ class ServerBehavior:
     unsupported_params: str = ""  # comma-separated body fields answered 400 'Unsupported parameter'
     numeric_content_rate: float = 0.0  # share of answers whose message content is a number, not text
     text_usage: bool = False  # usage token counts sent as words ("many"), as a broken proxy might
+    embedding_dimensions: int = 8  # length of embedding vectors when the request does not say
     seed: int = 0
 
 
@@ -89,8 +94,12 @@ class ServerStats:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     held_seconds: float = 0.0  # arrival to answer, summed over completions: the latency really delivered
+    embeddings: int = 0  # 200 answers to embedding requests
+    embedded_inputs: int = 0  # texts in those answers
+    duplicate_inputs: int = 0  # texts answered that an earlier 200 embeddings answer had already embedded
     log: list[tuple[float, str, int]] = field(default_factory=list)  # (time, body hash, status)
     seen: set[str] = field(default_factory=set)
+    seen_inputs: set[str] = field(default_factory=set)
 
 
 class _Handler(asyncio.Protocol):
@@ -153,6 +162,8 @@ class _App:
         path = path.split("?", 1)[0]
         if method == "POST" and path.endswith("/chat/completions"):
             self.complete(conn, headers, body, arrived, close)
+        elif method == "POST" and path.endswith("/embeddings"):
+            self.complete(conn, headers, body, arrived, close, embeddings=True)
         elif method == "GET" and path.endswith("/models"):
             conn.respond(200, {"object": "list", "data": [{"id": m, "object": "model"} for m in self.models]},
                          close=close)
@@ -177,11 +188,12 @@ class _App:
     def stats_dict(self) -> dict[str, Any]:
         data = asdict(self.stats)
         data.pop("seen")
+        data.pop("seen_inputs")
         data.pop("log")
         return data
 
     def complete(self, conn: _Handler, headers: dict[str, str], body: bytes, arrived: float,
-                 close: bool) -> None:
+                 close: bool, *, embeddings: bool = False) -> None:
         """Decide the answer now; send it ``latency`` after arrival (a timer, not a task: cheap)."""
         s = self.stats
         s.requests += 1
@@ -189,14 +201,17 @@ class _App:
         if digest in s.seen:
             s.duplicates += 1
         s.seen.add(digest)
-        status, payload, extra, held = self._answer(headers, body)
+        status, payload, extra, held = self._answer(headers, body, embeddings)
         s.log.append((time.monotonic(), digest, status))
 
         def send() -> None:
             if held:
                 s.in_flight -= 1
             if status == 200 and conn.transport is not None and not conn.transport.is_closing():
-                s.completions += 1
+                if embeddings:
+                    self._count_embedded(payload)
+                else:
+                    s.completions += 1
                 s.held_seconds += asyncio.get_running_loop().time() - arrived
             conn.respond(status, payload, extra, close)
 
@@ -205,7 +220,16 @@ class _App:
         else:
             send()
 
-    def _answer(self, headers: dict[str, str], body: bytes) -> tuple[int, Any, str, bool]:
+    def _count_embedded(self, payload: dict[str, Any]) -> None:
+        s = self.stats
+        s.embeddings += 1
+        for text in payload.pop("_inputs"):
+            s.embedded_inputs += 1
+            digest = hashlib.sha256(text.encode()).hexdigest()[:16]
+            s.duplicate_inputs += digest in s.seen_inputs
+            s.seen_inputs.add(digest)
+
+    def _answer(self, headers: dict[str, str], body: bytes, embeddings: bool = False) -> tuple[int, Any, str, bool]:
         """(status, payload, extra headers, whether it holds a concurrency slot until sent)."""
         b, s = self.behavior, self.stats
         echo = ""
@@ -235,7 +259,30 @@ class _App:
         if b.error_rate and self.rng.random() < b.error_rate:
             s.errors += 1
             return 503, _error("The server is overloaded, try again.", "server_error"), "", True
+        if embeddings:
+            return self.embedding(request)
         return 200, self.completion(request), "", True
+
+    def embedding(self, request: dict[str, Any]) -> tuple[int, Any, str, bool]:
+        """The embeddings answer: one unit vector per text, from a hash of the model and the text.
+        The payload carries the texts under ``_inputs`` for the counters; they are removed before
+        it is sent."""
+        texts = request.get("input")
+        texts = [texts] if isinstance(texts, str) else texts
+        if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
+            return 400, _error("'input' must be a string or a non-empty list of strings", "invalid_request_error"), \
+                "", True
+        if any(not t for t in texts) or (self.behavior.fail_marker and any(self.behavior.fail_marker in t
+                                                                              for t in texts)):
+            return 400, _error("an input was rejected", "invalid_request_error"), "", True
+        dim = request.get("dimensions") or self.behavior.embedding_dimensions
+        model = str(request.get("model", "test-model"))
+        data = [{"object": "embedding", "index": i, "embedding": embedding_vector(model, text, int(dim))}
+                for i, text in enumerate(texts)]
+        tokens = sum(len(t.split()) for t in texts)
+        self.stats.prompt_tokens += tokens
+        return 200, {"object": "list", "data": data, "model": model, "_inputs": texts,
+                     "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}, "", True
 
     def completion(self, request: dict[str, Any]) -> dict[str, Any]:
         messages = request.get("messages") or []
@@ -290,6 +337,14 @@ class _App:
         if b.malformed_rate and self.rng.random() < b.malformed_rate:
             text = text[: max(1, len(text) // 2)]
         return f"Sure, here it is:\n```json\n{text}\n```\nAnything else?" if fenced else text
+
+
+def embedding_vector(model: str, text: str, dimensions: int) -> list[float]:
+    """The test server's embedding of ``text``: a unit vector, the same for the same model and text."""
+    rng = random.Random(hashlib.sha256(f"{model}\0{text}".encode()).digest())
+    values = [rng.gauss(0.0, 1.0) for _ in range(dimensions)]
+    norm = sum(v * v for v in values) ** 0.5 or 1.0
+    return [v / norm for v in values]
 
 
 def _error(message: str, code: str) -> dict[str, Any]:

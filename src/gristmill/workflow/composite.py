@@ -44,6 +44,7 @@ from gristmill.errors import ResumeError, WorkflowError
 from gristmill.sampling.rng import stream_key
 from gristmill.storage.layout import TRASH_DIR, DatasetLayout, fresh_sibling, move_to_trash
 from gristmill.storage.lock import DirectoryLock
+from gristmill.workflow.bill import WorkflowBill, workflow_bill
 from gristmill.workflow.metadata import WORKFLOW_METADATA_FILE
 from gristmill.workflow.observe import OverrideInput, PriorState, check_overrides, observe_workflow
 from gristmill.workflow.plan import (
@@ -162,15 +163,27 @@ class CompositeWorkflow:
              verify: bool = False, retry_failed: bool = False) -> WorkflowPlan:
         """Decide every stage (REUSE / RESUME / RUN / SKIP_EMPTY, with reasons) without doing any.
 
-        Reads stored state only: it never writes and never contacts a model endpoint. Under
-        ``resume="always"`` the plan lists what would be refused; ``plan.check()`` (called by
-        ``run``) raises. ``verify=True`` also compares the sha256 of every recorded output file.
-        ``targets`` is a stage name or a list of them.
+        Reads stored state only: it never writes and never contacts a model endpoint. It runs
+        the checks ``run`` runs before any work (``validate_plan``: column graphs, processors,
+        model aliases of every stage that will RUN or RESUME), so a plan that ``run`` would
+        refuse raises the same error here. Under ``resume="always"`` the plan lists what would
+        be refused; ``plan.check()`` (called by ``run``) raises. ``verify=True`` also compares
+        the sha256 of every recorded output file. ``targets`` is a stage name or a list of them.
         """
         options = self._options(resume, targets, rerun_from, retry_failed)
         overrides = check_overrides(stage_output_overrides, self._stages)
-        plan, _ = self._make_plan(options, overrides, verify, self.workflow_dir)
+        plan, prior = self._make_plan(options, overrides, verify, self.workflow_dir)
+        validate_plan(self.services, self._stages, plan, prior, overrides, self.workflow_dir)
         return plan
+
+    def bill(self, plan: WorkflowPlan, *,
+             stage_output_overrides: Mapping[str, str | Path] | None = None) -> WorkflowBill:
+        """What running ``plan`` (from ``plan()``) would pay for, per stage and model: exact where a
+        stage's inputs are known (a root stage, or its parents reused), an upper bound behind a stage
+        that runs first. Reads stored state only: nothing is written, no model endpoint contacted."""
+        overrides = check_overrides(stage_output_overrides, self._stages)
+        return workflow_bill(self.services, self._stages, plan, workflow_name=self.name,
+                             run_seeds=self._run_seeds(), overrides=overrides)
 
     def run(self, *, resume: ResumeMode | str = ResumeMode.IF_POSSIBLE, targets: str | Sequence[str] | None = None,
             rerun_from: str | None = None, stage_output_overrides: Mapping[str, str | Path] | None = None,

@@ -85,7 +85,7 @@ class PlanOptions:
     targets: tuple[str, ...] = ()
     rerun_from: str | None = None
     overrides: Mapping[str, OverrideInput] = field(default_factory=dict)
-    batch_size: int = 1000
+    batch_size: int | None = None  # None: a partial stage continues with the batch size it used
     run_seeds: Mapping[str, int] = field(default_factory=dict)
     retry_failed: bool = False  # a complete stage with failed cells resumes to regenerate them
 
@@ -341,7 +341,7 @@ class _Walker:
             return _Decision(StageAction.RUN, f"partial run left no dataset ({observed.output_problem})", own=True)
         if snapshot.problem is not None:
             return _Decision(StageAction.RUN, f"partial run cannot continue: {snapshot.problem}", own=True)
-        if snapshot.batch_size != self.options.batch_size:
+        if self.options.batch_size is not None and snapshot.batch_size != self.options.batch_size:
             return _Decision(StageAction.RUN, f"batch_size is {self.options.batch_size}, the partial run used "
                                               f"{snapshot.batch_size}", own=True)
         seed = self.options.run_seeds.get(stage.name)

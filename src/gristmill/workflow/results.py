@@ -71,6 +71,22 @@ class WorkflowResults(Mapping[str, StageResult]):
         reasons = {s.name: s.reason for s in self.plan.stages} if self.plan is not None else None
         return write_workflow_report(self.workflow_dir, path, reasons=reasons)
 
+    def stage_usage(self, name: str) -> dict[str, dict[str, int]]:
+        """Model usage of a stage's dataset, over every run of it (empty for a skipped stage)."""
+        result = self[name]
+        return result.usage if isinstance(result, DatasetResults) else {}
+
+    def stage_cost(self, name: str) -> float | None:
+        """Cost of a stage's dataset at its models' prices; None without prices (or when skipped)."""
+        result = self[name]
+        return result.cost if isinstance(result, DatasetResults) else None
+
+    @property
+    def cost(self) -> float | None:
+        """Total cost of the stages in these results; None when no stage has a priced model."""
+        costs = [cost for name in self._results if (cost := self.stage_cost(name)) is not None]
+        return sum(costs) if costs else None
+
     @property
     def final_result(self) -> StageResult:
         """Results of the last stage this run materialised (or skipped)."""

@@ -151,6 +151,7 @@ class WorkflowRunner:
         self._save(StageRecord(index=stage.index, name=stage.name, directory=stage.directory_name,
                                depends_on=list(stage.parents), last_action=StageAction.SKIP_EMPTY.value,
                                status=StageStatus.SKIPPED_EMPTY_UPSTREAM, upstream_stage=empty_from))
+        self._show_done(f"{stage.name} (skipped: {empty_from!r} came out empty)", 0)
         return (Handoff(stage.name, None, 0, None, empty_from=empty_from),
                 SkippedStageResult(stage=stage.name, upstream_stage=empty_from))
 
@@ -169,7 +170,14 @@ class WorkflowRunner:
                           files)
         handoff = self._apply_override(stage, record, handoff)
         self._save(record)
+        self._show_done(f"{stage.name} (reused)", prior.output_rows)
         return handoff, DatasetResults(self.workflow_dir / stage.directory_name)
+
+    def _show_done(self, label: str, rows: int) -> None:
+        """A finished progress line, so a workflow shows one line per stage, generated or not."""
+        line = self.services.progress()
+        line.start(label, total=rows, completed=rows)
+        line.finish()
 
     def _generate(self, stage: StageDefinition, step: StagePlan, parents: Mapping[str, Handoff],
                   cache: ResponseCache | None) -> tuple[Handoff, StageResult]:
@@ -248,17 +256,22 @@ class WorkflowRunner:
             clear_post_processing(stage_dir, trash)
         run_config = self.services.run_config.model_copy(update={"seed": record.run_seed, **stage.options.gate()})
         identity = dataset_identity(config, include_seed_source=False)
-        job = DatasetJob(config=config, layout=DatasetLayout(stage_dir), dataset_name=stage.directory_name,
-                         num_records=record.requested_rows or 0, run_config=run_config, identity=identity,
-                         cache_scope=stage.name)  # same-named columns of two stages keep their own answers
+        num_records = record.requested_rows or 0
         with DirectoryLock(stage_dir):
             stored = None
             if step.action is StageAction.RESUME:  # the dataset planner confirms the stage can continue
                 observation = observe_dataset(stage_dir, identity, look_for_earlier=False)
-                request = DatasetRequest(job.num_records, run_config, ResumeMode.ALWAYS)
+                request = DatasetRequest(num_records, run_config, ResumeMode.ALWAYS)
                 decision = plan_dataset(observation, identity, request)
                 stored = observation.main.metadata if decision.continues else None
-            return DatasetRun(job, self.services, response_cache=cache, retry_failed=self.retry_failed).execute(stored)
+            batch_size = run_config.rows_per_batch(uses_models=stage.uses_models(),
+                                                   stored=stored.batch_size if stored else None)
+            job = DatasetJob(config=config, layout=DatasetLayout(stage_dir), dataset_name=stage.directory_name,
+                             num_records=num_records, identity=identity,
+                             run_config=run_config.model_copy(update={"batch_size": batch_size}),
+                             cache_scope=stage.name)  # same-named columns of two stages keep their own answers
+            return DatasetRun(job, self.services, response_cache=cache, retry_failed=self.retry_failed,
+                              label=stage.name).execute(stored)
 
     def _finish(self, stage: StageDefinition, record: StageRecord,
                 dataset: DatasetMetadata) -> tuple[Handoff, StageResult]:

@@ -21,6 +21,7 @@ from gristmill.config.columns import ColumnConfig
 from gristmill.config.dataset import DatasetConfig
 from gristmill.config.registry import get_registry, resolve_implementation
 from gristmill.config.run import RunConfig
+from gristmill.engine.progress import CellProgress, NullProgress
 from gristmill.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -149,6 +150,7 @@ class EngineContext:
     response_cache: ResponseCache | None = None  # owned by the dataset or the workflow
     cache_scope: str = ""  # separates cache entries of same-named columns (a workflow's stage name)
     usage: dict[str, dict[str, int]] = field(default_factory=lambda: defaultdict(lambda: defaultdict(int)))
+    progress: CellProgress = field(default_factory=NullProgress)  # the run's progress line, told of each cell
 
 
 class ColumnGenerator(Protocol):

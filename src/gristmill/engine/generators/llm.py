@@ -11,6 +11,9 @@ so the run stops and keeps its completed batches. 401/403 stop the run at once.
 
 Cache keys hold the column name prefixed by ``EngineContext.cache_scope`` (the workflow stage),
 so two stages with the same column name and prompt do not share answers.
+
+Each cell is reported to ``EngineContext.progress`` when it finishes (answered, served from the
+cache, failed or skipped), and while its request waits, so the progress line moves per cell.
 """
 
 from __future__ import annotations
@@ -26,7 +29,14 @@ from gristmill.config.llm_columns import REASONING_SUFFIX, LLMColumnBase, LLMJud
 from gristmill.engine.generators.base import BatchFrame, ColumnValues, EngineContext, ErrorWindow
 from gristmill.engine.sandbox import TemplateLimits
 from gristmill.engine.templates import render_column
-from gristmill.errors import GenerationError, ModelAuthError, ModelError, ModelResponseError
+from gristmill.errors import (
+    ConfigError,
+    GenerationError,
+    ModelAuthError,
+    ModelError,
+    ModelResponseError,
+    ModelUnreachableError,
+)
 from gristmill.llm.cache import ResponseCache
 from gristmill.llm.parsing import ParseError, extract_code, extract_json, split_reasoning
 from gristmill.llm.schema import validate
@@ -100,9 +110,9 @@ def _parse_judge(column: LLMJudgeColumn, text: str) -> Any:
 TEXT_FORMAT = OutputFormat(lambda c: "", _no_schema, lambda c, text: text,
                            lambda c, error: TEXT_CORRECTION.format(error=error))
 CODE_FORMAT = OutputFormat(
-    lambda c: f"Answer with the code in a single ```{c.code_lang} fenced code block.", _no_schema,
-    lambda c, text: extract_code(text, c.code_lang),
-    lambda c, error: CODE_CORRECTION.format(error=error, lang=c.code_lang))
+    lambda c: f"Answer with the code in a single ```{c.code_fence} fenced code block.", _no_schema,
+    lambda c, text: extract_code(text, c.code_fence),
+    lambda c, error: CODE_CORRECTION.format(error=error, lang=c.code_fence))
 STRUCTURED_FORMAT = OutputFormat(
     lambda c: JSON_INSTRUCTION.format(schema=json.dumps(c.output_format)), lambda c: c.output_format,
     lambda c, text: _json_value(c.output_format, text))
@@ -130,10 +140,14 @@ class LLMColumnGenerator:
         self.column = column
         self.format = output_format
         self.handle = context.llm.model(column.model_alias, getattr(context.config, "models", ()))
+        if self.handle.resolved.model.generation_type != "chat":
+            raise ConfigError(f"column {column.name!r}: model alias {column.model_alias!r} is an embedding "
+                              "model; LLM columns need a model with generation_type: chat")
         self.cache: ResponseCache | None = context.response_cache if context.run_config.cache else None
         scope = getattr(context, "cache_scope", "") or ""
         self.cache_column = f"{scope}/{column.name}" if scope else column.name
         self.usage = context.usage[column.model_alias]
+        self.progress = context.progress
         self.errors = ErrorWindow(context.run_config.max_error_rate, context.run_config.error_window)
         self.max_corrections = getattr(column, "max_corrections", 0)
         self.schema = self.format.json_schema(column)
@@ -142,21 +156,28 @@ class LLMColumnGenerator:
         self.previewing = context.dataset_dir is None  # preview writes nothing: no resume to suggest
 
     def messages(self, frame: BatchFrame) -> list[list[Message]]:
-        """The chat messages of every row of the batch."""
-        n = frame.num_rows
+        """The chat messages of each row the frame asks for (``frame.active_rows()``); other rows
+        get none: they are skipped, and their cells may hold nulls a prompt cannot read."""
+        rows = frame.active_rows()
+        every = len(rows) == frame.num_rows
+
+        def column(name: str) -> list[Any]:
+            values = frame.pylist(name)
+            return values if every else [values[i] for i in rows]
+
         try:
-            prompts = render_column(self.column.prompt, n, frame.pylist, limits=self.limits)
-            systems = (render_column(self.column.system_prompt, n, frame.pylist, limits=self.limits)
+            prompts = render_column(self.column.prompt, len(rows), column, limits=self.limits)
+            systems = (render_column(self.column.system_prompt, len(rows), column, limits=self.limits)
                        if self.column.system_prompt else None)
         except GenerationError as exc:  # a template over its time or size limit: name the column
             raise GenerationError(f"column {self.column.name!r} prompt: {exc}") from None
         if systems is None and isinstance(self.column, LLMJudgeColumn):
-            systems = ["You are a careful, impartial judge."] * n
+            systems = ["You are a careful, impartial judge."] * len(rows)
         suffix = "\n\n" + self.instruction if self.instruction else ""
-        out = []
-        for i in range(n):
-            user: Message = {"role": "user", "content": prompts[i] + suffix}
-            out.append([{"role": "system", "content": systems[i]}, user] if systems else [user])
+        out: list[list[Message]] = [[] for _ in range(frame.num_rows)]
+        for j, i in enumerate(rows):
+            user: Message = {"role": "user", "content": prompts[j] + suffix}
+            out[i] = [{"role": "system", "content": systems[j]}, user] if systems else [user]
         return out
 
     async def generate(self, frame: BatchFrame) -> dict[str, ColumnValues]:
@@ -169,6 +190,7 @@ class LLMColumnGenerator:
         # Requests start as soon as the first rows are ready: the rest of the batch's bodies,
         # cache keys and cache lookups are prepared while those first answers are on their way.
         active = frame.active_rows()  # skipped rows: no request, no cost
+        self.progress.cells_done(n - len(active))
         try:
             chunk = max(64, 2 * self.handle.throttle.slots)
             for start in range(0, len(active), chunk):
@@ -205,6 +227,9 @@ class LLMColumnGenerator:
                                          row=frame.row_offset + i) for i in rows}
             cached = self.cache.get_many(list(keys.values()))
             self.usage["cache_hits"] += len(cached)
+            self.progress.cells_done(len(cached))
+            for _ in cached:  # a cell the cache answers succeeded: a rerun's few failures are not a broken endpoint
+                self.errors.record(True)
             for i, key in keys.items():
                 results[i] = cached.get(key)
         return [(i, asyncio.ensure_future(self._cell(frame, i, bodies[i], keys.get(i), failed)))
@@ -220,22 +245,27 @@ class LLMColumnGenerator:
     async def _cell(self, frame: BatchFrame, row: int, body: dict[str, Any], key: str | None,
                     failed: _BatchFailures) -> dict[str, Any] | None:
         attempts = [0]
+        self.progress.waiting(self.handle.throttle, 1)
         try:
             value, reasoning = await self._ask(body, attempts)
-        except ModelAuthError:
+        except (ModelAuthError, ModelUnreachableError):  # the whole run stops, not one cell
             raise
         except ModelError as exc:
             self.usage["failures"] += 1
             failed.count += 1
             failed.first = failed.first or str(exc)
             frame.fail(row, " ".join(str(exc).split()), max(attempts[0], 1))
+            self.progress.cells_done(1)
             if self.errors.record(False, str(exc)):
                 raise self._stop_error() from exc
             return None
+        finally:
+            self.progress.waiting(self.handle.throttle, -1)
         self.errors.record(True)
         stored = {"v": value, "r": reasoning}
         if key is not None and self.cache is not None:
             self.cache.put(key, stored, column=self.cache_column)
+        self.progress.cells_done(1)
         return stored
 
     async def _ask(self, body: dict[str, Any], attempts: list[int]) -> tuple[Any, str | None]:
