@@ -8,6 +8,7 @@ config must not import: the engine resolves them when a run needs them.
 from __future__ import annotations
 
 from gristmill.config.columns import CustomColumn, ExpressionColumn
+from gristmill.config.embedding import EmbeddingColumn
 from gristmill.config.llm_columns import LLMCodeColumn, LLMJudgeColumn, LLMStructuredColumn, LLMTextColumn
 from gristmill.config.processors import DropColumnsProcessor, SchemaTransformProcessor
 from gristmill.config.registry import Registry
@@ -28,9 +29,13 @@ def register(registry: Registry) -> None:
     registry.add_column_type(LLMStructuredColumn, generator=f"{_GENERATORS}.llm:llm_structured_generator")
     registry.add_column_type(LLMJudgeColumn, generator=f"{_GENERATORS}.llm:llm_judge_generator")
     registry.add_column_type(ValidationColumn, generator=f"{_GENERATORS}.validation:ValidationGenerator")
+    registry.add_column_type(EmbeddingColumn, generator=f"{_GENERATORS}.embedding:EmbeddingGenerator")
     registry.add_processor_type(DropColumnsProcessor, implementation="gristmill.engine.processors:DropColumns")
     registry.add_processor_type(SchemaTransformProcessor,
                                 implementation="gristmill.engine.processors:SchemaTransform")
     registry.add_seed_reader("parquet", suffixes=(".parquet", ".pq"), read=f"{_SEED_READERS}:read_parquet")
     registry.add_seed_reader("csv", suffixes=(".csv",), read=f"{_SEED_READERS}:read_csv")
     registry.add_seed_reader("json", suffixes=(".json", ".jsonl", ".ndjson"), read=f"{_SEED_READERS}:read_json")
+    registry.add_seed_reader("hf", read=f"{_SEED_READERS}_hf:read_hf")  # hf:// and save_to_disk folders
+    registry.add_seed_reader("directory", read=f"{_SEED_READERS}_directory:read_directory")
+    registry.add_seed_reader("chat", read=f"{_SEED_READERS}_chat:read_chat_jsonl")

@@ -1,0 +1,186 @@
+"""Embeddings over an OpenAI-compatible ``POST /embeddings`` endpoint, several texts per request.
+
+The request goes through the runtime's :class:`~gristmill.llm.runtime.ModelHandle`, so it gets
+everything a chat request gets: the model's shared AIMD throttle, ``Retry-After``, retries of
+5xx answers, timeouts and connection errors, usage counters. :class:`EmbeddingsEndpoint` is the
+transport the handle drives in place of the chat client: it posts to ``/embeddings`` over the
+provider's own connection pool (our HTTP client, ``llm/http.py``) and reads the vectors.
+
+A request of several texts that the endpoint refuses (a 4xx other than 401/403/408/409/429:
+one text too long, say) is not a failure of every text: it comes back as an
+:class:`EmbeddingAnswer` with ``rejected`` set, and the caller splits the texts to find the one
+at fault. A refused single text fails with ``ModelError`` as a refused chat request does.
+
+>>> body = embedding_body("text-embedding-3-small", ["a", "b"], dimensions=8, extra_body={})
+>>> body
+{'model': 'text-embedding-3-small', 'input': ['a', 'b'], 'dimensions': 8}
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import json
+import math
+import struct
+from dataclasses import dataclass
+from typing import Any
+
+from gristmill.config.models import ModelProvider
+from gristmill.errors import ConfigError, ModelError
+from gristmill.llm.http import HTTPConnectError, HTTPTimeout, HTTPTransportError
+from gristmill.llm.openai import OpenAIClient, parse_retry_after
+from gristmill.llm.runtime import ModelHandle, Usage
+from gristmill.llm.secrets import clip, provider_secrets, resolve_api_key
+from gristmill.llm.types import Attempt, Completion, Message, Outcome, RequestBody, classify_status
+
+EMBEDDINGS_PATH = "/embeddings"
+# Characters of an error body looked at: enough for the endpoint's message, bounded for an error page.
+_ERROR_SCAN = 64 * 1024
+
+Vector = list[float]
+
+
+@dataclass(frozen=True, slots=True)
+class EmbeddingAnswer(Completion):
+    """What one embeddings request returned: per text, a vector (``list[float]``) or, from endpoints
+    that do not pool, one vector per token (``list[list[float]]``); or ``rejected``, the endpoint's
+    reason for refusing a request of several texts."""
+
+    vectors: tuple[Any, ...] = ()
+    rejected: str = ""
+
+
+def embedding_body(model: str, texts: list[str], *, dimensions: int | None,
+                   extra_body: dict[str, Any]) -> RequestBody:
+    """The JSON body of one request: ``dimensions`` only when set (endpoints that do not know it
+    may refuse it)."""
+    body: RequestBody = {"model": model, "input": texts, **extra_body}
+    if dimensions is not None:
+        body["dimensions"] = dimensions
+    return body
+
+
+def parse_embeddings(raw: bytes, count: int) -> Attempt:
+    """An OpenAI embeddings response as an Attempt holding an :class:`EmbeddingAnswer`. A body
+    without ``count`` entries in ``data`` is malformed: TRANSIENT, so it is retried."""
+    try:
+        data = json.loads(raw)
+        entries = data["data"]
+        if not isinstance(entries, list) or len(entries) != count:
+            raise ValueError(f"{len(entries) if isinstance(entries, list) else 'no'} vectors for {count} texts")
+        # Entries carry their input's index; servers need not keep the order.
+        ordered = sorted(entries, key=lambda e: int(e.get("index", 0))) if all(
+            isinstance(e, dict) and "index" in e for e in entries) else entries
+        vectors = tuple(_decode(entry["embedding"]) for entry in ordered)
+    except (ValueError, KeyError, TypeError, AttributeError, struct.error) as exc:
+        return Attempt(Outcome.TRANSIENT, status=200,
+                       message=f"malformed embeddings body ({exc}): {raw[:200].decode('utf-8', 'replace')!r}")
+    usage = data.get("usage") if isinstance(data, dict) else None
+    tokens = usage.get("prompt_tokens") if isinstance(usage, dict) else None
+    count_tokens = int(tokens) if isinstance(tokens, int | float) and not isinstance(tokens, bool) \
+        and math.isfinite(tokens) and tokens >= 0 else 0
+    return Attempt(Outcome.OK, completion=EmbeddingAnswer(content="", input_tokens=count_tokens, vectors=vectors),
+                   status=200)
+
+
+def _decode(value: Any) -> Any:
+    """A vector as sent: a list of numbers, a list of lists (per token), or base64 float32."""
+    if isinstance(value, str):
+        raw = base64.b64decode(value)
+        return list(struct.unpack(f"<{len(raw) // 4}f", raw))
+    if not isinstance(value, list):
+        raise TypeError(f"an embedding is a {type(value).__name__}")
+    return value
+
+
+def _error_message(body: bytes) -> str:
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return body[:_ERROR_SCAN].decode("utf-8", "replace").strip()
+    error = data.get("error", data) if isinstance(data, dict) else data
+    if isinstance(error, dict):
+        error = error.get("message") or error.get("detail") or error
+    return str(error)[:_ERROR_SCAN]
+
+
+class EmbeddingsEndpoint:
+    """The ``/embeddings`` endpoint of one OpenAI-compatible provider, in the shape the runtime's
+    retry loop drives (a :class:`~gristmill.llm.types.ChatClient`). It shares the provider's chat
+    client's connection pool, which the runtime closes; ``aclose`` here does nothing."""
+
+    def __init__(self, client: OpenAIClient) -> None:
+        self.client = client
+        self.provider: ModelProvider = client.provider
+
+    def build_body(self, model: str, messages: list[Message], *, params: dict[str, Any],
+                   json_schema: dict[str, Any] | None) -> RequestBody:
+        raise ConfigError(f"model {model!r} of provider {self.provider.name!r} is an embedding model; "
+                          "LLM columns need a model with generation_type: chat")
+
+    async def send(self, body: RequestBody, *, timeout: float) -> Attempt:
+        key = resolve_api_key(self.provider)
+        attempt = await self._send(body, key, timeout=timeout)
+        if attempt.message:  # redacted, then cut: servers quote credentials in error texts
+            attempt = dataclasses.replace(attempt, message=clip(attempt.message, provider_secrets(self.provider, key)))
+        if isinstance(attempt.completion, EmbeddingAnswer) and attempt.completion.rejected:
+            rejected = clip(attempt.completion.rejected, provider_secrets(self.provider, key))
+            attempt = dataclasses.replace(attempt, completion=EmbeddingAnswer(content="", rejected=rejected))
+        return attempt
+
+    async def _send(self, body: RequestBody, key: str | None, *, timeout: float) -> Attempt:
+        headers = f"Authorization: Bearer {key}\r\n" if key else ""
+        data = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+        try:
+            response = await self.client.pool.request("POST", EMBEDDINGS_PATH, data, timeout=timeout,
+                                                      headers=headers)
+        except HTTPTimeout as exc:
+            return Attempt(Outcome.TRANSIENT, message=f"timeout: {exc}")
+        except HTTPConnectError as exc:
+            return Attempt(Outcome.TRANSIENT, message=str(exc))
+        except HTTPTransportError as exc:
+            return Attempt(Outcome.TRANSIENT, message=f"connection error: {exc}")
+        texts = body.get("input")
+        count = len(texts) if isinstance(texts, list) else 1
+        if response.status != 200:
+            outcome = classify_status(response.status)
+            message = f"HTTP {response.status}: {_error_message(response.body)}"
+            if outcome is Outcome.REJECTED and count > 1:
+                # Not the request's fault as a whole: the caller splits it to find the text at fault.
+                return Attempt(Outcome.OK, completion=EmbeddingAnswer(content="", rejected=message),
+                               status=response.status)
+            return Attempt(outcome, status=response.status, message=message,
+                           retry_after=parse_retry_after(response.headers.get("retry-after")))
+        return parse_embeddings(response.body, count)
+
+    async def aclose(self) -> None:
+        return None
+
+
+def embedding_handle(handle: ModelHandle) -> ModelHandle:
+    """``handle``'s model, throttle and retries, sending to its provider's ``/embeddings``.
+
+    ConfigError when the provider's client is not the OpenAI-compatible one (the embedded local
+    model, or a client passed to ``Mill(clients=...)``)."""
+    client = handle.client
+    if not isinstance(client, OpenAIClient):
+        raise ConfigError(f"model alias {handle.alias!r}: embeddings need an OpenAI-compatible provider "
+                          f"(provider_type: openai), but provider {handle.resolved.provider.name!r} is served by "
+                          f"a {type(client).__name__}; for a local model, run llama.cpp's server with embeddings "
+                          "on and point a provider at it (docs/embeddings.md)")
+    return ModelHandle(handle.resolved, EmbeddingsEndpoint(client), handle.throttle)
+
+
+async def embed(handle: ModelHandle, texts: list[str], *, dimensions: int | None, usage: Usage) -> EmbeddingAnswer:
+    """The embeddings of ``texts`` in one request (with the handle's throttle and retries).
+
+    ``handle`` comes from :func:`embedding_handle`. Raises ``ModelError`` when the request fails
+    for good; a refused request of several texts returns with ``rejected`` set instead."""
+    config = handle.resolved
+    body = embedding_body(config.model.model, texts, dimensions=dimensions, extra_body=config.provider.extra_body)
+    answer = await handle.complete(body, usage)
+    if not isinstance(answer, EmbeddingAnswer):
+        raise ModelError(f"model alias {handle.alias!r}: the client answered an embeddings request with a "
+                         f"{type(answer).__name__}")
+    return answer
