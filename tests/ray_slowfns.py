@@ -1,4 +1,4 @@
-"""Custom-column functions for tests/test_ray.py and bench/bench_scale.py.
+"""Custom-column functions for tests/test_ray*.py and bench/bench_scale.py.
 
 Each reads the seed column ``row`` (the dataset row index) so it knows its batch; test configs
 name them as ``ray_slowfns:<name>``, allowed with ``gm.allow_modules("ray_slowfns")``.
@@ -56,3 +56,10 @@ def dies_soon_once(row: dict[str, Any]) -> int:
             marker.write_text(str(os.getpid()))
             threading.Timer(float(row["kill_after"]), os.kill, (os.getpid(), signal.SIGKILL)).start()
     return int(row["row"]) % 7
+
+
+def fails_on_fail_row(frame: Any) -> list[int]:
+    """Batch mode: raises when the batch holds row ``fail_row``, after the columns it reads were built."""
+    if bool((frame["row"] == frame["fail_row"]).any()):
+        raise ValueError(f"planned failure on row {int(frame['fail_row'].iloc[0])}")
+    return [int(row) % 7 for row in frame["row"]]

@@ -324,6 +324,7 @@ def test_sigkill_repays_at_most_the_requests_in_flight(tmp_path: Path, mode: str
         finished = subprocess.run(args, env=env, capture_output=True, text=True, check=True)
         after = server.stats()
     repaid = after["duplicates"] - at_kill["duplicates"]
+    print(f"{mode}: killed after {at_kill['completions']} answers; in flight {in_flight}, re-paid {repaid}")
     assert repaid <= in_flight <= 4
     df = gm.DatasetResults(root / "d").load_dataset()
     if mode == "gate":

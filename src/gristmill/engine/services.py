@@ -166,7 +166,12 @@ class EngineServices:
         check_struct_fields(config)
         aliases = {alias for column in config.columns for alias in column.model_aliases()}
         if aliases:
-            self.llm().check_aliases(aliases, config.models)
+            llm = self.llm()
+            llm.check_aliases(aliases, config.models)
+            if self.run_config.executor == "ray":  # each worker would load its own copy of the model
+                from gristmill.engine.ray_executor import refuse_local_models
+
+                refuse_local_models(config, llm.registry, self.models.clients)
 
     @contextlib.contextmanager
     def response_cache(self, path: Path, *, needed: bool, import_from: Sequence[Path] = (),

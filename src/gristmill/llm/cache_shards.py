@@ -11,10 +11,13 @@ its killed attempt stored in the same shard: a kill re-pays only the requests in
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from gristmill.errors import ArtifactError
 from gristmill.llm.cache import ResponseCache
@@ -33,8 +36,19 @@ def import_shard(cache: ResponseCache, shard: Path) -> int:
     try:
         return cache.import_from(shard)
     except ArtifactError as exc:  # a shard cut short by a crash only means paying again
-        warnings.warn(f"not reusing answers from {shard}: {exc}", stacklevel=2)
+        if not _is_blank(shard):
+            warnings.warn(f"not reusing answers from {shard}: {exc}", stacklevel=2)
         return 0
+
+
+def _is_blank(shard: Path) -> bool:
+    """True for a shard with no table at all: its batch was cancelled (or killed) while it was
+    being created, so it holds no answer and its loss is nothing to warn about."""
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{quote(str(shard.absolute()))}?mode=ro", uri=True)) as db:
+            return db.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchone() is None
+    except sqlite3.Error:
+        return False  # not SQLite: damaged, so the warning stands
 
 
 def remove_shard(shard: Path) -> None:
