@@ -73,6 +73,35 @@ def test_ray_writes_the_same_batches_as_the_local_executor(tmp_path: Path, ray_s
     _assert_same_batches(local, distributed)
 
 
+def _dag(mill: gm.Mill) -> gm.CompositeWorkflow:
+    """A root stage, two branches reading it, and a merge stage joining both branches."""
+    wf = mill.compose_workflow("dag")
+    wf.add_stage("base", _config("mixed"), num_records=ROWS)
+    for branch in ("left", "right"):
+        wf.add_stage(branch, gm.ConfigBuilder().add_column(
+            name=f"{branch}_value", column_type="custom", function="ray_slowfns:mixed",
+            reads=["row", "n", "label", "marker"]).build(), depends_on=["base"])
+    wf.add_stage("merge", gm.ConfigBuilder().add_column(name="both", column_type="expression",
+                                                        expr="{{ left_value }}/{{ right.0.right_value }}").build(),
+                 depends_on=["left", "right"], seed_from="left", side_inputs=["right"])
+    return wf
+
+
+def test_a_dag_workflow_runs_its_branches_on_ray_to_the_local_result(tmp_path: Path, ray_session: None) -> None:
+    """Both branches of a DAG run on the cluster (concurrently, sharing it) and every stage's files
+    equal those the local executor writes."""
+    results = {}
+    for executor in ("local", "ray"):
+        run_config = gm.RunConfig(batch_size=BATCH_SIZE, seed=7, show_progress=False, executor=executor)
+        with gm.Mill(tmp_path / executor, run_config=run_config) as mill:
+            results[executor] = _dag(mill).run()
+    for stage in ("base", "left", "right", "merge"):
+        local, distributed = results["local"][stage], results["ray"][stage]
+        assert isinstance(local, gm.DatasetResults) and isinstance(distributed, gm.DatasetResults)
+        _assert_same_batches(local, distributed)
+    assert results["ray"].count_records() == ROWS
+
+
 class _CommitOrder:
     """The Ray executor, noting the order in which the driver commits batches."""
 
