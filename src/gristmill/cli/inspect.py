@@ -1,6 +1,7 @@
 """``gristmill show | head | export DIR``, and what ``gristmill status`` says of a dataset.
 
     gristmill show DIR [-n ROWS] [--stage STAGE]      the first rows, one block per row
+    gristmill show DIR --record N [--stage STAGE]     record N as a panel, nothing cut, with its problems
     gristmill head DIR [-n ROWS] [--stage STAGE]      the same
     gristmill export DIR OUT.jsonl|csv|parquet [--stage STAGE]
 
@@ -16,13 +17,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
+from rich.console import Console, Group
 from rich.markup import escape
+from rich.panel import Panel
+from rich.pretty import Pretty
 from rich.table import Table
+from rich.text import Text
 
 import gristmill as gm
 from gristmill.cli.errors import DebugOption, user_errors
-from gristmill.errors import ArtifactError, WorkflowError
+from gristmill.errors import ArtifactError, ConfigError, WorkflowError
 
 if TYPE_CHECKING:  # loaded by the commands that use them, so `gristmill --help` stays fast
     import pandas as pd
@@ -31,11 +35,15 @@ if TYPE_CHECKING:  # loaded by the commands that use them, so `gristmill --help`
 
 console = Console()
 METADATA_FILE = "metadata.json"
+ERRORS_COLUMN, FAILED_COLUMN = "__errors", "__failed"  # the engine's per-row problem columns (docs/quality-gates.md)
 
 DirArg = Annotated[Path, typer.Argument(help="A dataset directory or a workflow directory.")]
 StageOption = Annotated[str | None, typer.Option(
     "--stage", help="Workflow directories: this stage's output (default: the last stage that has one).")]
 RowsOption = Annotated[int, typer.Option("--num-rows", "-n", min=1, help="Rows to show.")]
+RecordOption = Annotated[int | None, typer.Option(
+    "--record", "-r", min=0, help="Show record N (from 0) alone, as a panel: every field in full, and the "
+    "row's failed or skipped cells.")]
 
 
 def is_dataset_dir(directory: Path) -> bool:
@@ -85,9 +93,14 @@ def show_command(
     directory: DirArg,
     num_rows: RowsOption = 5,
     stage: StageOption = None,
+    record: RecordOption = None,
     debug: DebugOption = False,
 ) -> None:
-    """Print the first rows of a dataset (or of a workflow's output), one field/value block per row."""
+    """Print the first rows of a dataset (or of a workflow's output), one field/value block per row;
+    with --record N, record N alone as a panel."""
+    if record is not None:
+        show_record(directory, stage, record)
+        return
     frame, label = _load(directory, stage)
     console.print(f"[bold]{escape(label)}[/]: first {min(num_rows, len(frame))} of {len(frame)} rows",
                   highlight=False)
@@ -98,6 +111,56 @@ def show_command(
         for name, value in row.items():
             table.add_row(escape(str(name)), escape(_cell(value)))
         console.print(table)
+
+
+def show_record(directory: Path, stage: str | None, index: int) -> None:
+    """Record ``index`` of a dataset (or of a workflow stage's output) as a rich panel."""
+    from gristmill.report import SampleRecord
+
+    if is_dataset_dir(directory):
+        if stage is not None:
+            raise WorkflowError(f"--stage applies to workflow directories; {directory} is a dataset")
+        found = gm.DatasetResults(directory).display_sample_record(index)
+        label, total = f"dataset {directory}", gm.DatasetResults(directory).count_records()
+    else:
+        results, name = _workflow(directory, stage)
+        frame = results.load_stage_output(name)
+        total, label = len(frame), f"stage {name!r} of {directory}"
+        if not 0 <= index < total:
+            raise ConfigError(f"record {index} is out of range: {label} has {total} rows (0 to {total - 1})")
+        row = {str(k): v for k, v in frame.iloc[index].to_dict().items()}
+        problems = row.pop(ERRORS_COLUMN, None)
+        row.pop(FAILED_COLUMN, None)
+        found = SampleRecord(index, row, [dict(p) for p in problems] if _is_list(problems) else [])
+    console.print(record_panel(found, title=f"record {index} of {total}: {label}"))
+
+
+def record_panel(record: Any, *, title: str) -> Panel:
+    """A panel of one record (``SampleRecord``): a field/value grid, then its problems in red."""
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="cyan", no_wrap=True)
+    grid.add_column(overflow="fold")
+    for name, value in record.values.items():
+        grid.add_row(Text(name), _renderable(value))
+    parts: list[Any] = [grid]
+    for problem in record.problems:
+        reason = f"{problem.get('column')}: {problem.get('kind')}, {problem.get('reason')}"
+        parts.append(Text(f"problem: {reason}", style="red"))
+    subtitle = f"{len(record.values)} fields" + (f", {len(record.problems)} problems" if record.problems else "")
+    return Panel(Group(*parts), title=escape(title), title_align="left", subtitle=subtitle, subtitle_align="right")
+
+
+def _renderable(value: Any) -> Any:
+    """Text as it is (newlines kept, no markup); structs and lists pretty-printed."""
+    if hasattr(value, "tolist") and not isinstance(value, str):
+        value = value.tolist()  # numpy arrays from pandas rows
+    if isinstance(value, dict | list | tuple):
+        return Pretty(value, expand_all=False)
+    return Text("null" if value is None else str(value))
+
+
+def _is_list(value: Any) -> bool:
+    return value is not None and not isinstance(value, str | float) and len(value) > 0
 
 
 def _cell(value: Any, limit: int = 300) -> str:

@@ -16,6 +16,7 @@ from rich.table import Table
 import gristmill as gm
 from gristmill.cli import cache, models, report, workflow
 from gristmill.cli import convert as convert_cli
+from gristmill.cli import init as init_cli
 from gristmill.cli import inspect as inspect_cli
 from gristmill.cli.errors import (
     DebugOption,
@@ -252,6 +253,7 @@ workflow.register(app)
 report.register(app)
 convert_cli.register(app)
 inspect_cli.register(app)
+init_cli.register(app)
 
 if __name__ == "__main__":  # pragma: no cover
     app()

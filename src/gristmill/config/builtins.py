@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from gristmill.config.columns import CustomColumn, ExpressionColumn
 from gristmill.config.embedding import EmbeddingColumn
+from gristmill.config.image import ImageColumn
 from gristmill.config.llm_columns import LLMCodeColumn, LLMJudgeColumn, LLMStructuredColumn, LLMTextColumn
 from gristmill.config.processors import DropColumnsProcessor, SchemaTransformProcessor
 from gristmill.config.registry import Registry
@@ -30,6 +31,7 @@ def register(registry: Registry) -> None:
     registry.add_column_type(LLMJudgeColumn, generator=f"{_GENERATORS}.llm:llm_judge_generator")
     registry.add_column_type(ValidationColumn, generator=f"{_GENERATORS}.validation:ValidationGenerator")
     registry.add_column_type(EmbeddingColumn, generator=f"{_GENERATORS}.embedding:EmbeddingGenerator")
+    registry.add_column_type(ImageColumn, generator=f"{_GENERATORS}.image:ImageGenerator")
     registry.add_processor_type(DropColumnsProcessor, implementation="gristmill.engine.processors:DropColumns")
     registry.add_processor_type(SchemaTransformProcessor,
                                 implementation="gristmill.engine.processors:SchemaTransform")

@@ -3,19 +3,65 @@
 Prompts are Jinja templates over the row (rendered in a sandbox by the engine). With
 ``keep_reasoning=True`` a column also writes ``<name>__reasoning``: the model's reasoning
 (``<think>`` blocks or the API's reasoning field), which is always stripped from the value.
+With ``with_trace`` it writes ``<name>__trace``: the messages exchanged for the cell. With
+``multi_modal_context`` the user message also carries images or audio read from other columns
+(``docs/multimodal.md``).
 """
 
 from __future__ import annotations
 
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 from gristmill.config.columns import ColumnConfig, template_variables
 from gristmill.config.json_schema import schema_problems
 from gristmill.errors import ConfigError
 
 REASONING_SUFFIX = "__reasoning"
+TRACE_SUFFIX = "__trace"
+# Fields added after datasets were written: in the fingerprint only when set, so stored datasets
+# keep theirs.
+_LATER_LLM_FIELDS: dict[str, Any] = {"with_trace": "none", "multi_modal_context": []}
+
+
+class MultiModalContext(BaseModel):
+    """One image or audio clip sent with the prompt, read from a column of the row.
+
+    The cell holds a URL, a local file path or base64 data (``format``), or a list of them; a null
+    or empty cell sends nothing. Local files are read and base64-encoded by gristmill; a relative
+    path is taken from ``base_dir`` when set, else from the working directory of the process.
+    """
+
+    model_config = {"extra": "forbid"}
+
+    column: str = Field(description="The column whose cell holds the image or audio.")
+    type: Literal["image", "audio"] = Field(default="image", description="What the cell holds.")
+    format: Literal["url", "path", "base64"] = Field(default="path", description=(
+        "How the cell holds it: an http(s) or data: URL, a local file path, or base64 data."))
+    media_type: str | None = Field(default=None, description=(
+        "For images: the MIME type of base64 data or of files without a known extension (default "
+        "image/png for base64; from the file extension for paths). For audio: 'wav' or 'mp3' "
+        "(default from the file extension, else 'wav')."))
+    detail: Literal["auto", "low", "high"] | None = Field(
+        default=None, description="OpenAI image detail level, sent only when set.")
+    base_dir: str | None = Field(default=None, description=(
+        "Folder that relative paths are taken from (format: path). Not part of the fingerprint: "
+        "moving the files keeps the dataset; the file bytes are in each request, so edited files "
+        "are asked again."))
+
+    @model_validator(mode="after")
+    def _check(self) -> MultiModalContext:
+        if self.type == "audio" and self.format == "url":
+            raise ValueError(f"audio from column {self.column!r} must be a path or base64: OpenAI-compatible "
+                             "endpoints take audio as data (input_audio), not as a URL")
+        if self.type == "audio" and self.media_type not in (None, "wav", "mp3"):
+            raise ValueError(f"audio media_type must be 'wav' or 'mp3', got {self.media_type!r}")
+        if self.type == "image" and self.media_type is not None and not self.media_type.startswith("image/"):
+            raise ValueError(f"image media_type must be an image/... MIME type, got {self.media_type!r}")
+        if self.detail is not None and self.type == "audio":
+            raise ValueError("detail applies to images only")
+        return self
 
 
 class LLMColumnBase(ColumnConfig):
@@ -26,6 +72,11 @@ class LLMColumnBase(ColumnConfig):
     model_alias: str = Field(default="default", description="Alias of the model (models.yaml or config models).")
     keep_reasoning: bool = Field(default=False,
                                  description="Also write the model's reasoning to '<name>__reasoning'.")
+    with_trace: Literal["none", "last_message", "all_messages"] = Field(default="none", description=(
+        "Also write '<name>__trace', a list of {role, content, reasoning}: 'all_messages' holds every "
+        "message of the cell (system, prompt, answers, corrections), 'last_message' the final answer."))
+    multi_modal_context: list[MultiModalContext] = Field(default_factory=list, description=(
+        "Images or audio sent with the prompt as content parts, each read from a column of the row."))
 
     llm_instructions: ClassVar[str] = ""
     may_fail: ClassVar[bool] = True  # a model can give up on a cell
@@ -44,10 +95,24 @@ class LLMColumnBase(ColumnConfig):
         names = template_variables(self.prompt)
         if self.system_prompt:
             names |= template_variables(self.system_prompt)
-        return names
+        return names | {context.column for context in self.multi_modal_context}
 
     def output_columns(self) -> list[str]:
-        return [self.name, self.name + REASONING_SUFFIX] if self.keep_reasoning else [self.name]
+        names = [self.name]
+        if self.keep_reasoning:
+            names.append(self.name + REASONING_SUFFIX)
+        if self.with_trace != "none":
+            names.append(self.name + TRACE_SUFFIX)
+        return names
+
+    def fingerprint_payload(self) -> Any:
+        payload = super().fingerprint_payload()
+        for name, default in _LATER_LLM_FIELDS.items():
+            if name in payload and getattr(self, name) == default:
+                del payload[name]
+        for context in payload.get("multi_modal_context", []):
+            context.pop("base_dir", None)
+        return payload
 
     def model_aliases(self) -> set[str]:
         return {self.model_alias}

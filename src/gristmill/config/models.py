@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
 
 from gristmill.config.base import ConfigModel
+from gristmill.config.distributions import NUMPY_DISTRIBUTIONS, check_distribution
 
 
 class ModelProvider(ConfigModel):
@@ -58,11 +59,52 @@ class ModelProvider(ConfigModel):
         return self.model_dump(mode="json", exclude=set(self.fingerprint_exclude))
 
 
-class InferenceParameters(ConfigModel):
-    """Sampling parameters sent with every request of a model."""
+class ParameterDistribution(ConfigModel):
+    """A sampling parameter drawn per row, e.g. ``{distribution: uniform, params: {low: 0.5, high: 0.9}}``.
 
-    temperature: float | None = Field(default=None, ge=0, le=2, description="Sampling temperature.")
-    top_p: float | None = Field(default=None, gt=0, le=1, description="Nucleus sampling mass.")
+    The engine draws one value per row from a stream seeded by (run seed, batch index, column,
+    parameter), so a resumed or rerun batch sends the same bodies (and hits the response cache).
+    Draws are rounded to 4 decimals and clipped to the parameter's range (:data:`PARAMETER_RANGES`).
+    """
+
+    distribution: str = Field(description=(
+        "A numpy Generator distribution: uniform, normal, beta, triangular, ... (scipy.stats names "
+        "are not accepted here)."))
+    params: dict[str, float] = Field(default_factory=dict,
+                                     description="Keyword arguments of the distribution, e.g. {low: 0.5, high: 0.9}.")
+
+    @model_validator(mode="after")
+    def _check(self) -> ParameterDistribution:
+        if self.distribution not in NUMPY_DISTRIBUTIONS:
+            raise ValueError(f"unknown distribution {self.distribution!r} for a sampling parameter; use one of "
+                             f"{', '.join(sorted(NUMPY_DISTRIBUTIONS))}")
+        check_distribution(self.distribution, self.params)
+        return self
+
+
+# The range a drawn value is clipped to: what the endpoint accepts (top_p must stay above 0).
+PARAMETER_RANGES: dict[str, tuple[float, float]] = {"temperature": (0.0, 2.0), "top_p": (0.001, 1.0)}
+
+
+def _number_or_distribution(value: Any) -> str:
+    # One branch per input, so an error names what is wrong with the number or the spec, not both.
+    return "distribution" if isinstance(value, dict | ParameterDistribution) else "number"
+
+
+Temperature = Annotated[Annotated[Annotated[float, Field(ge=0, le=2)], Tag("number")]
+                        | Annotated[ParameterDistribution, Tag("distribution")], Discriminator(_number_or_distribution)]
+TopP = Annotated[Annotated[Annotated[float, Field(gt=0, le=1)], Tag("number")]
+                 | Annotated[ParameterDistribution, Tag("distribution")], Discriminator(_number_or_distribution)]
+
+
+class InferenceParameters(ConfigModel):
+    """Sampling parameters sent with every request of a model. ``temperature`` and ``top_p`` may
+    be a number or a :class:`ParameterDistribution` drawn per row."""
+
+    temperature: Temperature | None = Field(
+        default=None, description="Sampling temperature, or a distribution drawn per row.")
+    top_p: TopP | None = Field(
+        default=None, description="Nucleus sampling mass, or a distribution drawn per row.")
     max_tokens: int | None = Field(default=None, ge=1, description="Upper bound on generated tokens.")
     seed: int | None = Field(default=None, description="Endpoint-side sampling seed, where supported.")
     stop: list[str] | None = Field(default=None, description="Stop sequences.")
@@ -74,6 +116,26 @@ class InferenceParameters(ConfigModel):
         check_json_value(value, "extra")
         return value
 
+    def fixed_params(self) -> dict[str, Any]:
+        """The body fields every request carries: the set parameters that are plain values (in field
+        order), then ``extra``. Parameters drawn per row are left out (see :meth:`drawn_params`).
+
+        >>> InferenceParameters(temperature=0.5, max_tokens=9, extra={"n": 1}).fixed_params()
+        {'temperature': 0.5, 'max_tokens': 9, 'n': 1}
+        """
+        params: dict[str, Any] = {}
+        for name in ("temperature", "top_p", "max_tokens", "seed", "stop"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, ParameterDistribution):
+                params[name] = value
+        params.update(self.extra)
+        return params
+
+    def drawn_params(self) -> dict[str, ParameterDistribution]:
+        """The parameters drawn per row, by body field name (empty for plain numbers)."""
+        return {name: value for name in PARAMETER_RANGES
+                if isinstance(value := getattr(self, name), ParameterDistribution)}
+
 
 class ModelConfig(ConfigModel):
     """A model by alias: which provider, which model name, which parameters."""
@@ -81,9 +143,10 @@ class ModelConfig(ConfigModel):
     alias: str = Field(description="Name that columns use in 'model_alias'.")
     model: str = Field(description="Model name as the endpoint knows it.")
     provider: str = Field(description="Name of a ModelProvider.")
-    generation_type: Literal["chat", "embedding"] = Field(
-        default="chat", description="What the model does: 'chat' completions (LLM columns) or 'embedding' "
-                                    "vectors (embedding columns, the provider's /embeddings endpoint).")
+    generation_type: Literal["chat", "embedding", "image"] = Field(
+        default="chat", description="What the model does: 'chat' completions (LLM columns), 'embedding' "
+                                    "vectors (embedding columns, the provider's /embeddings endpoint) or 'image' "
+                                    "(image columns, the provider's /images/generations endpoint).")
     inference_parameters: InferenceParameters = Field(default_factory=InferenceParameters,
                                                       description="Sampling parameters.")
     max_parallel_requests: int = Field(default=16, ge=1, description="Concurrency cap per (provider, model).")

@@ -113,11 +113,14 @@ def parse_completion(raw: bytes | dict[str, Any]) -> Attempt:
     usage = data.get("usage")
     usage = usage if isinstance(usage, dict) else {}
     reasoning = message.get("reasoning_content") or message.get("reasoning")
+    details = usage.get("completion_tokens_details")
+    details = details if isinstance(details, dict) else {}
     # Token counts are bookkeeping: a garbled one counts as 0 rather than losing a paid answer.
     completion = Completion(content=content or "",
                             reasoning=reasoning if isinstance(reasoning, str) else None,
                             input_tokens=_token_count(usage.get("prompt_tokens")),
-                            output_tokens=_token_count(usage.get("completion_tokens")))
+                            output_tokens=_token_count(usage.get("completion_tokens")),
+                            reasoning_tokens=_token_count(details.get("reasoning_tokens")))
     return Attempt(Outcome.OK, completion=completion, status=200)
 
 

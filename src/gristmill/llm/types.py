@@ -7,12 +7,19 @@ local clients implement it, and so can yours (``Mill(..., clients={"provider-nam
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
-Message = dict[str, str]
+# A chat message: {"role": ..., "content": ...}. Content is text, or a list of OpenAI content parts
+# ({"type": "text", ...}, {"type": "image_url", ...}, {"type": "input_audio", ...}) for multimodal input.
+Message = dict[str, Any]
 RequestBody = dict[str, Any]
+# One message of a trace, as a trace column stores it: {"role", "content", "reasoning"}, all text
+# (reasoning None where the message has none).
+TraceEntry = dict[str, str | None]
+TraceKind = Literal["none", "last_message", "all_messages"]
 
 
 class Outcome(Enum):
@@ -27,12 +34,15 @@ class Outcome(Enum):
 
 @dataclass(frozen=True, slots=True)
 class Completion:
-    """A successful answer: content with any reasoning still in it, and token counts."""
+    """A successful answer: content with any reasoning still in it, and token counts.
+    ``reasoning_tokens`` is the part of ``output_tokens`` the endpoint says went to reasoning
+    (``usage.completion_tokens_details.reasoning_tokens``), 0 where it does not say."""
 
     content: str
     reasoning: str | None = None
     input_tokens: int = 0
     output_tokens: int = 0
+    reasoning_tokens: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +54,97 @@ class Attempt:
     status: int | None = None  # HTTP status, None for transport failures
     message: str = ""  # the endpoint's error message
     retry_after: float | None = None  # seconds, from Retry-After
+
+
+@dataclass
+class Conversation:
+    """The messages of one cell: the request's own, then every turn exchanged after them (each
+    answer, each correction; a tool-using column adds its calls and results the same way).
+
+    ``messages`` is what the next request sends; :meth:`turns` is what the response cache stores
+    beside the answer and what a trace shows after the request's messages.
+
+    >>> talk = Conversation([{"role": "user", "content": "hi"}])
+    >>> talk.add({"role": "assistant", "content": "hello"}, reasoning="greet back")
+    >>> talk.turns()
+    [{'role': 'assistant', 'content': 'hello', 'reasoning': 'greet back'}]
+    """
+
+    messages: list[Message]
+    requests: int = 0  # answers received (each correction is one more)
+    first: int = field(init=False)  # how many messages the first request sent
+    reasoning: dict[int, str] = field(default_factory=dict)  # message index -> the reasoning behind it
+
+    def __post_init__(self) -> None:
+        self.messages = list(self.messages)
+        self.first = len(self.messages)
+
+    def add(self, message: Message, *, reasoning: str | None = None) -> None:
+        """Append a message exchanged after the first request (kept for the next request and the trace)."""
+        if reasoning:
+            self.reasoning[len(self.messages)] = reasoning
+        self.messages.append(message)
+
+    def turns(self) -> list[TraceEntry]:
+        """The messages exchanged after the first request, as trace entries."""
+        return [trace_entry(m, self.reasoning.get(i)) for i, m in enumerate(self.messages) if i >= self.first]
+
+
+def trace_entry(message: Message, reasoning: str | None = None) -> TraceEntry:
+    """A message as a trace stores it: content as text (see :func:`content_text`); tool calls, when
+    a message has them, as JSON after the content."""
+    content = content_text(message.get("content"))
+    calls = message.get("tool_calls")
+    if calls:
+        content = "\n".join(filter(None, (content, json.dumps(calls, ensure_ascii=False, sort_keys=True))))
+    return {"role": str(message.get("role", "")), "content": content, "reasoning": reasoning}
+
+
+def content_text(content: Any) -> str:
+    r"""Message content as text: text parts as they are, an image or audio part as a short marker
+    (``[image: https://...]``, ``[image: image/png, 12.3 kB]``, ``[audio: wav, 40.0 kB]``), so a
+    trace never holds the base64 data itself.
+
+    >>> content_text([{"type": "text", "text": "Describe it."},
+    ...               {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}])
+    'Describe it.\n[image: image/png, 0.0 kB]'
+    """
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if not isinstance(content, list):
+        return json.dumps(content, ensure_ascii=False, default=str)
+    return "\n".join(_part_text(part) for part in content)
+
+
+def _part_text(part: Any) -> str:
+    if not isinstance(part, dict):
+        return str(part)
+    kind = part.get("type")
+    if kind == "text":
+        return str(part.get("text", ""))
+    if kind == "image_url":
+        url = str((part.get("image_url") or {}).get("url", ""))
+        if url.startswith("data:"):
+            media_type, _, data = url[5:].partition(";base64,")
+            return f"[image: {media_type}, {len(data) * 3 / 4 / 1000:.1f} kB]"
+        return f"[image: {url}]"
+    if kind == "input_audio":
+        audio = part.get("input_audio") or {}
+        return f"[audio: {audio.get('format', '?')}, {len(str(audio.get('data', ''))) * 3 / 4 / 1000:.1f} kB]"
+    return f"[{kind}]"
+
+
+def trace_of(messages: list[Message], turns: list[TraceEntry], kind: TraceKind) -> list[TraceEntry] | None:
+    """The trace of a cell: the request's ``messages`` then its ``turns`` (``all_messages``), only
+    the final answer (``last_message``), or None (``none``)."""
+    if kind == "none":
+        return None
+    if kind == "last_message":
+        answers = [entry for entry in turns if entry["role"] == "assistant"]
+        return answers[-1:]
+    return [trace_entry(m) for m in messages] + list(turns)
 
 
 def classify_status(status: int) -> Outcome:

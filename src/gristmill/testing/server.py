@@ -1,7 +1,7 @@
 """A real OpenAI-compatible HTTP server on 127.0.0.1 for tests and benchmarks.
 
-It serves ``POST /v1/chat/completions``, ``POST /v1/embeddings`` and ``GET /v1/models`` with
-injectable trouble:
+It serves ``POST /v1/chat/completions``, ``POST /v1/embeddings``, ``POST /v1/images/generations``
+and ``GET /v1/models`` with injectable trouble:
 a fixed latency, a cap on concurrent requests beyond which it answers 429 with
 ``Retry-After``, a 5xx rate, a malformed-JSON rate, a schema-invalid rate, empty answers,
 code answers without a fenced block, unclosed ``<think>`` reasoning, parameters refused
@@ -12,7 +12,9 @@ through ``response_format`` (or an instruction with an embedded schema) gets an 
 the schema, and a request for a fenced code block gets one. Embeddings are unit vectors of
 ``embedding_dimensions`` numbers (or the request's ``dimensions``) drawn from a hash of the model
 and the text, so the same text always gets the same vector; the same trouble applies to them,
-and a text containing ``fail_marker`` is refused with 400. ``GET /stats`` returns the
+and a text containing ``fail_marker`` is refused with 400. Images are small PNGs drawn from a
+hash of the model and the prompt (:func:`image_png`), with the same trouble and the same
+``fail_marker`` refusal. ``GET /stats`` returns the
 request counters, ``POST /control`` changes the behaviour, ``POST /reset`` zeroes them.
 
 Responses go out in a single ``write`` on a socket with ``TCP_NODELAY``: otherwise Nagle's
@@ -33,14 +35,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import hashlib
 import json
 import random
 import re
 import socket
+import struct
 import sys
 import threading
 import time
+import zlib
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
@@ -97,9 +102,12 @@ class ServerStats:
     embeddings: int = 0  # 200 answers to embedding requests
     embedded_inputs: int = 0  # texts in those answers
     duplicate_inputs: int = 0  # texts answered that an earlier 200 embeddings answer had already embedded
+    images: int = 0  # images in 200 answers to image requests
+    duplicate_images: int = 0  # images answered for a request body an earlier 200 images answer had answered
     log: list[tuple[float, str, int]] = field(default_factory=list)  # (time, body hash, status)
     seen: set[str] = field(default_factory=set)
     seen_inputs: set[str] = field(default_factory=set)
+    seen_images: set[str] = field(default_factory=set)
 
 
 class _Handler(asyncio.Protocol):
@@ -164,6 +172,8 @@ class _App:
             self.complete(conn, headers, body, arrived, close)
         elif method == "POST" and path.endswith("/embeddings"):
             self.complete(conn, headers, body, arrived, close, embeddings=True)
+        elif method == "POST" and path.endswith("/images/generations"):
+            self.complete(conn, headers, body, arrived, close, images=True)
         elif method == "GET" and path.endswith("/models"):
             conn.respond(200, {"object": "list", "data": [{"id": m, "object": "model"} for m in self.models]},
                          close=close)
@@ -189,11 +199,12 @@ class _App:
         data = asdict(self.stats)
         data.pop("seen")
         data.pop("seen_inputs")
+        data.pop("seen_images")
         data.pop("log")
         return data
 
     def complete(self, conn: _Handler, headers: dict[str, str], body: bytes, arrived: float,
-                 close: bool, *, embeddings: bool = False) -> None:
+                 close: bool, *, embeddings: bool = False, images: bool = False) -> None:
         """Decide the answer now; send it ``latency`` after arrival (a timer, not a task: cheap)."""
         s = self.stats
         s.requests += 1
@@ -201,7 +212,7 @@ class _App:
         if digest in s.seen:
             s.duplicates += 1
         s.seen.add(digest)
-        status, payload, extra, held = self._answer(headers, body, embeddings)
+        status, payload, extra, held = self._answer(headers, body, embeddings, images)
         s.log.append((time.monotonic(), digest, status))
 
         def send() -> None:
@@ -210,6 +221,8 @@ class _App:
             if status == 200 and conn.transport is not None and not conn.transport.is_closing():
                 if embeddings:
                     self._count_embedded(payload)
+                elif images:
+                    self._count_images(payload)
                 else:
                     s.completions += 1
                 s.held_seconds += asyncio.get_running_loop().time() - arrived
@@ -229,7 +242,15 @@ class _App:
             s.duplicate_inputs += digest in s.seen_inputs
             s.seen_inputs.add(digest)
 
-    def _answer(self, headers: dict[str, str], body: bytes, embeddings: bool = False) -> tuple[int, Any, str, bool]:
+    def _count_images(self, payload: dict[str, Any]) -> None:
+        s = self.stats
+        for digest in payload.pop("_images"):
+            s.images += 1
+            s.duplicate_images += digest in s.seen_images
+            s.seen_images.add(digest)
+
+    def _answer(self, headers: dict[str, str], body: bytes, embeddings: bool = False,
+                images: bool = False) -> tuple[int, Any, str, bool]:
         """(status, payload, extra headers, whether it holds a concurrency slot until sent)."""
         b, s = self.behavior, self.stats
         echo = ""
@@ -261,6 +282,8 @@ class _App:
             return 503, _error("The server is overloaded, try again.", "server_error"), "", True
         if embeddings:
             return self.embedding(request)
+        if images:
+            return self.image(request)
         return 200, self.completion(request), "", True
 
     def embedding(self, request: dict[str, Any]) -> tuple[int, Any, str, bool]:
@@ -283,6 +306,35 @@ class _App:
         self.stats.prompt_tokens += tokens
         return 200, {"object": "list", "data": data, "model": model, "_inputs": texts,
                      "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}, "", True
+
+    def image(self, request: dict[str, Any]) -> tuple[int, Any, str, bool]:
+        """The images answer: ``n`` PNGs drawn from a hash of the model and the prompt (see
+        :func:`image_png`), ``size`` pixels (8x8 without one, at most 1024 a side), base64 unless
+        ``response_format`` is ``url``. A prompt containing ``fail_marker`` is refused with 400, as a
+        content filter would. The payload carries the request's digest under ``_images`` (one per
+        image) for the counters; it is removed before it is sent."""
+        prompt, n = request.get("prompt"), request.get("n", 1)
+        if not isinstance(prompt, str) or not prompt.strip():
+            return 400, _error("'prompt' must be a non-empty string", "invalid_request_error"), "", True
+        if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= 10:
+            return 400, _error("'n' must be an integer from 1 to 10", "invalid_request_error"), "", True
+        size = _image_size(request.get("size"))
+        if size is None:
+            return 400, _error(f"invalid size {request.get('size')!r}", "invalid_request_error"), "", True
+        if self.behavior.fail_marker and self.behavior.fail_marker in prompt:
+            return 400, _error("Your request was rejected by the safety system.", "content_policy_violation"), \
+                "", True
+        model = str(request.get("model", "test-model"))
+        digest = hashlib.sha256(json.dumps(request, sort_keys=True).encode()).hexdigest()[:16]
+        data: list[dict[str, Any]] = []
+        for i in range(n):
+            png = image_png(model, prompt if i == 0 else f"{prompt}\0{i}", *size)
+            data.append({"url": f"https://images.invalid/{digest}-{i}.png"} if request.get("response_format") == "url"
+                        else {"b64_json": base64.b64encode(png).decode("ascii")})
+        tokens = len(prompt.split())
+        self.stats.prompt_tokens += tokens
+        return 200, {"created": 0, "data": data, "_images": [digest] * n,
+                     "usage": {"input_tokens": tokens, "output_tokens": n, "total_tokens": tokens + n}}, "", True
 
     def completion(self, request: dict[str, Any]) -> dict[str, Any]:
         messages = request.get("messages") or []
@@ -308,6 +360,12 @@ class _App:
         self.stats.completion_tokens += completion_tokens
         usage: dict[str, Any] = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
                                  "total_tokens": prompt_tokens + completion_tokens}
+        if self.behavior.reasoning != "none":  # reasoning is part of the completion tokens, as OpenAI counts
+            reasoning_tokens = len(f"Considering request {h % 1000}.".split())
+            self.stats.completion_tokens += reasoning_tokens
+            usage["completion_tokens"] += reasoning_tokens
+            usage["total_tokens"] += reasoning_tokens
+            usage["completion_tokens_details"] = {"reasoning_tokens": reasoning_tokens}
         if self.behavior.text_usage:
             usage = {key: "many" for key in usage}
         return {"id": f"chatcmpl-{h:x}", "object": "chat.completion", "created": 0,
@@ -345,6 +403,34 @@ def embedding_vector(model: str, text: str, dimensions: int) -> list[float]:
     values = [rng.gauss(0.0, 1.0) for _ in range(dimensions)]
     norm = sum(v * v for v in values) ** 0.5 or 1.0
     return [v / norm for v in values]
+
+
+def image_png(model: str, prompt: str, width: int = 8, height: int = 8) -> bytes:
+    """The test server's image for ``prompt``: an RGB PNG of ``width`` x ``height`` pixels, a
+    checkerboard of two colours drawn from a hash of the model and the prompt (the same bytes for
+    the same model and prompt), built with zlib and struct alone."""
+    digest = hashlib.sha256(f"{model}\0{prompt}".encode()).digest()
+    first, second = digest[0:3], digest[3:6]
+    bands = [b"\0" + b"".join(first if (x // 4 + band) % 2 == 0 else second for x in range(width))
+             for band in (0, 1)]
+    raw = b"".join(bands[(y // 4) % 2] for y in range(height))
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8-bit RGB, no interlace
+    return b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header) + _png_chunk(b"IDAT", zlib.compress(raw)) + \
+        _png_chunk(b"IEND", b"")
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+
+def _image_size(value: Any) -> tuple[int, int] | None:
+    """(width, height) of an images request's ``size``: 8x8 when absent or 'auto', None when invalid."""
+    if value is None or value == "auto":
+        return 8, 8
+    match = re.fullmatch(r"([1-9][0-9]{0,3})x([1-9][0-9]{0,3})", value) if isinstance(value, str) else None
+    if match is None or int(match[1]) > 1024 or int(match[2]) > 1024:
+        return None
+    return int(match[1]), int(match[2])
 
 
 def _error(message: str, code: str) -> dict[str, Any]:
