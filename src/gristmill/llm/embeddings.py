@@ -19,7 +19,6 @@ at fault. A refused single text fails with ``ModelError`` as a refused chat requ
 from __future__ import annotations
 
 import base64
-import dataclasses
 import json
 import math
 import struct
@@ -28,15 +27,11 @@ from typing import Any
 
 from gristmill.config.models import ModelProvider
 from gristmill.errors import ConfigError, ModelError
-from gristmill.llm.http import HTTPConnectError, HTTPTimeout, HTTPTransportError
-from gristmill.llm.openai import OpenAIClient, parse_retry_after
+from gristmill.llm.openai import OpenAIClient
 from gristmill.llm.runtime import ModelHandle, Usage
-from gristmill.llm.secrets import clip, provider_secrets, resolve_api_key
-from gristmill.llm.types import Attempt, Completion, Message, Outcome, RequestBody, classify_status
+from gristmill.llm.types import Attempt, Completion, Message, Outcome, RequestBody
 
 EMBEDDINGS_PATH = "/embeddings"
-# Characters of an error body looked at: enough for the endpoint's message, bounded for an error page.
-_ERROR_SCAN = 64 * 1024
 
 Vector = list[float]
 
@@ -94,17 +89,6 @@ def _decode(value: Any) -> Any:
     return value
 
 
-def _error_message(body: bytes) -> str:
-    try:
-        data = json.loads(body)
-    except ValueError:
-        return body[:_ERROR_SCAN].decode("utf-8", "replace").strip()
-    error = data.get("error", data) if isinstance(data, dict) else data
-    if isinstance(error, dict):
-        error = error.get("message") or error.get("detail") or error
-    return str(error)[:_ERROR_SCAN]
-
-
 class EmbeddingsEndpoint:
     """The ``/embeddings`` endpoint of one OpenAI-compatible provider, in the shape the runtime's
     retry loop drives (a :class:`~gristmill.llm.types.ChatClient`). It shares the provider's chat
@@ -120,39 +104,15 @@ class EmbeddingsEndpoint:
                           "LLM columns need a model with generation_type: chat")
 
     async def send(self, body: RequestBody, *, timeout: float) -> Attempt:
-        key = resolve_api_key(self.provider)
-        attempt = await self._send(body, key, timeout=timeout)
-        if attempt.message:  # redacted, then cut: servers quote credentials in error texts
-            attempt = dataclasses.replace(attempt, message=clip(attempt.message, provider_secrets(self.provider, key)))
-        if isinstance(attempt.completion, EmbeddingAnswer) and attempt.completion.rejected:
-            rejected = clip(attempt.completion.rejected, provider_secrets(self.provider, key))
-            attempt = dataclasses.replace(attempt, completion=EmbeddingAnswer(content="", rejected=rejected))
-        return attempt
-
-    async def _send(self, body: RequestBody, key: str | None, *, timeout: float) -> Attempt:
-        headers = f"Authorization: Bearer {key}\r\n" if key else ""
-        data = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
-        try:
-            response = await self.client.pool.request("POST", EMBEDDINGS_PATH, data, timeout=timeout,
-                                                      headers=headers)
-        except HTTPTimeout as exc:
-            return Attempt(Outcome.TRANSIENT, message=f"timeout: {exc}")
-        except HTTPConnectError as exc:
-            return Attempt(Outcome.TRANSIENT, message=str(exc))
-        except HTTPTransportError as exc:
-            return Attempt(Outcome.TRANSIENT, message=f"connection error: {exc}")
         texts = body.get("input")
         count = len(texts) if isinstance(texts, list) else 1
-        if response.status != 200:
-            outcome = classify_status(response.status)
-            message = f"HTTP {response.status}: {_error_message(response.body)}"
-            if outcome is Outcome.REJECTED and count > 1:
-                # Not the request's fault as a whole: the caller splits it to find the text at fault.
-                return Attempt(Outcome.OK, completion=EmbeddingAnswer(content="", rejected=message),
-                               status=response.status)
-            return Attempt(outcome, status=response.status, message=message,
-                           retry_after=parse_retry_after(response.headers.get("retry-after")))
-        return parse_embeddings(response.body, count)
+        attempt = await self.client.post(EMBEDDINGS_PATH, body, lambda raw: parse_embeddings(raw, count),
+                                         timeout=timeout)
+        if attempt.outcome is Outcome.REJECTED and count > 1:
+            # Not the request's fault as a whole: the caller splits it to find the text at fault.
+            return Attempt(Outcome.OK, completion=EmbeddingAnswer(content="", rejected=attempt.message),
+                           status=attempt.status)
+        return attempt
 
     async def aclose(self) -> None:
         return None

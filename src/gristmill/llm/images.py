@@ -20,22 +20,17 @@ from __future__ import annotations
 
 import base64
 import binascii
-import dataclasses
 import json
 from dataclasses import dataclass
 from typing import Any
 
 from gristmill.config.models import ModelProvider
 from gristmill.errors import ConfigError, ModelError
-from gristmill.llm.http import HTTPConnectError, HTTPTimeout, HTTPTransportError
-from gristmill.llm.openai import OpenAIClient, parse_retry_after
+from gristmill.llm.openai import OpenAIClient
 from gristmill.llm.runtime import ModelHandle, Usage
-from gristmill.llm.secrets import clip, provider_secrets, resolve_api_key
-from gristmill.llm.types import Attempt, Completion, Message, Outcome, RequestBody, classify_status
+from gristmill.llm.types import Attempt, Completion, Message, Outcome, RequestBody
 
 IMAGES_PATH = "/images/generations"
-# Characters of an error body looked at: enough for the endpoint's message, bounded for an error page.
-_ERROR_SCAN = 64 * 1024
 # File signatures of the formats image endpoints answer in, and the file suffix of each.
 _SIGNATURES: tuple[tuple[bytes, int, str], ...] = (
     (b"\x89PNG\r\n\x1a\n", 0, "png"), (b"\xff\xd8\xff", 0, "jpg"), (b"GIF87a", 0, "gif"), (b"GIF89a", 0, "gif"),
@@ -106,17 +101,6 @@ def _token_count(value: object) -> int:
     return int(value) if value != float("inf") else 0
 
 
-def _error_message(body: bytes) -> str:
-    try:
-        data = json.loads(body)
-    except ValueError:
-        return body[:_ERROR_SCAN].decode("utf-8", "replace").strip()
-    error = data.get("error", data) if isinstance(data, dict) else data
-    if isinstance(error, dict):
-        error = error.get("message") or error.get("detail") or error
-    return str(error)[:_ERROR_SCAN]
-
-
 class ImagesEndpoint:
     """The ``/images/generations`` endpoint of one OpenAI-compatible provider, in the shape the
     runtime's retry loop drives (a :class:`~gristmill.llm.types.ChatClient`). It shares the
@@ -132,28 +116,7 @@ class ImagesEndpoint:
                           "LLM columns need a model with generation_type: chat")
 
     async def send(self, body: RequestBody, *, timeout: float) -> Attempt:
-        key = resolve_api_key(self.provider)
-        attempt = await self._send(body, key, timeout=timeout)
-        if attempt.message:  # redacted, then cut: servers quote credentials in error texts
-            attempt = dataclasses.replace(attempt, message=clip(attempt.message, provider_secrets(self.provider, key)))
-        return attempt
-
-    async def _send(self, body: RequestBody, key: str | None, *, timeout: float) -> Attempt:
-        headers = f"Authorization: Bearer {key}\r\n" if key else ""
-        data = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
-        try:
-            response = await self.client.pool.request("POST", IMAGES_PATH, data, timeout=timeout, headers=headers)
-        except HTTPTimeout as exc:
-            return Attempt(Outcome.TRANSIENT, message=f"timeout: {exc}")
-        except HTTPConnectError as exc:
-            return Attempt(Outcome.TRANSIENT, message=str(exc))
-        except HTTPTransportError as exc:
-            return Attempt(Outcome.TRANSIENT, message=f"connection error: {exc}")
-        if response.status != 200:
-            return Attempt(classify_status(response.status), status=response.status,
-                           message=f"HTTP {response.status}: {_error_message(response.body)}",
-                           retry_after=parse_retry_after(response.headers.get("retry-after")))
-        return parse_images(response.body)
+        return await self.client.post(IMAGES_PATH, body, parse_images, timeout=timeout)
 
     async def aclose(self) -> None:
         return None

@@ -6,6 +6,7 @@ import dataclasses
 import email.utils
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 from gristmill.config.models import ModelProvider
@@ -67,20 +68,27 @@ class OpenAIClient:
         return body
 
     async def send(self, body: RequestBody, *, timeout: float) -> Attempt:
+        return await self.post("/chat/completions", body, parse_completion, timeout=timeout)
+
+    async def post(self, path: str, body: RequestBody, parse: Callable[[bytes], Attempt], *,
+                   timeout: float) -> Attempt:
+        """POST ``body`` as JSON to ``path`` over the provider's pool, once: a 200 answer is read by
+        ``parse``; anything else is an attempt classified for the runtime's retry loop. Chat,
+        embeddings and images all go through here."""
         key = resolve_api_key(self.provider)
-        attempt = await self._send(body, key, timeout=timeout)
+        attempt = await self._post(path, body, parse, key, timeout=timeout)
         if not attempt.message:
             return attempt
         # Every message goes out redacted, then cut: servers quote credentials in error texts.
         return dataclasses.replace(attempt, message=clip(attempt.message, provider_secrets(self.provider, key)))
 
-    async def _send(self, body: RequestBody, key: str | None, *, timeout: float) -> Attempt:
+    async def _post(self, path: str, body: RequestBody, parse: Callable[[bytes], Attempt], key: str | None, *,
+                    timeout: float) -> Attempt:
         """Send once with ``key``; the attempt's message is not redacted yet."""
         headers = f"Authorization: Bearer {key}\r\n" if key else ""
         data = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
         try:
-            response = await self.pool.request("POST", "/chat/completions", data, timeout=timeout,
-                                               headers=headers)
+            response = await self.pool.request("POST", path, data, timeout=timeout, headers=headers)
         except HTTPTimeout as exc:
             return Attempt(Outcome.TRANSIENT, message=f"timeout: {exc}")
         except HTTPConnectError as exc:
@@ -91,7 +99,7 @@ class OpenAIClient:
             return Attempt(classify_status(response.status), status=response.status,
                            message=f"HTTP {response.status}: {_error_message(response.body)}",
                            retry_after=parse_retry_after(response.headers.get("retry-after")))
-        return parse_completion(response.body)
+        return parse(response.body)
 
     async def aclose(self) -> None:
         await self.pool.aclose()
