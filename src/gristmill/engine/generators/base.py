@@ -8,11 +8,12 @@ LLMs, which is what lets new column types plug in.
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeAlias, cast, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeAlias, TypeVar, cast, runtime_checkable
 
 import numpy as np
 import pyarrow as pa
@@ -22,11 +23,13 @@ from gristmill.config.dataset import DatasetConfig
 from gristmill.config.registry import get_registry, resolve_implementation
 from gristmill.config.run import RunConfig
 from gristmill.engine.progress import CellProgress, NullProgress
-from gristmill.errors import ConfigError
+from gristmill.errors import ConfigError, ModelError
+
+T = TypeVar("T")
 
 if TYPE_CHECKING:
     from gristmill.llm.cache import ResponseCache
-    from gristmill.llm.runtime import LLMRuntime
+    from gristmill.llm.runtime import LLMRuntime, ModelHandle
 
 ColumnValues: TypeAlias = np.ndarray | pa.Array | pa.ChunkedArray | Sequence[Any]
 
@@ -151,6 +154,50 @@ class EngineContext:
     cache_scope: str = ""  # separates cache entries of same-named columns (a workflow's stage name)
     usage: dict[str, dict[str, int]] = field(default_factory=lambda: defaultdict(lambda: defaultdict(int)))
     progress: CellProgress = field(default_factory=NullProgress)  # the run's progress line, told of each cell
+
+
+class ModelColumnGenerator:
+    """What every generator of a column that calls a model sets up the same way: the model (of the
+    ``generation_type`` the column needs), the response cache (None when caching is off) with the
+    column's name in it (scoped by the workflow stage), usage counters, progress and the error window."""
+
+    generation_type: str = "chat"
+
+    def __init__(self, column: Any, context: EngineContext) -> None:
+        if context.llm is None:
+            raise ModelError(f"column {column.name!r} needs a model, but the run has no LLM runtime")
+        handle = context.llm.model(column.model_alias, context.config.models)
+        kind = handle.resolved.model.generation_type
+        if kind != self.generation_type:
+            raise ConfigError(f"column {column.name!r}: model alias {column.model_alias!r} is a {kind} model; "
+                              f"{_a_column_of(column)} needs a model declared with generation_type: "
+                              f"{self.generation_type}")
+        self.handle: ModelHandle = handle
+        self.cache: ResponseCache | None = context.response_cache if context.run_config.cache else None
+        self.cache_column = f"{context.cache_scope}/{column.name}" if context.cache_scope else column.name
+        self.usage = context.usage[column.model_alias]
+        self.progress = context.progress
+        self.errors = ErrorWindow(context.run_config.max_error_rate, context.run_config.error_window)
+        self.previewing = context.dataset_dir is None  # preview writes nothing: no resume to suggest
+
+
+def _a_column_of(column: Any) -> str:
+    kind = str(column.column_type)
+    if kind.startswith("llm_"):
+        return "an LLM column"
+    return f"{'an' if kind[:1] in 'aeiou' else 'a'} {kind} column"
+
+
+async def gather_or_cancel(tasks: Sequence[asyncio.Future[T]]) -> list[T]:
+    """The results of ``tasks``; when one fails (or the caller is cancelled) the others are
+    cancelled and awaited first, so no request outlives its batch."""
+    try:
+        return list(await asyncio.gather(*tasks))
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
 
 
 class ColumnGenerator(Protocol):

@@ -31,8 +31,14 @@ import numpy as np
 import pyarrow as pa
 
 from gristmill.config.embedding import EmbeddingColumn
-from gristmill.engine.generators.base import BatchFrame, ColumnValues, EngineContext, ErrorWindow
-from gristmill.errors import ConfigError, ModelAuthError, ModelError
+from gristmill.engine.generators.base import (
+    BatchFrame,
+    ColumnValues,
+    EngineContext,
+    ModelColumnGenerator,
+    gather_or_cancel,
+)
+from gristmill.errors import ModelAuthError, ModelError
 from gristmill.llm.cache import ResponseCache
 from gristmill.llm.embeddings import EmbeddingAnswer, embed, embedding_body, embedding_handle
 
@@ -53,26 +59,15 @@ class _Batch:
         return sum(len(self.rows_of[text]) for text in texts)
 
 
-class EmbeddingGenerator:
+class EmbeddingGenerator(ModelColumnGenerator):
     """Generates one embedding column for each batch it is given."""
 
+    generation_type = "embedding"
+
     def __init__(self, column: EmbeddingColumn, context: EngineContext) -> None:
-        if context.llm is None:
-            raise ModelError(f"column {column.name!r} needs a model, but the run has no LLM runtime")
-        handle = context.llm.model(column.model_alias, context.config.models)
-        if handle.resolved.model.generation_type != "embedding":
-            raise ConfigError(f"column {column.name!r}: model alias {column.model_alias!r} is a "
-                              f"{handle.resolved.model.generation_type} model; an embedding column needs a model "
-                              "declared with generation_type: embedding")
+        super().__init__(column, context)
         self.column = column
-        self.handle = embedding_handle(handle)
-        self.cache: ResponseCache | None = context.response_cache if context.run_config.cache else None
-        scope = context.cache_scope
-        self.cache_column = f"{scope}/{column.name}" if scope else column.name
-        self.usage = context.usage[column.model_alias]
-        self.progress = context.progress
-        self.errors = ErrorWindow(context.run_config.max_error_rate, context.run_config.error_window)
-        self.previewing = context.dataset_dir is None
+        self.handle = embedding_handle(self.handle)
         dim = column.dimensions
         self.arrow_type = pa.list_(pa.float32(), dim) if dim is not None else pa.list_(pa.float32())
 
@@ -206,14 +201,7 @@ class EmbeddingGenerator:
 
 async def _all(requests: list[Coroutine[Any, Any, None]]) -> None:
     """Run ``requests`` concurrently; on the first error cancel the rest (their stored answers stay)."""
-    tasks = [asyncio.ensure_future(r) for r in requests]
-    try:
-        await asyncio.gather(*tasks)
-    except BaseException:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        raise
+    await gather_or_cancel([asyncio.ensure_future(r) for r in requests])
 
 
 def _as_text(value: Any) -> str | None:

@@ -40,10 +40,16 @@ from typing import Any
 import pyarrow as pa
 
 from gristmill.config.image import ImageColumn
-from gristmill.engine.generators.base import BatchFrame, ColumnValues, EngineContext, ErrorWindow
+from gristmill.engine.generators.base import (
+    BatchFrame,
+    ColumnValues,
+    EngineContext,
+    ModelColumnGenerator,
+    gather_or_cancel,
+)
 from gristmill.engine.sandbox import TemplateLimits
 from gristmill.engine.templates import render_column
-from gristmill.errors import ConfigError, GenerationError, ModelAuthError, ModelError, ModelUnreachableError
+from gristmill.errors import GenerationError, ModelAuthError, ModelError, ModelUnreachableError
 from gristmill.llm.cache import ResponseCache
 from gristmill.llm.images import generate_image, image_body, image_format, image_handle
 from gristmill.storage.atomic import write_bytes_atomic
@@ -71,25 +77,15 @@ class _Failures:
     first: str = ""
 
 
-class ImageGenerator:
+class ImageGenerator(ModelColumnGenerator):
     """Generates one image column for each batch it is given."""
 
+    generation_type = "image"
+
     def __init__(self, column: ImageColumn, context: EngineContext) -> None:
-        if context.llm is None:
-            raise ModelError(f"column {column.name!r} needs a model, but the run has no LLM runtime")
-        handle = context.llm.model(column.model_alias, context.config.models)
-        kind = handle.resolved.model.generation_type
-        if kind != "image":
-            raise ConfigError(f"column {column.name!r}: model alias {column.model_alias!r} is a {kind} model; an "
-                              "image column needs a model declared with generation_type: image")
+        super().__init__(column, context)
         self.column = column
-        self.handle = image_handle(handle)
-        self.cache: ResponseCache | None = context.response_cache if context.run_config.cache else None
-        scope = context.cache_scope
-        self.cache_column = f"{scope}/{column.name}" if scope else column.name
-        self.usage = context.usage[column.model_alias]
-        self.progress = context.progress
-        self.errors = ErrorWindow(context.run_config.max_error_rate, context.run_config.error_window)
+        self.handle = image_handle(self.handle)
         self.limits = TemplateLimits.from_run_config(context.run_config)
         self.dataset_dir = context.dataset_dir
         self.preview_cache_dir = context.response_cache.path.parent if context.response_cache is not None else None
@@ -106,13 +102,8 @@ class ImageGenerator:
         failures = _Failures()
         tasks = [asyncio.ensure_future(self._cell(frame, i, bodies[i], keys[i], failures)) for i in missing]
         try:
-            for i, path in zip(missing, await asyncio.gather(*tasks), strict=True):
+            for i, path in zip(missing, await gather_or_cancel(tasks), strict=True):
                 values[i] = path
-        except BaseException:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            raise
         finally:
             if failures.count:
                 logger.warning("gristmill: %d of %d images of column %r (batch %d, model %r) failed; first error: "

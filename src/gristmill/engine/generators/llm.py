@@ -47,11 +47,16 @@ from gristmill.config.llm_columns import (
     MultiModalContext,
 )
 from gristmill.config.models import PARAMETER_RANGES
-from gristmill.engine.generators.base import BatchFrame, ColumnValues, EngineContext, ErrorWindow
+from gristmill.engine.generators.base import (
+    BatchFrame,
+    ColumnValues,
+    EngineContext,
+    ModelColumnGenerator,
+    gather_or_cancel,
+)
 from gristmill.engine.sandbox import TemplateLimits
 from gristmill.engine.templates import render_column
 from gristmill.errors import (
-    ConfigError,
     GenerationError,
     ModelAuthError,
     ModelError,
@@ -302,29 +307,17 @@ class _Chunk:
     unreadable: dict[int, str]
 
 
-class LLMColumnGenerator:
+class LLMColumnGenerator(ModelColumnGenerator):
     """Generates one LLM column for each batch it is given."""
 
     def __init__(self, column: LLMColumnBase, context: EngineContext, output_format: OutputFormat) -> None:
-        if context.llm is None:
-            raise ModelError(f"column {column.name!r} needs a model, but the run has no LLM runtime")
+        super().__init__(column, context)
         self.column = column
         self.format = output_format
-        self.handle = context.llm.model(column.model_alias, getattr(context.config, "models", ()))
-        if self.handle.resolved.model.generation_type != "chat":
-            raise ConfigError(f"column {column.name!r}: model alias {column.model_alias!r} is an embedding "
-                              "model; LLM columns need a model with generation_type: chat")
-        self.cache: ResponseCache | None = context.response_cache if context.run_config.cache else None
-        scope = getattr(context, "cache_scope", "") or ""
-        self.cache_column = f"{scope}/{column.name}" if scope else column.name
-        self.usage = context.usage[column.model_alias]
-        self.progress = context.progress
-        self.errors = ErrorWindow(context.run_config.max_error_rate, context.run_config.error_window)
         self.max_corrections = getattr(column, "max_corrections", 0)
         self.schema = self.format.json_schema(column)
         self.instruction = self.format.instruction(column)
         self.limits = TemplateLimits.from_run_config(context.run_config)
-        self.previewing = context.dataset_dir is None  # preview writes nothing: no resume to suggest
         parameters = self.handle.resolved.model.inference_parameters
         self.drawn = parameters.drawn_params()
         self.fixed_params = parameters.fixed_params()
@@ -400,13 +393,8 @@ class LLMColumnGenerator:
                     pending.append(i)
                     tasks.append(task)
                 await asyncio.sleep(0)  # the started requests go out before the next rows are prepared
-            for i, value in zip(pending, await asyncio.gather(*tasks), strict=True):
+            for i, value in zip(pending, await gather_or_cancel(tasks), strict=True):
                 results[i] = value
-        except BaseException:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            raise
         finally:
             self._log_failures(frame, failed, len(pending))
         if pending and self.errors.tripped():
