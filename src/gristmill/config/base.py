@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -72,3 +73,38 @@ def import_reference(reference: str) -> Any:
     for part in qualname.split("."):
         obj = getattr(obj, part)
     return obj
+
+
+def check_function_field(value: Any) -> Any:
+    """A config field holding a function: a callable, or a 'module:qualname' string (ValueError
+    otherwise, for pydantic to name the field)."""
+    if isinstance(value, str):
+        if ":" not in value:
+            raise ValueError(f"function {value!r} must be 'module:qualname'")
+        return value
+    if not callable(value):
+        raise ValueError("function must be a callable or a 'module:qualname' string")
+    return value
+
+
+def resolve_function(function: Any, column: str) -> Callable[..., Any]:
+    """The callable of a function field, importing it when given by name (only from an allowed
+    module); ConfigError naming the column otherwise."""
+    if callable(function):
+        return function  # type: ignore[no-any-return]
+    try:
+        obj = import_reference(str(function))
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(f"column {column!r}: cannot import function {function!r}: {exc}") from exc
+    except ConfigError as exc:  # a module the user has not allowed (config/trust.py)
+        raise ConfigError(f"column {column!r}: {exc}") from None
+    if not callable(obj):
+        raise ConfigError(f"column {column!r}: {function!r} is not callable")
+    return obj  # type: ignore[no-any-return]
+
+
+def function_reference(function: Any) -> str:
+    """'module:qualname' of a function field's value, for fingerprints and config files."""
+    if isinstance(function, str):
+        return function
+    return f"{getattr(function, '__module__', '?')}:{getattr(function, '__qualname__', repr(function))}"

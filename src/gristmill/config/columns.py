@@ -19,7 +19,12 @@ from typing import Any, ClassVar, Literal, TypeVar, cast, overload
 from jinja2 import Environment, TemplateError, meta
 from pydantic import Field, field_serializer, field_validator
 
-from gristmill.config.base import ConfigModel, import_reference
+from gristmill.config.base import (
+    ConfigModel,
+    check_function_field,
+    function_reference,
+    resolve_function,
+)
 from gristmill.config.registry import Implementation, get_registry
 from gristmill.errors import ConfigError
 
@@ -219,36 +224,18 @@ class CustomColumn(ColumnConfig):
     @field_validator("function")
     @classmethod
     def _check_function(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            if ":" not in value:
-                raise ValueError(f"function {value!r} must be 'module:qualname'")
-            return value
-        if not callable(value):
-            raise ValueError("function must be a callable or a 'module:qualname' string")
-        return value
+        return check_function_field(value)
 
     def resolve(self) -> Callable[..., Any]:
         """The callable itself, importing it when given by name."""
-        if callable(self.function):
-            return self.function  # type: ignore[no-any-return]
-        try:
-            obj = import_reference(str(self.function))
-        except (ImportError, AttributeError) as exc:
-            raise ConfigError(f"column {self.name!r}: cannot import function {self.function!r}: {exc}") from exc
-        except ConfigError as exc:  # a module the user has not allowed (config/trust.py)
-            raise ConfigError(f"column {self.name!r}: {exc}") from None
-        return obj  # type: ignore[no-any-return]
+        return resolve_function(self.function, self.name)
 
     def check_ready(self) -> None:
         self.resolve()
 
     def function_ref(self) -> str:
         """'module:qualname' of the function, for the fingerprint and config.json."""
-        if isinstance(self.function, str):
-            return self.function
-        module = getattr(self.function, "__module__", "?")
-        qualname = getattr(self.function, "__qualname__", repr(self.function))
-        return f"{module}:{qualname}"
+        return function_reference(self.function)
 
     def required_columns(self) -> set[str]:
         return set(self.reads)

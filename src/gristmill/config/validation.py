@@ -27,7 +27,12 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field, ValidationError, field_serializer, field_validator, model_validator
 
-from gristmill.config.base import ConfigModel, import_reference
+from gristmill.config.base import (
+    ConfigModel,
+    check_function_field,
+    function_reference,
+    resolve_function,
+)
 from gristmill.config.columns import ColumnConfig
 from gristmill.config.json_schema import schema_problems
 from gristmill.errors import ConfigError
@@ -200,36 +205,18 @@ class CallableValidatorParams(ValidatorParams):
     @field_validator("function")
     @classmethod
     def _check_function(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            if ":" not in value:
-                raise ValueError(f"function {value!r} must be 'module:qualname'")
-            return value
-        if not callable(value):
-            raise ValueError("function must be a callable or a 'module:qualname' string")
-        return value
+        return check_function_field(value)
 
     def resolve(self, column: str) -> Callable[..., Any]:
         """The callable itself, importing it when given by name (only from an allowed module)."""
-        if callable(self.function):
-            return self.function  # type: ignore[no-any-return]
-        try:
-            obj = import_reference(str(self.function))
-        except (ImportError, AttributeError) as exc:
-            raise ConfigError(f"column {column!r}: cannot import function {self.function!r}: {exc}") from exc
-        except ConfigError as exc:  # a module the user has not allowed
-            raise ConfigError(f"column {column!r}: {exc}") from None
-        if not callable(obj):
-            raise ConfigError(f"column {column!r}: {self.function!r} is not callable")
-        return obj  # type: ignore[no-any-return]
+        return resolve_function(self.function, column)
 
     def check_ready(self, column: str) -> None:
         self.resolve(column)
 
     @field_serializer("function")
     def _serialize_function(self, value: Any) -> str:
-        if isinstance(value, str):
-            return value
-        return f"{getattr(value, '__module__', '?')}:{getattr(value, '__qualname__', repr(value))}"
+        return function_reference(value)
 
 
 class RemoteValidatorParams(ValidatorParams):
