@@ -234,12 +234,9 @@ def model_prices(config: DatasetConfig, llm: LLMRuntime | None) -> dict[str, Mod
     """Prices of the model aliases ``config`` calls, for those whose ``ModelConfig`` has one."""
     if llm is None:
         return {}
-    prices = {}
-    for alias in sorted({a for column in config.columns for a in column.model_aliases()}):
-        price = llm.registry.resolve(alias, config.models).model.price()
-        if price is not None:
-            prices[alias] = price
-    return prices
+    from gristmill.llm import pricing
+
+    return pricing.model_prices(llm, {a for column in config.columns for a in column.model_aliases()}, config.models)
 
 
 def llm_cells_per_row(config: DatasetConfig) -> int:

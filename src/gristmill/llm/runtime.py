@@ -45,9 +45,8 @@ class ModelHandle:
         self.client = client
         self.throttle = throttle
         config = resolved.model
-        self._params = {k: v for k, v in config.inference_parameters.model_dump(exclude={"extra"}).items()
-                        if v is not None}
-        self._params.update(config.inference_parameters.extra)
+        # Parameters drawn per row are the LLM column's to add (engine/generators/llm.py).
+        self._params = config.inference_parameters.fixed_params()
 
     @property
     def alias(self) -> str:
@@ -80,6 +79,8 @@ class ModelHandle:
                 assert attempt.completion is not None
                 usage["input_tokens"] += attempt.completion.input_tokens
                 usage["output_tokens"] += attempt.completion.output_tokens
+                if attempt.completion.reasoning_tokens:  # reported by some endpoints, part of output_tokens
+                    usage["reasoning_tokens"] += attempt.completion.reasoning_tokens
                 return attempt.completion
             where = f"model {self.alias!r} ({self.resolved.provider.name}/{config.model})"
             if attempt.outcome is Outcome.AUTH:

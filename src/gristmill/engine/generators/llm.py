@@ -535,8 +535,6 @@ class LLMColumnGenerator(ModelColumnGenerator):
         for correction in range(self.max_corrections + 1):
             completion = await self.handle.complete(body, self.usage)
             conversation.requests += 1
-            if completion.reasoning_tokens:
-                self.usage["reasoning_tokens"] += completion.reasoning_tokens
             content, reasoning = split_reasoning(completion.content, completion.reasoning)
             conversation.add({"role": "assistant", "content": content}, reasoning=reasoning)
             try:
