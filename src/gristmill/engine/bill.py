@@ -344,27 +344,29 @@ def _column_bill(generator: LLMColumnGenerator) -> ColumnBill:
 
 def _llm_cells(generator: LLMColumnGenerator, frame: BatchFrame, rows: np.ndarray, cache: CacheReader,
                bill: ColumnBill) -> tuple[dict[str, list[Any]], np.ndarray]:
-    """Render the prompts of ``rows``, look them up; returns the cells the cache fills and where."""
+    """Build the request bodies of ``rows`` as the run would (images read, parameters drawn), look
+    them up; returns the cells the cache fills and where. A row whose body cannot be built (a
+    missing image) fails in the run without a request, so it is not billed."""
     picked = [int(i) for i in np.flatnonzero(rows)]
-    bodies = [generator.handle.build_body(m, generator.schema) for m in generator.messages(_subframe(frame, picked))]
-    keys = [ResponseCache.key(identity=generator.handle.identity, body=body, column=generator.cache_column,
-                              row=frame.row_offset + i) for i, body in zip(picked, bodies, strict=True)]
-    found = cache.get_many(keys)
-    values: list[Any] = [None] * frame.num_rows
-    reasoning: list[Any] = [None] * frame.num_rows
+    bodies, _ = generator.request_bodies(frame, picked)
+    keys = {i: ResponseCache.key(identity=generator.handle.identity, body=body, column=generator.cache_column,
+                                 row=frame.row_offset + i) for i, body in bodies.items()}
+    found = cache.get_many(list(keys.values()))
+    cells: dict[str, list[Any]] = {name: [None] * frame.num_rows for name in generator.column.output_columns()}
     known = np.zeros(frame.num_rows, dtype=bool)
-    for i, key, body in zip(picked, keys, bodies, strict=True):
+    for i, key in keys.items():
         stored = found.get(key)
-        tokens = _tokens(body)
+        tokens = _tokens(bodies[i])
         bill.rendered, bill.rendered_tokens = bill.rendered + 1, bill.rendered_tokens + tokens
         if stored is None:
             bill.to_pay += 1
             bill.input_tokens += tokens
-        else:
-            bill.cached += 1
-            values[i], reasoning[i], known[i] = stored.get("v"), stored.get("r"), True
-    names = generator.column.output_columns()
-    return dict(zip(names, [values, reasoning], strict=False)), known
+            continue
+        bill.cached += 1
+        known[i] = True
+        for name, value in generator.cached_cells(stored, bodies[i]).items():
+            cells[name][i] = value
+    return cells, known
 
 
 async def _free_cells(generator: Any, frame: BatchFrame, rows: np.ndarray) -> dict[str, list[Any]]:
