@@ -3,6 +3,7 @@ rendered in headless Chromium, and the ``report`` command run in a subprocess.""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -223,6 +224,31 @@ def test_workflow_report_draws_the_stage_graph_and_a_section_per_stage(
     sections = [attrs["id"] for tag, attrs in page.tags if tag == "section"]
     assert sections == ["stage-0", "stage-1"]
     assert page.count("svg", "chart-numeric") == 3  # n in both stages, d in the second
+
+
+def test_the_workflow_metadata_keeps_each_stages_reason_for_the_report_and_status(tmp_path: Path) -> None:
+    """The reasons come from disk: a report written later (``gristmill report DIR``) shows why the
+    last run did what it did, also after a rerun that reused a stage and reran the other."""
+    def run(expr: str) -> gm.WorkflowResults:
+        with gm.Mill(tmp_path / "a", run_config=gm.RunConfig(batch_size=4, show_progress=False)) as mill:
+            wf = mill.compose_workflow("wf")
+            wf.add_stage("base", gm.ConfigBuilder().add_column(
+                name="n", column_type="sampler", sampler_type="uniform", params={"low": 1, "high": 9}),
+                num_records=6)
+            wf.add_stage("doubled", gm.ConfigBuilder().add_column(name="d", column_type="expression", expr=expr))
+            return wf.run()
+
+    run("{{ n * 2 }}")
+    second = run("{{ n * 3 }}")
+    assert second.plan is not None
+    planned = {s.name: (s.action.value, s.reason) for s in second.plan.stages}
+    assert planned["base"][0] == "reuse" and planned["doubled"][0] == "run"
+    stages = Page(write_workflow_report(second.workflow_dir).read_text(encoding="utf-8")).table_with("action")
+    assert {name: tuple(stages[name][3:5]) for name in planned} == planned
+    shown = subprocess.run([sys.executable, "-m", "gristmill.cli.main", "status", str(second.workflow_dir)],
+                           capture_output=True, text=True, timeout=60, env={**os.environ, "COLUMNS": "250"})
+    assert shown.returncode == 0, shown.stderr
+    assert planned["doubled"][1] in " ".join(shown.stdout.split())
 
 
 def test_a_directory_without_metadata_is_an_artifact_error(tmp_path: Path) -> None:

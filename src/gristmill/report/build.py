@@ -51,11 +51,11 @@ def write_dataset_report(dataset_dir: str | Path, path: str | Path | None = None
 def write_workflow_report(workflow_dir: str | Path, path: str | Path | None = None, *,
                           reasons: Mapping[str, str] | None = None) -> Path:
     """Write the report of a workflow directory (default ``<workflow_dir>/report.html``): the stage
-    graph, then a section per stage. ``reasons`` (stage -> why the last run did what it did, from
-    ``WorkflowResults.plan``) are shown when given; they are not stored on disk."""
+    graph, then a section per stage with why the last run did what it did: ``reasons`` (stage ->
+    reason) when given, else the reasons the workflow metadata recorded."""
     root = Path(workflow_dir)
     view = read_workflow(root)
-    why = reasons or {}
+    why = dict(reasons) if reasons is not None else {s.name: s.last_reason for s in view.stages if s.last_reason}
     total = sum_usage(stage.usage for stage in view.stages)
     facts = [("workflow", str(root)), ("stages", str(len(view.stages))), ("updated", _when(view.updated_at))]
     sections = [stages_section(view, why), usage_section(total, {}, {}, heading="Model usage, all stages")]
@@ -163,6 +163,7 @@ class StageView(BaseModel):
     depends_on: list[str] = Field(default_factory=list)
     status: str
     last_action: str | None = None
+    last_reason: str | None = None
     seeded_from: str | None = None
     output_rows: int | None = None
     output_files: list[OutputFileView] = Field(default_factory=list)

@@ -60,6 +60,7 @@ class StageRecord(BaseModel):
     depends_on: list[str] = Field(default_factory=list, description="Stages whose output this one reads.")
     status: StageStatus = Field(description="Status after the last run that touched the stage.")
     last_action: str | None = Field(default=None, description="What the last run did: reuse, resume or run.")
+    last_reason: str | None = Field(default=None, description="Why the last run did it (the plan's reason).")
     fingerprint: str | None = Field(default=None, description="Stage fingerprint (sha256).")
     fingerprint_components: dict[str, JsonValue] = Field(default_factory=dict,
                                                          description="What the fingerprint covers.")

@@ -120,9 +120,9 @@ class WorkflowRunner:
                        cache: ResponseCache | None) -> tuple[Handoff, StageResult]:
         empty_from = next((h.empty_from for h in parents.values() if h.empty_from is not None), None)
         if step.action is StageAction.SKIP_EMPTY or empty_from is not None:
-            return self._skip(stage, empty_from or "?")
+            return self._skip(stage, empty_from or "?", step)
         if step.action is StageAction.REUSE:
-            return self._reuse(stage)
+            return self._reuse(stage, step)
         return self._generate(stage, step, parents, cache)
 
     # -- metadata -----------------------------------------------------------------------------
@@ -147,22 +147,24 @@ class WorkflowRunner:
             self.meta.save(self.workflow_dir / WORKFLOW_METADATA_FILE)
 
     # -- actions ------------------------------------------------------------------------------
-    def _skip(self, stage: StageDefinition, empty_from: str) -> tuple[Handoff, StageResult]:
+    def _skip(self, stage: StageDefinition, empty_from: str, step: StagePlan) -> tuple[Handoff, StageResult]:
+        reason = step.reason if step.action is StageAction.SKIP_EMPTY else f"upstream {empty_from!r} came out empty"
         self._save(StageRecord(index=stage.index, name=stage.name, directory=stage.directory_name,
                                depends_on=list(stage.parents), last_action=StageAction.SKIP_EMPTY.value,
-                               status=StageStatus.SKIPPED_EMPTY_UPSTREAM, upstream_stage=empty_from))
+                               last_reason=reason, status=StageStatus.SKIPPED_EMPTY_UPSTREAM,
+                               upstream_stage=empty_from))
         self._show_done(f"{stage.name} (skipped: {empty_from!r} came out empty)", 0)
         return (Handoff(stage.name, None, 0, None, empty_from=empty_from),
                 SkippedStageResult(stage=stage.name, upstream_stage=empty_from))
 
-    def _reuse(self, stage: StageDefinition) -> tuple[Handoff, StageResult]:
+    def _reuse(self, stage: StageDefinition, step: StagePlan) -> tuple[Handoff, StageResult]:
         prior = self.prior.metadata.stage(stage.index, stage.name) if self.prior.metadata else None
         if prior is None or prior.fingerprint is None or prior.output_path is None or prior.output_rows is None:
             # StageRecord's validator rejects such files on load; only a bug gets here.
             raise WorkflowError(f"stage {stage.name!r} was planned REUSE but its record is incomplete; run with "
                                 "resume=if-possible again")
         record = prior.model_copy(deep=True)
-        record.last_action = StageAction.REUSE.value
+        record.last_action, record.last_reason = StageAction.REUSE.value, step.reason
         empty = record.status is StageStatus.COMPLETED_EMPTY
         files = tuple(resolve_stored(f.file, self.workflow_dir) for f in prior.output_files)
         handoff = Handoff(stage.name, resolve_stored(prior.output_path, self.workflow_dir), prior.output_rows,
@@ -215,7 +217,7 @@ class WorkflowRunner:
                                 "was a seed file or callback output edited during the run? Run again.")
         return StageRecord(
             index=stage.index, name=stage.name, directory=stage.directory_name, status=StageStatus.RUNNING,
-            depends_on=list(stage.parents), last_action=step.action.value,
+            depends_on=list(stage.parents), last_action=step.action.value, last_reason=step.reason,
             fingerprint=identity.fingerprint, fingerprint_components=identity.components,
             run_seed=self.run_seeds[stage.name], requested_rows=identity.inputs.num_records,
             seeded_from=handoff.stage if handoff else None,
