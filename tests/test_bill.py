@@ -211,3 +211,43 @@ def test_cli_plan_bills_each_stage(server: LLMTestServer, tmp_path: Path, clean_
     assert server.stats()["requests"] == 0
     text = _cli("plan", "wf.yaml", cwd=tmp_path)
     assert "one: 16 to pay, 0 from cache" in text.stdout and "total default: 24 to pay" in text.stdout
+
+
+def _embedding_and_image_config() -> gm.DatasetConfig:
+    return (gm.ConfigBuilder()
+            .add_column(name="n", column_type="sampler", sampler_type="uniform",
+                        params={"low": 1, "high": 4, "integer": True})
+            .add_column(name="text", column_type="expression", expr="item {{ n }}")
+            .add_column(name="vec", column_type="embedding", target_column="text", model_alias="embed",
+                        batch_size=2)
+            .add_column(name="picture", column_type="image", prompt="A drawing of {{ text }}.", model_alias="draw")
+            .build())
+
+
+def test_embedding_and_image_requests_are_billed_as_the_run_groups_them(server: LLMTestServer,
+                                                                        tmp_path: Path) -> None:
+    """Embeddings: one request per ``batch_size`` new distinct texts of a batch (a text of an
+    earlier batch comes from the cache); images: one per row."""
+    provider, chat = provider_and_model(server.url)
+    _, embed = provider_and_model(server.url, alias="embed", model="e", generation_type="embedding")
+    _, draw = provider_and_model(server.url, alias="draw", model="i", generation_type="image")
+    config = _embedding_and_image_config()
+    with gm.Mill(tmp_path / "artifacts", run_config=gm.RunConfig(batch_size=10, seed=7, show_progress=False),
+                 model_providers=[provider], model_configs=[chat, embed, draw]) as mill:
+        bill = _dataset_bill(mill, config, 30)
+        assert server.stats()["requests"] == 0
+        first = mill.create(config, num_records=30, dataset_name="d")
+        sent = server.stats()["requests"]
+        grown_bill = _dataset_bill(mill, config, 40)
+        mill.create(config, num_records=40, dataset_name="d")
+        grown = server.stats()["requests"] - sent
+    texts, seen, expected = first.load_dataset()["text"].tolist(), set(), 0
+    for start in (0, 10, 20):  # a text embedded in an earlier batch comes from the cache
+        new = set(texts[start:start + 10]) - seen
+        expected, seen = expected + -(-len(new) // 2), seen | new  # ceil(new texts / batch_size)
+    vec, picture = _column(bill, "vec"), _column(bill, "picture")
+    assert (picture["to_pay"], picture["cached"], picture["exact"]) == (30, 0, True)
+    assert vec["to_pay"] == expected and vec["exact"] and vec["upper_bound"] >= expected
+    assert sent == bill.requests == first.usage["embed"]["requests"] + first.usage["draw"]["requests"]
+    # Growing by one batch: the 30 stored rows are not billed again, the new 10 are.
+    assert _column(grown_bill, "picture")["to_pay"] == 10 and grown == grown_bill.requests

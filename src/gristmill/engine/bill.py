@@ -1,5 +1,5 @@
-"""The bill of a dataset run, before it runs: per LLM column and model, the requests the run will
-send, those its response cache answers, and an upper bound.
+"""The bill of a dataset run, before it runs: per model column (LLM, embedding, image) and model,
+the requests the run will send, those its response cache answers, and an upper bound.
 
 The batches the run would build are built here in memory, without their paid parts. Seed rows,
 samplers and expressions are computed as the run computes them (free and deterministic); each
@@ -9,6 +9,10 @@ columns that read it are known too. Cells the bill cannot know (an answer not ca
 custom function's or a validator's output) make every prompt that reads them *unknown*: such a
 request counts as paid, never as cached, so the bill is never under what the run sends. Skip
 conditions and failed seed cells (``__errors``) leave cells out exactly as the run does.
+
+Embedding and image columns are looked up the same way (``request_keys``): an embedding request
+carries up to ``batch_size`` distinct texts of a batch, an image request one row. Their cells
+(vectors, file paths) are not filled in, so a column reading them counts as paid.
 
 A bill never contacts a model endpoint (no request is sent; clients only build bodies) and never
 writes: the cache files are read as they are, without the lock or journal files SQLite would
@@ -37,6 +41,8 @@ from gristmill.engine.cells import ERRORS_COLUMN, CellGate, blank, read_errors, 
 from gristmill.engine.dataset_plan import DatasetAction, DatasetDecision
 from gristmill.engine.generators import EngineContext
 from gristmill.engine.generators.base import BatchFrame, to_pylist
+from gristmill.engine.generators.embedding import EmbeddingGenerator
+from gristmill.engine.generators.image import ImageGenerator
 from gristmill.engine.generators.llm import LLMColumnGenerator
 from gristmill.engine.seeds import SeedReader
 from gristmill.engine.services import EngineServices, uses_models
@@ -54,7 +60,9 @@ CHARS_PER_TOKEN = 4  # a rough, provider-neutral estimate of input tokens from r
 
 @dataclass
 class ColumnBill:
-    """The requests of one LLM column: counted while batches are walked, then read."""
+    """The requests of one model column: counted while batches are walked, then read. ``to_pay``
+    and ``unknown`` count requests, ``cells`` and ``cached`` cells (the same for LLM and image
+    columns; an embedding request carries several texts)."""
 
     column: str
     model: str
@@ -67,6 +75,10 @@ class ColumnBill:
     max_tokens: int | None = None  # the model's output cap, if set
     rendered: int = 0  # prompts rendered (cached or not), and their estimated input tokens
     rendered_tokens: int = 0
+    # Embedding texts billed in an earlier batch: the cache answers them when that batch finished
+    # first (as it does one batch at a time), so only the upper bound counts their requests.
+    repeats: int = 0
+    billed_keys: set[str] = field(default_factory=set, repr=False)
 
     @property
     def requests(self) -> int:
@@ -76,7 +88,7 @@ class ColumnBill:
     @property
     def upper_bound(self) -> int:
         """Requests to pay at most: each may take ``max_corrections`` more."""
-        return self.requests * (1 + self.max_corrections)
+        return self.requests * (1 + self.max_corrections) + self.repeats
 
     @property
     def exact(self) -> bool:
@@ -275,6 +287,13 @@ async def _count_batch(plan: BatchPlan, spec: BatchSpec, run_seed: int, cache: C
             bill.cells += int(active.sum())
             bill.unknown += int(unsure.sum())
             bill.input_tokens += int(unsure.sum()) * _mean_tokens(bill)
+        elif isinstance(step.generator, EmbeddingGenerator | ImageGenerator):
+            bill = bills.setdefault(column.name, _column_bill(step.generator))
+            _keyed_requests(step.generator, frame, active & ~unsure, cache, bill)
+            per_request = step.generator.column.batch_size if isinstance(step.generator, EmbeddingGenerator) else 1
+            bill.cells += int(active.sum())
+            bill.unknown += math.ceil(int(unsure.sum()) / per_request)
+            outputs, known = {}, ~active  # vectors and paths are not filled in: their readers count as paid
         elif column.column_type in FREE_COLUMN_TYPES:
             outputs = await _free_cells(step.generator, frame, active & ~unsure)
             known = ~unsure
@@ -336,10 +355,30 @@ def _unknown_of(names: set[str], unknown: dict[str, np.ndarray], num_rows: int) 
     return mask
 
 
-def _column_bill(generator: LLMColumnGenerator) -> ColumnBill:
+def _column_bill(generator: LLMColumnGenerator | EmbeddingGenerator | ImageGenerator) -> ColumnBill:
+    if not isinstance(generator, LLMColumnGenerator):
+        return ColumnBill(generator.column.name, generator.handle.alias)
     max_tokens = generator.handle.resolved.model.inference_parameters.max_tokens
     return ColumnBill(generator.column.name, generator.handle.alias, max_corrections=generator.max_corrections,
                       max_tokens=max_tokens)
+
+
+def _keyed_requests(generator: EmbeddingGenerator | ImageGenerator, frame: BatchFrame, rows: np.ndarray,
+                    cache: CacheReader, bill: ColumnBill) -> None:
+    """Look up the cache keys of an embedding or image column's ``rows``: the requests still to
+    pay, as the run groups them (distinct texts per request for embeddings, a row per image)."""
+    keys = generator.request_keys(frame, [int(i) for i in np.flatnonzero(rows)])
+    found = cache.get_many(sorted(set(keys.values())))
+    bill.cached += sum(1 for key in keys.values() if key in found or key in bill.billed_keys)
+    missing = {key for key in keys.values() if key not in found}
+    new = missing - bill.billed_keys
+    bill.billed_keys |= new
+    if isinstance(generator, EmbeddingGenerator):  # texts are keyed without their row: shared across batches
+        size = generator.column.batch_size
+        bill.to_pay += math.ceil(len(new) / size)
+        bill.repeats += math.ceil(len(missing) / size) - math.ceil(len(new) / size)
+    else:
+        bill.to_pay += len(missing)
 
 
 def _llm_cells(generator: LLMColumnGenerator, frame: BatchFrame, rows: np.ndarray, cache: CacheReader,

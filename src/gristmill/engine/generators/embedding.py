@@ -117,6 +117,13 @@ class EmbeddingGenerator(ModelColumnGenerator):
             rows_of.setdefault(text, []).append(row)
         return rows_of
 
+    def request_keys(self, frame: BatchFrame, rows: list[int]) -> dict[int, str]:
+        """The cache key of each of ``rows`` that has text to embed (a null or empty one sends
+        nothing); rows with the same text share a key and a place in one request. For the bill."""
+        values = frame.pylist(self.column.target_column)
+        texts = {row: _as_text(values[row]) for row in rows}
+        return {row: self._key(text) for row, text in texts.items() if text is not None and text.strip()}
+
     def _key(self, text: str) -> str:
         """The cache key of ``text``: the body of a one-text request, whatever the batching."""
         model = self.handle.resolved

@@ -95,8 +95,11 @@ class ImageGenerator(ModelColumnGenerator):
         rows = frame.active_rows()
         self.progress.cells_done(frame.num_rows - len(rows))
         bodies = self._bodies(frame, rows)
-        keys = {i: ResponseCache.key(identity=self.handle.identity, body=body, column=self.cache_column,
-                                     row=frame.row_offset + i) for i, body in bodies.items()}
+        for i in rows:
+            if i not in bodies:
+                frame.fail(i, "the prompt rendered empty; nothing to draw", 0)
+                self.progress.cells_done(1)
+        keys = self._keys(frame, bodies)
         values: list[str | None] = [None] * frame.num_rows
         missing = await self._from_cache(frame, keys, values) if self.cache is not None else list(bodies)
         failures = _Failures()
@@ -113,8 +116,17 @@ class ImageGenerator(ModelColumnGenerator):
             raise self._stop_error()
         return {self.column.name: pa.array(values, type=pa.string())}
 
+    def request_keys(self, frame: BatchFrame, rows: list[int]) -> dict[int, str]:
+        """The cache key of each of ``rows`` that sends a request (an empty prompt sends none):
+        what the bill looks up."""
+        return self._keys(frame, self._bodies(frame, rows))
+
+    def _keys(self, frame: BatchFrame, bodies: dict[int, dict[str, Any]]) -> dict[int, str]:
+        return {i: ResponseCache.key(identity=self.handle.identity, body=body, column=self.cache_column,
+                                     row=frame.row_offset + i) for i, body in bodies.items()}
+
     def _bodies(self, frame: BatchFrame, rows: list[int]) -> dict[int, dict[str, Any]]:
-        """The request body of each active row; a row whose prompt renders empty fails here."""
+        """The request body of each of ``rows`` whose prompt does not render empty."""
         every = len(rows) == frame.num_rows
 
         def column(name: str) -> list[Any]:
@@ -129,8 +141,6 @@ class ImageGenerator(ModelColumnGenerator):
         bodies: dict[int, dict[str, Any]] = {}
         for i, prompt in zip(rows, prompts, strict=True):
             if not prompt.strip():
-                frame.fail(i, "the prompt rendered empty; nothing to draw", 0)
-                self.progress.cells_done(1)
                 continue
             bodies[i] = image_body(model.model.model, prompt, size=col.size, quality=col.quality,
                                    response_format=col.response_format, params=col.extra_params,
