@@ -118,6 +118,14 @@ def test_cache_logs_show_the_answers(tmp_path: Path, clean_environ: Path) -> Non
     logs = run_cli("cache", "logs", "artifacts/llm", "-n", "2", "--column", "text", cwd=tmp_path)
     assert logs.returncode == 0, logs.stderr
     assert logs.stdout.count("Echo: Write about") == 2 and "text" in logs.stdout
+    # One line per answer: when, stage, column, row, prompt, answer, tokens in/out.
+    cells = [[c.strip() for c in line.split("│")[1:-1]] for line in logs.stdout.splitlines() if "Echo:" in line]
+    frame = gm.DatasetResults(tmp_path / "artifacts" / "llm").load_dataset()
+    for _when, stage, column, row, prompt, answer, tokens in cells:
+        assert (stage, column) == ("-", "text")
+        assert prompt == f"Write about {frame['topic'][int(row)]}" and answer == frame["text"][int(row)]
+        assert all(int(n) > 0 for n in tokens.split("/"))
+    assert len({row for _, _, _, row, *_ in cells}) == 2
 
 
 def test_version_and_help_without_raw_markup(tmp_path: Path) -> None:

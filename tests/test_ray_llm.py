@@ -221,3 +221,22 @@ def test_the_embedded_local_model_is_refused_unless_a_client_of_the_callers_answ
     with gm.Mill(tmp_path / "given", run_config=run_config, clients={"local": answers}) as mill:
         given = mill.create(config, num_records=BATCH_SIZE, dataset_name="data")
     assert given.load_dataset()["text"].tolist() == ["fine"] * BATCH_SIZE
+
+
+def test_a_column_that_calls_tools_is_refused_before_any_work(tmp_path: Path, ray_session: None,
+                                                              server: LLMTestServer) -> None:
+    from gristmill.config.tools import ToolConfig, ToolProvider
+
+    config = (gm.ConfigBuilder()
+              .add_column(name="n", column_type="sampler", sampler_type="uniform",
+                          params={"low": 0, "high": 9, "integer": True})
+              .add_column(name="text", column_type="llm_text", prompt="Say {{ n }}.", tool_alias="research")
+              .build())
+    provider, model = provider_and_model(server.url)
+    run_config = gm.RunConfig(batch_size=BATCH_SIZE, seed=7, show_progress=False, executor="ray")
+    with gm.Mill(tmp_path, run_config=run_config, model_providers=[provider], model_configs=[model],
+                 tool_providers=[ToolProvider(name="t", command="true")],
+                 tool_configs=[ToolConfig(alias="research", providers=["t"])]) as mill:
+        with pytest.raises(gm.ConfigError, match="column 'text' calls tools.*local executor only"):
+            mill.create(config, num_records=BATCH_SIZE, dataset_name="data")
+    assert not list(tmp_path.rglob("*.parquet")) and server.stats()["requests"] == 0

@@ -15,6 +15,7 @@ from gristmill.config.base import ConfigValidationError
 from gristmill.config.dataset import ConfigBuilder, DatasetConfig
 from gristmill.config.models import ModelConfig, ModelProvider
 from gristmill.config.run import ResumeMode, RunConfig
+from gristmill.config.tools import ToolConfig, ToolProvider
 from gristmill.config.trust import allow_directory
 from gristmill.engine.bill import DatasetBill, decision_bill
 from gristmill.engine.dataset_plan import (
@@ -60,11 +61,16 @@ class Mill:
                  run_config: RunConfig | Mapping[str, Any] | None = None,
                  model_providers: Sequence[ModelProvider] | str | Path | None = None,
                  model_configs: Sequence[ModelConfig] | str | Path | None = None,
-                 clients: Mapping[str, ChatClient] | None = None) -> None:
+                 clients: Mapping[str, ChatClient] | None = None,
+                 tool_providers: Sequence[ToolProvider] | str | Path | None = None,
+                 tool_configs: Sequence[ToolConfig] | str | Path | None = None) -> None:
         """``run_config`` may be a ``RunConfig`` or a dict of its fields; a bad argument of any
-        kind is a ``ConfigError`` now, not an ``AttributeError`` at the first ``create``."""
+        kind is a ``ConfigError`` now, not an ``AttributeError`` at the first ``create``.
+        ``tool_providers`` / ``tool_configs``: MCP servers and the tool configs LLM columns name
+        with ``tool_alias`` (default: ``tools.yaml`` in the gristmill home; docs/tools.md)."""
         self.artifact_path = _artifact_path(artifact_path)
-        models = ModelSources(providers=model_providers, models=model_configs, clients=clients)
+        models = ModelSources(providers=model_providers, models=model_configs, clients=clients,
+                              tool_providers=tool_providers, tool_configs=tool_configs)
         self.services = EngineServices(run_config=_run_config(run_config), models=models)
 
     @property
@@ -204,12 +210,12 @@ class Mill:
 
 def load_workflow(path: str | Path, *, mill: Mill | None = None,
                   run_options: Mapping[str, object] | None = None, model_providers: str | Path | None = None,
-                  model_configs: str | Path | None = None) -> CompositeWorkflow:
+                  model_configs: str | Path | None = None, tools: str | Path | None = None) -> CompositeWorkflow:
     """A ``CompositeWorkflow`` from a YAML workflow file; paths in it are relative to the file.
 
     Without ``mill``, one is made from the file's ``artifact_path``, ``run`` and model files;
     ``run_options`` override fields of its ``run:`` section (``{"executor": "ray"}``), and
-    ``model_providers`` / ``model_configs`` its model files.
+    ``model_providers`` / ``model_configs`` its model files and ``tools`` its tools file.
     """
     source = Path(path)
     spec = load_workflow_spec(source)
@@ -220,7 +226,9 @@ def load_workflow(path: str | Path, *, mill: Mill | None = None,
             spec = spec.model_copy(update={"run": {**spec.run, **run_options}})
         mill = Mill((base / spec.artifact_path).resolve(), run_config=spec_run_config(spec),
                     model_providers=model_providers or (base / spec.model_providers if spec.model_providers else None),
-                    model_configs=model_configs or (base / spec.model_configs if spec.model_configs else None))
+                    model_configs=model_configs or (base / spec.model_configs if spec.model_configs else None),
+                    tool_providers=tools or (base / spec.tools if spec.tools else None),
+                    tool_configs=tools or (base / spec.tools if spec.tools else None))
     return build_workflow(spec, base_dir=base, services=mill.services, artifact_path=mill.artifact_path)
 
 

@@ -38,6 +38,7 @@ from gristmill.config.registry import Registry, get_registry
 from gristmill.config.run import RunConfig
 from gristmill.config.sampler_params import PERSON_FIELDS, SAMPLER_PARAMS
 from gristmill.config.seeds import IndexRange, PartitionBlock, SeedConfig
+from gristmill.config.tools import ToolConfig, ToolProvider
 from gristmill.config.validation import VALIDATOR_PARAMS
 from gristmill.results import DatasetResults
 from gristmill.workflow.results import WorkflowResults
@@ -240,7 +241,8 @@ def _llm_page(types_: Sequence[tuple[str, type[BaseModel]]]) -> Page:
 
 def _models_page() -> Page:
     sections = [Section("ModelProvider", ModelProvider), Section("ModelConfig", ModelConfig),
-                Section("InferenceParameters", InferenceParameters)]
+                Section("InferenceParameters", InferenceParameters), Section("ToolProvider", ToolProvider),
+                Section("ToolConfig", ToolConfig)]
     return Page("models.md", "Providers and models", (
         "`providers.yaml` and `models.yaml` in the gristmill home (`$GRISTMILL_HOME`, else `~/.gristmill`), "
         "files passed with `--providers` / `--models`, a workflow file's `model_providers` / "
@@ -248,7 +250,10 @@ def _models_page() -> Page:
         "`default` is the embedded local model. `gristmill models list` and `gristmill models check` "
         "show what is configured.\n\n```yaml\n# providers.yaml\n- {name: openai, endpoint: "
         "'https://api.openai.com/v1', api_key: $OPENAI_API_KEY}\n# models.yaml\n- {alias: default, model: "
-        "gpt-4o-mini, provider: openai, inference_parameters: {temperature: 0.7}}\n```"), sections)
+        "gpt-4o-mini, provider: openai, inference_parameters: {temperature: 0.7}}\n```\n\n"
+        "Tools (MCP servers) that LLM columns with `tool_alias` may call are declared the same way, in "
+        "`tools.yaml` (`tool_providers`, `tool_configs`) or a file passed with `--tools` "
+        "(guide: [tool use](../tools.md))."), sections)
 
 
 def _seeds_page(registry: Registry) -> Page:

@@ -81,14 +81,20 @@ def logs(path: PathArg,
              "--column", help="Only this column ('name', or 'stage/name' in a workflow).")] = None,
          stage: Annotated[str | None, typer.Option("--stage", help="Only this workflow stage's columns.")] = None,
          ) -> None:
-    """The newest cached answers: when, stage, column and the answer (and reasoning, if kept)."""
+    """The newest cached answers: when, stage, column, row, prompt, the answer (and reasoning, if
+    kept) and tokens. Answers cached before prompts and tokens were recorded show '-' there."""
     file = _cache_file(path)
     _open(file, "readonly").close()  # refuse foreign files with one clean line
-    table = Table("when", "stage", "column", "answer", show_lines=True)
+    table = Table("when", "stage", "column", "row", "prompt", "answer", "tokens in/out", show_lines=True)
     for created, scoped, value in _newest(file, limit, column=column, stage=stage):
         stage_name, _, name = scoped.rpartition("/")
+        stored = json.loads(value)
+        entry = stored if isinstance(stored, dict) else {}
+        tokens = entry.get("u")
         table.add_row(datetime.fromtimestamp(created).strftime("%Y-%m-%d %H:%M:%S"), escape(stage_name or "-"),
-                      escape(name), escape(_answer(value)))
+                      escape(name), str(entry.get("row", "-")), escape(_clip(entry.get("p")) or "-"),
+                      escape(_answer(stored)),
+                      f"{tokens[0]}/{tokens[1]}" if isinstance(tokens, list) and len(tokens) == 2 else "-")
     console.print(table)
 
 
@@ -110,10 +116,15 @@ def _newest(file: Path, limit: int, *, column: str | None, stage: str | None) ->
         db.close()
 
 
-def _answer(value: str) -> str:
+def _clip(text: object, limit: int = 300) -> str:
+    if not isinstance(text, str):
+        return ""
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def _answer(stored: object) -> str:
     """The stored answer as text: the value, then the reasoning when the column kept it."""
-    stored = json.loads(value)
     if not isinstance(stored, dict) or "v" not in stored:
-        return str(stored)
+        return _clip(str(stored))
     answer = stored["v"] if isinstance(stored["v"], str) else json.dumps(stored["v"], ensure_ascii=False)
     return answer + (f"\n[reasoning] {stored['r']}" if stored.get("r") else "")

@@ -28,6 +28,9 @@ ProvidersOption = Annotated[Path | None, typer.Option(
     "--providers", help="providers.yaml to use (default: the one in $GRISTMILL_HOME, ~/.gristmill).")]
 ModelsOption = Annotated[Path | None, typer.Option(
     "--models", help="models.yaml to use (default: the one in $GRISTMILL_HOME, ~/.gristmill).")]
+ToolsOption = Annotated[Path | None, typer.Option(
+    "--tools", help="tools.yaml (tool_providers, tool_configs) for columns with tool_alias (default: the one in "
+                    "$GRISTMILL_HOME, ~/.gristmill; docs/tools.md).")]
 
 
 OnFailedRowsOption = Annotated[str | None, typer.Option(
@@ -69,8 +72,8 @@ def _show_warning(message: Any, category: Any, filename: str, lineno: int, file:
 
 
 def model_file(path: Path | None) -> Path | None:
-    """A --providers / --models file, which must exist (a typo must not fall back to the defaults)."""
+    """A --providers / --models / --tools file, which must exist (a typo must not fall back to the defaults)."""
     if path is not None and not path.is_file():
-        raise gm.ConfigError(f"model registry file {str(path)!r} does not exist; check the path of "
-                             "--providers / --models")
+        raise gm.ConfigError(f"registry file {str(path)!r} does not exist; check the path of "
+                             "--providers / --models / --tools")
     return path

@@ -24,6 +24,7 @@ from gristmill.cli.errors import (
     OnFailedRowsOption,
     ProvidersOption,
     RetryFailedOption,
+    ToolsOption,
     err_console,
     model_file,
     user_errors,
@@ -120,6 +121,7 @@ def create(
         "--valid-filter", help="With --target-valid-records: the Jinja condition a valid row satisfies.")] = None,
     providers: ProvidersOption = None,
     models: ModelsOption = None,
+    tools: ToolsOption = None,
     debug: DebugOption = False,
 ) -> None:
     """Generate a dataset into ARTIFACT_PATH/NAME, with a progress bar; a rerun continues it."""
@@ -128,7 +130,7 @@ def create(
                "on_failed_rows": on_failed_rows}
     updates: dict[str, Any] = {k: v for k, v in options.items() if v is not None}
     mill = gm.Mill(artifact_path, run_config=run_config(**updates), model_providers=model_file(providers),
-                   model_configs=model_file(models))
+                   model_configs=model_file(models), tool_providers=model_file(tools), tool_configs=model_file(tools))
     with mill:
         if dry_run:
             print_bill(mill.bill_dataset(cfg, num_records=num_records, dataset_name=name or config.stem,
@@ -186,13 +188,15 @@ def preview(
     seed: Annotated[int | None, typer.Option(help="Run seed.")] = None,
     providers: ProvidersOption = None,
     models: ModelsOption = None,
+    tools: ToolsOption = None,
     debug: DebugOption = False,
 ) -> None:
     """Generate a few rows in memory and print them; nothing is written."""
     cfg = load_config(config)
     try:
         with gm.Mill(run_config=run_config(seed=seed, show_progress=False), model_providers=model_file(providers),
-                     model_configs=model_file(models)) as mill:
+                     model_configs=model_file(models), tool_providers=model_file(tools),
+                     tool_configs=model_file(tools)) as mill:
             show_frame(mill.preview(cfg, num_records=num_records), title=f"preview of {config.name}")
     except KeyboardInterrupt:  # a preview writes nothing, so there is nothing to resume
         err_console.print("[yellow]interrupted[/]: a preview writes nothing; run it again when ready")

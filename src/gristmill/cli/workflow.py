@@ -29,6 +29,7 @@ from gristmill.cli.errors import (
     OnFailedRowsOption,
     ProvidersOption,
     RetryFailedOption,
+    ToolsOption,
     model_file,
     user_errors,
 )
@@ -63,10 +64,12 @@ def run_command(
     on_failed_rows: OnFailedRowsOption = None,
     providers: ProvidersOption = None,
     models: ModelsOption = None,
+    tools: ToolsOption = None,
     debug: DebugOption = False,
 ) -> None:
     """Plan and run a workflow file: unchanged stages are reused, changed ones rerun."""
-    wf = _load(workflow, executor=executor, on_failed_rows=on_failed_rows, providers=providers, models=models)
+    wf = _load(workflow, executor=executor, on_failed_rows=on_failed_rows, providers=providers, models=models,
+               tools=tools)
     with wf:
         # The plan printed is the one executed: run() makes it under the workflow lock.
         results = wf.run(resume=resume, targets=target, rerun_from=rerun_from,
@@ -95,6 +98,7 @@ def plan_command(
     verify: VerifyOption = False,
     providers: ProvidersOption = None,
     models: ModelsOption = None,
+    tools: ToolsOption = None,
     debug: DebugOption = False,
 ) -> None:
     """Show what ``run`` (or ``create`` for a dataset config) would do, and why; nothing is written."""
@@ -103,10 +107,10 @@ def plan_command(
             raise WorkflowError("--target, --rerun-from and --override apply to workflow files, not to a "
                                 f"dataset config ({file})")
         request = DatasetPlanRequest(num_records, name or file.stem, artifact_path, batch_size, resume,
-                                     model_file(providers), model_file(models))
+                                     model_file(providers), model_file(models), model_file(tools))
         _plan_dataset(file, request, as_json=as_json)
         return
-    wf = _load(file, providers=providers, models=models)
+    wf = _load(file, providers=providers, models=models, tools=tools)
     if graph:
         with wf:
             typer.echo(mermaid_graph(wf))
@@ -139,6 +143,7 @@ class DatasetPlanRequest:
     resume: str
     providers: Path | None = None
     models: Path | None = None
+    tools: Path | None = None
 
 
 def _plan_dataset(path: Path, request: DatasetPlanRequest, *, as_json: bool) -> None:
@@ -149,7 +154,7 @@ def _plan_dataset(path: Path, request: DatasetPlanRequest, *, as_json: bool) -> 
     config = gm.DatasetConfig.from_json(path) if path.suffix.lower() == ".json" else gm.DatasetConfig.from_yaml(path)
     _importable_next_to(path)
     with gm.Mill(request.artifact_path, run_config=_run_config(request.batch_size), model_providers=request.providers,
-                 model_configs=request.models) as mill:
+                 model_configs=request.models, tool_providers=request.tools, tool_configs=request.tools) as mill:
         decision = mill.plan_dataset(config, num_records=request.num_records, dataset_name=request.dataset_name,
                                      resume=request.resume)
     if as_json:
@@ -213,7 +218,7 @@ def status_command(
         typer.echo(json.dumps(meta.model_dump(mode="json"), indent=2))
         return
     table = Table(title=f"workflow {meta.workflow_name!r} ({directory})")
-    for column in ("stage", "status", "last action", "rows", "finished", "duration"):
+    for column in ("stage", "status", "last action", "why", "rows", "finished", "duration"):
         table.add_column(column)
     recorded = set()
     for record in meta.stages:
@@ -221,11 +226,11 @@ def status_command(
         finished = record.finished_at.strftime("%Y-%m-%d %H:%M:%S") if record.finished_at else "-"
         duration = f"{record.duration_seconds:.1f}s" if record.duration_seconds is not None else "-"
         rows = "-" if record.output_rows is None else str(record.output_rows)
-        table.add_row(record.name, _stage_state(record.status.value), record.last_action or "-", rows, finished,
-                      duration)
+        table.add_row(record.name, _stage_state(record.status.value), record.last_action or "-",
+                      record.last_reason or "-", rows, finished, duration)
     for name in stage_names:
         if name not in recorded:
-            table.add_row(name, "not run yet", "-", "-", "-", "-")
+            table.add_row(name, "not run yet", "-", "-", "-", "-", "-")
     console.print(table)
 
 
@@ -268,13 +273,13 @@ def mermaid_graph(wf: CompositeWorkflow) -> str:
 
 
 def _load(path: Path, *, executor: str | None = None, on_failed_rows: str | None = None,
-          providers: Path | None = None, models: Path | None = None) -> CompositeWorkflow:
+          providers: Path | None = None, models: Path | None = None, tools: Path | None = None) -> CompositeWorkflow:
     if not path.is_file():
         raise ConfigError(f"workflow file {str(path)!r} does not exist")
     _importable_next_to(path)
     options = {k: v for k, v in {"executor": executor, "on_failed_rows": on_failed_rows}.items() if v}
     return gm.load_workflow(path, run_options=options or None, model_providers=model_file(providers),
-                            model_configs=model_file(models))
+                            model_configs=model_file(models), tools=model_file(tools))
 
 
 def _importable_next_to(path: Path) -> None:

@@ -72,6 +72,9 @@ class LLMColumnBase(ColumnConfig):
     model_alias: str = Field(default="default", description="Alias of the model (models.yaml or config models).")
     keep_reasoning: bool = Field(default=False,
                                  description="Also write the model's reasoning to '<name>__reasoning'.")
+    tool_alias: str | None = Field(default=None, description=(
+        "Alias of a tool config (tools.yaml or Mill(tool_configs=...)): the model may call its MCP tools "
+        "before it answers (docs/tools.md)."))
     with_trace: Literal["none", "last_message", "all_messages"] = Field(default="none", description=(
         "Also write '<name>__trace', a list of {role, content, reasoning}: 'all_messages' holds every "
         "message of the cell (system, prompt, answers, corrections), 'last_message' the final answer."))
@@ -116,6 +119,11 @@ class LLMColumnBase(ColumnConfig):
 
     def model_aliases(self) -> set[str]:
         return {self.model_alias}
+
+    def _fingerprint_excluded(self) -> set[str]:
+        # tool_alias came later: a column without tools keeps its fingerprint.
+        excluded = super()._fingerprint_excluded()
+        return excluded | {"tool_alias"} if self.tool_alias is None else excluded
 
 
 class LLMTextColumn(LLMColumnBase):

@@ -25,6 +25,7 @@ from gristmill.config.dataset import DatasetConfig
 from gristmill.config.models import ModelConfig, ModelProvider
 from gristmill.config.processors import DropColumnsProcessor, SchemaTransformProcessor
 from gristmill.config.run import RunConfig
+from gristmill.config.tools import ToolConfig, ToolProvider
 from gristmill.engine.batches import check_columns
 from gristmill.engine.loop import BackgroundLoop
 from gristmill.engine.processors import columns_to_drop
@@ -48,12 +49,16 @@ class ModelSources:
     providers: Sequence[ModelProvider] | str | Path | None = None
     models: Sequence[ModelConfig] | str | Path | None = None
     clients: Mapping[str, ChatClient] | None = None
+    tool_providers: Sequence[ToolProvider] | str | Path | None = None
+    tool_configs: Sequence[ToolConfig] | str | Path | None = None
 
     def __post_init__(self) -> None:
         # Checked now: the registry is read lazily, at the first LLM column, where a wrong type
         # would surface as a TypeError far from the argument that caused it.
         object.__setattr__(self, "providers", _model_source("model_providers", self.providers, ModelProvider))
         object.__setattr__(self, "models", _model_source("model_configs", self.models, ModelConfig))
+        object.__setattr__(self, "tool_providers", _model_source("tool_providers", self.tool_providers, ToolProvider))
+        object.__setattr__(self, "tool_configs", _model_source("tool_configs", self.tool_configs, ToolConfig))
         if self.clients is not None and not isinstance(self.clients, Mapping):
             raise ConfigError(f"clients must be a mapping of provider name to client, got "
                               f"{type(self.clients).__name__}; e.g. clients={{fm.name: fm}}")
@@ -127,11 +132,13 @@ class EngineServices:
     def llm(self) -> LLMRuntime:
         """The LLM runtime, created on first use (loading the model registry)."""
         if self._llm is None:
+            from gristmill.llm.mcp import ToolRuntime
             from gristmill.llm.registry import ModelRegistry
             from gristmill.llm.runtime import LLMRuntime
 
             registry = ModelRegistry.load(providers=self.models.providers, models=self.models.models)
-            self._llm = LLMRuntime(registry, clients=self.models.clients)
+            tools = ToolRuntime.load(providers=self.models.tool_providers, configs=self.models.tool_configs)
+            self._llm = LLMRuntime(registry, clients=self.models.clients, tools=tools)
         return self._llm
 
     def llm_for(self, config: DatasetConfig) -> LLMRuntime | None:
@@ -164,6 +171,13 @@ class EngineServices:
             check_columns(config, seed_columns)
             check_some_column_is_kept(config, seed_columns)
         check_struct_fields(config)
+        tool_columns = {c.name: a for c in config.columns if (a := getattr(c, "tool_alias", None)) is not None}
+        if tool_columns and self.run_config.executor == "ray":
+            name = next(iter(tool_columns))
+            raise ConfigError(f"column {name!r} calls tools (tool_alias {tool_columns[name]!r}), which runs on the "
+                              "local executor only: MCP sessions do not travel to Ray workers; use executor local")
+        for tool_alias in sorted(set(tool_columns.values())):
+            self.llm().tools.check_alias(tool_alias)  # tool use (docs/tools.md)
         aliases = {alias for column in config.columns for alias in column.model_aliases()}
         if aliases:
             llm = self.llm()

@@ -12,7 +12,7 @@ from typing import Any
 from gristmill.config.models import ModelProvider
 from gristmill.llm.http import ConnectionPool, HTTPConnectError, HTTPTimeout, HTTPTransportError
 from gristmill.llm.secrets import clip, env_var_name, provider_secrets, resolve_api_key
-from gristmill.llm.types import Attempt, Completion, Message, Outcome, RequestBody, classify_status
+from gristmill.llm.types import Attempt, Completion, Message, Outcome, RequestBody, ToolCall, classify_status
 
 # env_var_name and resolve_api_key live in llm.secrets; importable from here as before.
 __all__ = ["OpenAIClient", "env_var_name", "parse_completion", "parse_retry_after", "resolve_api_key"]
@@ -115,6 +115,7 @@ def parse_completion(raw: bytes | dict[str, Any]) -> Attempt:
         content = message.get("content")
         if content is not None and not isinstance(content, str):
             raise TypeError(f"content is {type(content).__name__}")
+        tool_calls = parse_tool_calls(message.get("tool_calls"))
     except (ValueError, KeyError, IndexError, TypeError, AttributeError):
         text = raw[:200].decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)[:200]
         return Attempt(Outcome.TRANSIENT, status=200, message=f"malformed completion body: {text!r}")
@@ -128,8 +129,30 @@ def parse_completion(raw: bytes | dict[str, Any]) -> Attempt:
                             reasoning=reasoning if isinstance(reasoning, str) else None,
                             input_tokens=_token_count(usage.get("prompt_tokens")),
                             output_tokens=_token_count(usage.get("completion_tokens")),
-                            reasoning_tokens=_token_count(details.get("reasoning_tokens")))
+                            reasoning_tokens=_token_count(details.get("reasoning_tokens")),
+                            tool_calls=tool_calls)
     return Attempt(Outcome.OK, completion=completion, status=200)
+
+
+def parse_tool_calls(raw: object) -> tuple[ToolCall, ...]:
+    """The ``tool_calls`` of an OpenAI message (None or [] for none); TypeError when malformed.
+    ``arguments`` given as an object (some servers do) is kept as its JSON text."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise TypeError("tool_calls is not a list")
+    calls = []
+    for index, item in enumerate(raw):
+        function = item.get("function") if isinstance(item, dict) else None
+        if not isinstance(function, dict) or not isinstance(function.get("name"), str):
+            raise TypeError("a tool call has no function name")
+        arguments = function.get("arguments")
+        if not isinstance(arguments, str):
+            arguments = json.dumps(arguments if arguments is not None else {}, ensure_ascii=False)
+        call_id = item.get("id")
+        calls.append(ToolCall(id=call_id if isinstance(call_id, str) and call_id else f"call_{index}",
+                              name=function["name"], arguments=arguments))
+    return tuple(calls)
 
 
 def _token_count(value: object) -> int:

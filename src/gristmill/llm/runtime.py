@@ -24,6 +24,7 @@ from gristmill.config.models import ModelConfig, ModelProvider
 from gristmill.errors import ConfigError, ModelAuthError, ModelError, ModelRateLimitError, ModelUnreachableError
 from gristmill.llm.http import CONNECT_FAILED
 from gristmill.llm.local import LocalClient, check_local_available
+from gristmill.llm.mcp import ToolRuntime
 from gristmill.llm.openai import OpenAIClient
 from gristmill.llm.registry import LOCAL_PROVIDER, ModelRegistry, ResolvedModel
 from gristmill.llm.secrets import env_var_name, looks_like_a_mistyped_variable
@@ -172,8 +173,10 @@ class LLMRuntime:
     connections belong to a loop. Throttle state (the learned limits) survives it.
     """
 
-    def __init__(self, registry: ModelRegistry, *, clients: Mapping[str, ChatClient] | None = None) -> None:
+    def __init__(self, registry: ModelRegistry, *, clients: Mapping[str, ChatClient] | None = None,
+                 tools: ToolRuntime | None = None) -> None:
         self.registry = registry
+        self.tools = tools if tools is not None else ToolRuntime()  # MCP sessions, opened on first use
         # Clients given by the caller, by provider name: used as they are, never built or checked.
         self._given: dict[str, ChatClient] = _check_clients(registry, clients or {})
         if LOCAL_PROVIDER.name in self._given:
@@ -213,6 +216,7 @@ class LLMRuntime:
         """Close connections; the runtime stays usable (new connections open on demand)."""
         for client in self._clients.values():
             await client.aclose()
+        await self.tools.aclose()
 
 
 def _check_provider(provider: ModelProvider, alias: str) -> None:

@@ -33,6 +33,16 @@ class Outcome(Enum):
 
 
 @dataclass(frozen=True, slots=True)
+class ToolCall:
+    """A tool the model asks to call: the id its answer must quote, the tool, the arguments as the
+    JSON text the model wrote (parsed by the tool loop, which tells the model when they are not JSON)."""
+
+    id: str
+    name: str
+    arguments: str
+
+
+@dataclass(frozen=True, slots=True)
 class Completion:
     """A successful answer: content with any reasoning still in it, and token counts.
     ``reasoning_tokens`` is the part of ``output_tokens`` the endpoint says went to reasoning
@@ -43,6 +53,7 @@ class Completion:
     input_tokens: int = 0
     output_tokens: int = 0
     reasoning_tokens: int = 0
+    tool_calls: tuple[ToolCall, ...] = ()  # when the model asks for tools (offered with ``tools``) instead
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +83,8 @@ class Conversation:
 
     messages: list[Message]
     requests: int = 0  # answers received (each correction is one more)
+    input_tokens: int = 0  # over every answer received, as the endpoint counted them
+    output_tokens: int = 0
     first: int = field(init=False)  # how many messages the first request sent
     reasoning: dict[int, str] = field(default_factory=dict)  # message index -> the reasoning behind it
 
@@ -84,6 +97,12 @@ class Conversation:
         if reasoning:
             self.reasoning[len(self.messages)] = reasoning
         self.messages.append(message)
+
+    def answered(self, completion: Completion) -> None:
+        """Count one answer received (its tokens too)."""
+        self.requests += 1
+        self.input_tokens += completion.input_tokens
+        self.output_tokens += completion.output_tokens
 
     def turns(self) -> list[TraceEntry]:
         """The messages exchanged after the first request, as trace entries."""

@@ -81,6 +81,8 @@ class ServerBehavior:
     numeric_content_rate: float = 0.0  # share of answers whose message content is a number, not text
     text_usage: bool = False  # usage token counts sent as words ("many"), as a broken proxy might
     embedding_dimensions: int = 8  # length of embedding vectors when the request does not say
+    tool_rounds: int = 0  # when the request offers tools: answers that call tools before one that answers
+    tool_calls_per_turn: int = 1  # tool calls in each such answer (round k, call j: tool (k*n + j) % len(tools))
     seed: int = 0
 
 
@@ -340,8 +342,11 @@ class _App:
         messages = request.get("messages") or []
         seed_text = json.dumps(messages, sort_keys=True)
         h = int(hashlib.sha256(seed_text.encode()).hexdigest()[:12], 16)
-        content = self.content(request, messages, h)
+        tool_calls = self.tool_calls(request, messages, h)
+        content = "" if tool_calls else self.content(request, messages, h)
         message: dict[str, Any] = {"role": "assistant", "content": content}
+        if tool_calls:
+            message["tool_calls"] = tool_calls
         if self.behavior.empty_rate and self.rng.random() < self.behavior.empty_rate:
             content = message["content"] = ""
         if self.behavior.fail_marker and self.behavior.fail_marker in seed_text:
@@ -373,6 +378,26 @@ class _App:
                 "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
                 "usage": usage}
 
+    def tool_calls(self, request: dict[str, Any], messages: list[dict[str, Any]], h: int) -> list[dict[str, Any]]:
+        """With ``tool_rounds`` > 0, a request that offers ``tools`` is answered with tool calls until
+        the conversation holds that many rounds of them (or ``tool_choice`` is "none"): round k calls
+        the offered tools in turn, string arguments get the first user message, others a schema
+        instance. The answer after them quotes the tool results (see ``content``)."""
+        tools = [t["function"] for t in request.get("tools") or [] if isinstance(t, dict) and "function" in t]
+        rounds = sum(1 for m in messages if m.get("role") == "assistant" and m.get("tool_calls"))
+        if not tools or rounds >= self.behavior.tool_rounds or request.get("tool_choice") == "none":
+            return []
+        prompt = next((_text(m.get("content")) for m in messages if m.get("role") == "user"), "")[:200]
+        calls = []
+        for j in range(self.behavior.tool_calls_per_turn):
+            tool = tools[(rounds * self.behavior.tool_calls_per_turn + j) % len(tools)]
+            properties = (tool.get("parameters") or {}).get("properties") or {}
+            arguments = {name: prompt if sub.get("type", "string") == "string" else schema_instance(sub, h)
+                         for name, sub in properties.items()}
+            calls.append({"id": f"call_{h % 10**8}_{rounds}_{j}", "type": "function",
+                          "function": {"name": tool["name"], "arguments": json.dumps(arguments)}})
+        return calls
+
     def content(self, request: dict[str, Any], messages: list[dict[str, Any]], h: int) -> str:
         text = "\n".join(_text(m.get("content")) for m in messages)
         last = _text(messages[-1].get("content")) if messages else ""
@@ -384,6 +409,9 @@ class _App:
             return f"You could print the number {h % 1000}, for example."
         if code:
             return f"Here you go:\n```{code.group(1)}\n# snippet {h % 997}\nprint({h % 1000})\n```\nDone."
+        results = [_text(m.get("content")) for m in messages if m.get("role") == "tool"]
+        if results:
+            return f"From the tools: {' | '.join(results)[:300]} [{_WORDS[h % len(_WORDS)]}-{h % 10000}]"
         return f"Echo: {last[:200]} [{_WORDS[h % len(_WORDS)]}-{h % 10000}]"
 
     def json_content(self, schema: dict[str, Any], h: int, fenced: bool) -> str:

@@ -70,6 +70,8 @@ class WorkflowSpec(BaseModel):
     run: dict[str, object] = Field(default_factory=dict, description="RunConfig fields (batch_size, seed, ...).")
     model_providers: str | None = Field(default=None, description="Model providers file.")
     model_configs: str | None = Field(default=None, description="Model configs file.")
+    tools: str | None = Field(default=None, description="Tools file (tool_providers and tool_configs, "
+                                                        "docs/tools.md) for columns with tool_alias.")
     stages: list[StageSpec] = Field(min_length=1, description="Stages, in order.")
 
 
@@ -95,7 +97,7 @@ def load_workflow_spec(path: str | Path) -> WorkflowSpec:
 def _check_model_files(spec: WorkflowSpec, source: Path) -> None:
     """A model file the workflow names must exist: ignoring it would run with other models."""
     base = source.resolve().parent
-    for field in ("model_providers", "model_configs"):
+    for field in ("model_providers", "model_configs", "tools"):
         name = getattr(spec, field)
         if name is not None and not (base / name).is_file():
             raise ConfigError(f"{source}: {field} names {name!r}, but {base / name} does not exist; fix the path "

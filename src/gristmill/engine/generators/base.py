@@ -173,6 +173,7 @@ class ModelColumnGenerator:
                               f"{_a_column_of(column)} needs a model declared with generation_type: "
                               f"{self.generation_type}")
         self.handle: ModelHandle = handle
+        self.llm: LLMRuntime = context.llm
         self.cache: ResponseCache | None = context.response_cache if context.run_config.cache else None
         self.cache_column = f"{context.cache_scope}/{column.name}" if context.cache_scope else column.name
         self.usage = context.usage[column.model_alias]

@@ -54,6 +54,7 @@ from gristmill.engine.generators.base import (
     ModelColumnGenerator,
     gather_or_cancel,
 )
+from gristmill.engine.generators.tool_loop import ToolConversation
 from gristmill.engine.sandbox import TemplateLimits
 from gristmill.engine.templates import render_column
 from gristmill.errors import (
@@ -321,6 +322,11 @@ class LLMColumnGenerator(ModelColumnGenerator):
         parameters = self.handle.resolved.model.inference_parameters
         self.drawn = parameters.drawn_params()
         self.fixed_params = parameters.fixed_params()
+        # Tool use (tool_alias): the conversation loop, cached per turn (tool_loop.py).
+        self.tools: ToolConversation | None = None
+        if column.tool_alias is not None:
+            self.tools = ToolConversation(handle=self.handle, tools=self.llm.tools, tool_alias=column.tool_alias,
+                                          cache=self.cache, cache_column=self.cache_column, usage=self.usage)
 
     def messages(self, frame: BatchFrame, rows: list[int] | None = None) -> list[list[Message]]:
         """The text chat messages of ``rows`` (default ``frame.active_rows()``); other rows get none:
@@ -367,6 +373,8 @@ class LLMColumnGenerator(ModelColumnGenerator):
 
     async def generate(self, frame: BatchFrame) -> dict[str, ColumnValues]:
         n = frame.num_rows
+        if self.tools is not None:
+            await self.tools.prepare()  # opens the MCP sessions, lists the tools
         messages = self.messages(frame)
         params = self._row_params(frame)
         contexts = self._context_values(frame)
@@ -451,9 +459,11 @@ class LLMColumnGenerator(ModelColumnGenerator):
         fixed parameters only goes through ``handle.build_body``, so its bodies (and cache keys)
         are what they always were."""
         if not params:
-            return self.handle.build_body(messages, self.schema)
-        return self.handle.client.build_body(self.handle.resolved.model.model, messages,
-                                             params={**self.fixed_params, **params}, json_schema=self.schema)
+            body = self.handle.build_body(messages, self.schema)
+        else:
+            body = self.handle.client.build_body(self.handle.resolved.model.model, messages,
+                                                 params={**self.fixed_params, **params}, json_schema=self.schema)
+        return self.tools.with_tools(body) if self.tools is not None else body
 
     def _fail_unreadable(self, frame: BatchFrame, unreadable: dict[int, str], failed: _BatchFailures) -> None:
         """Rows whose image or audio cannot be read: failed cells, no request, not the endpoint's fault
@@ -479,7 +489,9 @@ class LLMColumnGenerator(ModelColumnGenerator):
                     failed: _BatchFailures) -> list[tuple[int, asyncio.Future[Any]]]:
         """Fill ``results`` for the rows of ``bodies`` the cache holds; start a request for every other row."""
         keys: dict[int, str] = {}
-        if self.cache is not None:
+        # A tool column replays its conversation from the per-turn cache instead (tool_loop.py): the
+        # tools are called again, so a changed tool result is noticed and only what follows it is paid.
+        if self.cache is not None and self.tools is None:
             keys = {i: ResponseCache.key(identity=self.handle.identity, body=body, column=self.cache_column,
                                          row=frame.row_offset + i) for i, body in bodies.items()}
             cached = self.cache.get_many(list(keys.values()))
@@ -507,7 +519,7 @@ class LLMColumnGenerator(ModelColumnGenerator):
         conversation = Conversation(body["messages"])
         self.progress.waiting(self.handle.throttle, 1)
         try:
-            value, reasoning = await self._ask(conversation, body, params)
+            value, reasoning = await self._ask(conversation, body, params, frame.row_offset + row)
         except (ModelAuthError, ModelUnreachableError):  # the whole run stops, not one cell
             raise
         except ModelError as exc:
@@ -522,19 +534,24 @@ class LLMColumnGenerator(ModelColumnGenerator):
         finally:
             self.progress.waiting(self.handle.throttle, -1)
         self.errors.record(True)
-        stored = {"v": value, "r": reasoning, "t": conversation.turns()}
+        # "p", "row" and "u" are for people browsing the cache (gristmill cache logs), not read back.
+        stored = {"v": value, "r": reasoning, "t": conversation.turns(), "p": _prompt_text(body["messages"]),
+                  "row": frame.row_offset + row, "u": [conversation.input_tokens, conversation.output_tokens]}
         if key is not None and self.cache is not None:
             self.cache.put(key, stored, column=self.cache_column)
         self.progress.cells_done(1)
         return stored
 
     async def _ask(self, conversation: Conversation, body: RequestBody,
-                   params: dict[str, float] | None) -> tuple[Any, str | None]:
+                   params: dict[str, float] | None, row: int) -> tuple[Any, str | None]:
         """One cell: the request, then corrections while the answer does not parse. Every message
         exchanged is added to ``conversation`` (``conversation.requests`` counts the answers)."""
         for correction in range(self.max_corrections + 1):
-            completion = await self.handle.complete(body, self.usage)
-            conversation.requests += 1
+            if self.tools is not None:
+                completion = await self.tools.complete(conversation, body, row, lambda m: self._build(m, params))
+            else:
+                completion = await self.handle.complete(body, self.usage)
+            conversation.answered(completion)
             content, reasoning = split_reasoning(completion.content, completion.reasoning)
             conversation.add({"role": "assistant", "content": content}, reasoning=reasoning)
             try:
@@ -549,6 +566,15 @@ class LLMColumnGenerator(ModelColumnGenerator):
                 conversation.add({"role": "user", "content": self.format.correction(self.column, str(exc))})
                 body = self._build(list(conversation.messages), params)
         raise AssertionError("unreachable")
+
+
+def _prompt_text(messages: list[Message]) -> str:
+    """The text of the request's last user message (its text part when it carries images)."""
+    content = next((m.get("content") for m in reversed(messages) if m.get("role") == "user"), "")
+    if isinstance(content, list):
+        return " ".join(part.get("text", "") for part in content
+                        if isinstance(part, dict) and part.get("type") == "text")
+    return content if isinstance(content, str) else ""
 
 
 def _turns(stored: dict[str, Any]) -> list[TraceEntry]:
