@@ -10,8 +10,9 @@ A pure mapping of data: names are renamed (``llm-text`` -> ``llm_text``, ``perso
 differs are rewritten so the data means the same (a datetime sampler's exclusive ``end``), and
 everything else is listed in :attr:`ConversionResult.unmapped` with its path and the reason,
 one line each; :attr:`ConversionResult.notes` lists what was mapped but behaves differently.
-Providers are not part of a dataset config: they come back in :attr:`ConversionResult.providers`
-for ``providers.yaml``. ``docs/from-reference-tool.md`` is the user's page.
+Providers and tool configs are not part of a dataset config: they come back in
+:attr:`ConversionResult.providers` (for ``providers.yaml``) and :attr:`ConversionResult.tool_configs`
+(for ``tools.yaml``). ``docs/from-reference-tool.md`` is the user's page.
 """
 
 from __future__ import annotations
@@ -26,19 +27,29 @@ from gristmill.config.samplers import DATETIME_SAMPLERS, parse_condition
 
 _COLUMN_TYPES = {"llm-text": "llm_text", "llm-code": "llm_code", "llm-structured": "llm_structured",
                  "llm-judge": "llm_judge", "sampler": "sampler", "expression": "expression",
-                 "validation": "validation"}
+                 "validation": "validation", "embedding": "embedding", "image": "image"}
 _SAMPLER_TYPES = {"person_from_faker": "person", "person": "person"}
 _LLM_FIELDS = ("prompt", "system_prompt", "model_alias")
 _TYPE_FIELDS = {"llm_code": ("code_lang",), "llm_structured": ("output_format",), "llm_judge": ("scores",),
-                "expression": ("expr", "dtype")}
+                "expression": ("expr", "dtype"), "embedding": ("target_column", "model_alias"),
+                "image": ("prompt", "model_alias")}
+_TRACES = ("none", "last_message", "all_messages")
+_CHAT = ("chat-completion", "chat_completion", "chat")
+# The reference tool's image_format -> MIME type ('jpg' is image/jpeg).
+_IMAGE_TYPES = {"png": "image/png", "jpg": "image/jpeg", "jpeg": "image/jpeg", "gif": "image/gif",
+                "webp": "image/webp"}
+# Model names the reference tool sends to /images/generations; it asks other image models through
+# chat completions, where gristmill always uses /images/generations.
+_DIFFUSION_MODELS = ("dall-e-", "dalle", "stable-diffusion", "sd-", "sd_", "imagen", "gpt-image-")
+# Fields of an image request that gristmill's image column sets itself, not through extra_params.
+_IMAGE_OWN_FIELDS = ("model", "prompt", "n")
+_MAX_TOOL_TURNS = 50  # ToolConfig.max_tool_call_turns' bound
 _OPERATORS = {"lt": "<", "le": "<=", "gt": ">", "ge": ">="}
 _ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
 # Why a field of the reference tool has no place here; a field not named gets the generic reason.
 _REASONS = {
-    "multi_modal_context": "multimodal context is not supported yet",
-    "tool_alias": "tool use over MCP is not supported yet",
-    "tool_configs": "tool use over MCP is not supported yet",
-    "with_trace": "traces are not supported yet",
+    "multi_modal_context": "only LLM columns take multimodal context here",
+    "mcp_providers": "MCP servers go in tools.yaml under tool_providers, written by hand (docs/tools.md)",
     "profilers": "gristmill analyses every column itself (results.load_analysis())",
     "with_synthetic_personas": "persona fields come from the reference tool's managed datasets",
     "select_field_values": "filters of the reference tool's managed person datasets",
@@ -59,10 +70,12 @@ class ConversionLine:
 
 @dataclass
 class ConversionResult:
-    """The gristmill config dict, providers for ``providers.yaml``, and what did not map."""
+    """The gristmill config dict, providers for ``providers.yaml``, tool configs for ``tools.yaml``,
+    and what did not map."""
 
     config: dict[str, Any]
     providers: list[dict[str, Any]] = field(default_factory=list)
+    tool_configs: list[dict[str, Any]] = field(default_factory=list)
     unmapped: list[ConversionLine] = field(default_factory=list)
     notes: list[ConversionLine] = field(default_factory=list)
 
@@ -81,6 +94,7 @@ def convert_reference_config(data: dict[str, Any]) -> ConversionResult:
     parts: dict[str, Callable[[Any, str, ConversionResult], None]] = {
         "columns": _columns, "model_configs": _models, "seed_config": _seed, "constraints": _constraints,
         "processors": _processors, "model_providers": _providers, "providers": _providers,
+        "tool_configs": _tool_configs,
     }
     for key, value in data.items():
         if key in parts:
@@ -88,7 +102,23 @@ def convert_reference_config(data: dict[str, Any]) -> ConversionResult:
                 parts[key](value, key, result)
         elif _has_effect(value):
             result.skip(key, _REASONS.get(key, "no gristmill equivalent"))
+    if isinstance(data.get("model_configs"), list):
+        _model_column_options(data["model_configs"], "model_configs", result)
     return result
+
+
+def _enum(value: Any) -> str | None:
+    """A reference-tool enum value as lower-case text, however it was written.
+
+    >>> _enum("ALL_MESSAGES"), _enum("TraceType.ALL_MESSAGES"), _enum("url"), _enum(None)
+    ('all_messages', 'all_messages', 'url', None)
+    """
+    if value is None:
+        return None
+    text = str(getattr(value, "value", value)).strip()
+    if re.fullmatch(r"[A-Za-z][A-Za-z0-9]*\.[A-Za-z_][A-Za-z0-9_]*", text):  # 'TraceType.ALL_MESSAGES'
+        text = text.partition(".")[2]
+    return text.lower()
 
 
 def _has_effect(value: Any) -> bool:
@@ -140,6 +170,12 @@ def _column(column: dict[str, Any], path: str, result: ConversionResult) -> dict
     else:
         used |= _copy(column, (*(_LLM_FIELDS if ours.startswith("llm") else ()), *_TYPE_FIELDS.get(ours, ())), out)
         used |= _reasoning(column, path, out, result)
+        if ours.startswith("llm"):
+            used |= _llm_extras(column, path, out, result)
+        elif ours == "embedding":
+            result.note(path, f"column {out['name']!r} holds one vector per row here (a JSON list of texts is "
+                              "embedded as one text); the reference tool wrote {embeddings, num_embeddings, "
+                              "dimension}")
     _leftovers(column, used, path, result)
     return out
 
@@ -164,6 +200,78 @@ def _reasoning(column: dict[str, Any], path: str, out: dict[str, Any], result: C
         result.note(f"{path}.extract_reasoning_content",
                     f"the reasoning is written to '{out['name']}__reasoning' (not '__reasoning_content')")
     return {"extract_reasoning_content"}
+
+
+def _llm_extras(column: dict[str, Any], path: str, out: dict[str, Any], result: ConversionResult) -> set[str]:
+    """``with_trace``, ``multi_modal_context`` and ``tool_alias`` of an LLM column."""
+    trace = _enum(column.get("with_trace"))
+    if trace not in (None, *_TRACES):
+        result.skip(f"{path}.with_trace", f"with_trace {column['with_trace']!r} is not one of {', '.join(_TRACES)}")
+    elif trace is not None and trace != "none":
+        out["with_trace"] = trace
+        result.note(f"{path}.with_trace", f"'{out['name']}__trace' holds {{role, content, reasoning}} entries here "
+                                          "(tool calls as JSON in the assistant's content), not the reference "
+                                          "tool's message dicts")
+    contexts = column.get("multi_modal_context")
+    if contexts:
+        mapped = _contexts(contexts, f"{path}.multi_modal_context", result)
+        if mapped:
+            out["multi_modal_context"] = mapped
+    alias = column.get("tool_alias")
+    if alias is not None:
+        out["tool_alias"] = alias
+        result.note(f"{path}.tool_alias", f"tool config {alias!r} must be declared in tools.yaml (docs/tools.md)")
+    return {"with_trace", "multi_modal_context", "tool_alias"}
+
+
+def _contexts(contexts: Any, path: str, result: ConversionResult) -> list[dict[str, Any]]:
+    """The reference tool's image (and audio) contexts as gristmill's ``MultiModalContext`` dicts."""
+    if not isinstance(contexts, list):
+        result.skip(path, "multi_modal_context must be a list of contexts")
+        return []
+    out = []
+    for index, context in enumerate(contexts):
+        where = f"{path}[{index}]"
+        if not isinstance(context, dict):
+            result.skip(where, f"a context is a mapping, got {context!r}")
+            continue
+        converted = _context(context, where, result)
+        if converted is not None:
+            out.append(converted)
+    return out
+
+
+def _context(context: dict[str, Any], path: str, result: ConversionResult) -> dict[str, Any] | None:
+    # A context without 'modality' is an image, unless it names an audio or video format (the
+    # reference tool's reading of its older configs).
+    modality = _enum(context.get("modality")) or next(
+        (kind for kind in ("audio", "video") if f"{kind}_format" in context), "image")
+    if modality not in ("image", "audio"):
+        result.skip(path, f"modality {modality!r}: gristmill sends images and audio only")
+        return None
+    if not context.get("column_name"):
+        result.skip(path, "a context without column_name names no column")
+        return None
+    data_type, media = _enum(context.get("data_type")), _enum(context.get(f"{modality}_format"))
+    out: dict[str, Any] = {"column": context["column_name"], "type": modality}
+    if modality == "audio" and data_type == "url":
+        result.skip(path, "audio given as URLs: gristmill sends audio as data (format: path or base64), "
+                          "as OpenAI-compatible endpoints take it")
+        return None
+    if data_type not in (None, "url", "base64"):
+        result.skip(f"{path}.data_type", f"data_type {context['data_type']!r} is not url or base64")
+        return None
+    if data_type is None:  # the reference tool tells URLs from base64 cell by cell; gristmill needs one
+        data_type = "url" if modality == "image" and media is None else "base64"
+        other = ("" if modality == "audio" else ", base64 for bare base64 data" if data_type == "url"
+                 else ", url for http(s) links")
+        result.note(path, f"the reference tool tells each cell's format itself; written as format: {data_type} "
+                          f"(use path for local files{other})")
+    out["format"] = data_type
+    if media is not None and data_type == "base64":
+        out["media_type"] = _IMAGE_TYPES.get(media, f"image/{media}") if modality == "image" else media
+    _leftovers(context, {"modality", "column_name", "data_type", "image_format", "audio_format"}, path, result)
+    return out
 
 
 # ---------------------------------------------------------------------------------------------- samplers
@@ -255,10 +363,34 @@ def _models(models: list[dict[str, Any]], path: str, result: ConversionResult) -
         where = f"{path}[{index}]"
         converted: dict[str, Any] = {key: model[key] for key in ("alias", "model", "provider") if key in model}
         params = dict(model.get("inference_parameters") or {})
+        kind = _generation_type(params)
+        if kind not in ("chat", "embedding", "image"):
+            result.skip(f"{where}.inference_parameters.generation_type",
+                        f"generation_type {params['generation_type']!r} is not chat-completion, embedding or image")
+            continue
+        if kind != "chat":
+            converted["generation_type"] = kind
         converted.update(_model_limits(params))
-        converted["inference_parameters"] = _inference(params, f"{where}.inference_parameters", result)
+        if kind == "chat":
+            converted["inference_parameters"] = _inference(params, f"{where}.inference_parameters", result)
+        else:  # their parameters belong on the columns here: see _model_column_options
+            own = {"dimensions", "encoding_format"} if kind == "embedding" else set()
+            _leftovers(params, {"generation_type", "extra_body", *own}, f"{where}.inference_parameters", result)
+        if kind == "image" and not any(name in str(model.get("model", "")).lower() for name in _DIFFUSION_MODELS):
+            result.note(f"{where}.model", "gristmill asks image models at the provider's /images/generations; the "
+                                          "reference tool asks a model with this name through chat completions")
         _leftovers(model, {"alias", "model", "provider", "inference_parameters"}, where, result)
         out.append(converted)
+
+
+def _generation_type(params: dict[str, Any]) -> str | None:
+    """'chat', 'embedding' or 'image' as gristmill spells them; None for anything else. Without a
+    generation_type, embedding fields make an embedding model, as in the reference tool."""
+    kind = _enum(params.get("generation_type"))
+    if kind is None:
+        return "embedding" if "encoding_format" in params or "dimensions" in params else "chat"
+    kind = kind.replace("_", "-")
+    return "chat" if kind in _CHAT else kind if kind in ("embedding", "image") else None
 
 
 def _model_limits(params: dict[str, Any]) -> dict[str, Any]:
@@ -267,14 +399,13 @@ def _model_limits(params: dict[str, Any]) -> dict[str, Any]:
 
 
 def _inference(params: dict[str, Any], path: str, result: ConversionResult) -> dict[str, Any]:
-    if params.get("generation_type", "chat-completion") not in ("chat-completion", "chat_completion"):
-        result.skip(f"{path}.generation_type", f"{params['generation_type']!r} models are not supported yet")
     out: dict[str, Any] = {}
     for key in ("temperature", "top_p"):
         value = params.get(key)
         if isinstance(value, dict):
-            result.skip(f"{path}.{key}", "a value drawn per row from a distribution is not supported yet; "
-                                         "set one number")
+            drawn = _distribution(value, f"{path}.{key}", result)
+            if drawn is not None:
+                out[key] = drawn
         elif value is not None:
             out[key] = value
     if params.get("max_tokens") is not None:
@@ -282,6 +413,77 @@ def _inference(params: dict[str, Any], path: str, result: ConversionResult) -> d
     if params.get("extra_body"):
         out["extra"] = params["extra_body"]
     _leftovers(params, {"temperature", "top_p", "max_tokens", "extra_body", "generation_type"}, path, result)
+    return out
+
+
+def _distribution(value: dict[str, Any], path: str, result: ConversionResult) -> dict[str, Any] | None:
+    """The reference tool's uniform distribution as a :class:`~gristmill.config.models.ParameterDistribution`
+    dict; its manual distribution (values with weights) has no equivalent."""
+    params = value.get("params") or {}
+    kind = _enum(value.get("distribution_type")) or ("manual" if "values" in params else "uniform")
+    if kind != "uniform":
+        result.skip(path, f"a {kind!r} distribution has no gristmill equivalent (uniform only, or a "
+                          "numpy distribution such as normal); set one number or a distribution by hand")
+        return None
+    if set(params) != {"low", "high"}:
+        result.skip(path, f"a uniform distribution takes low and high, got {sorted(params)}")
+        return None
+    result.note(path, "drawn per row from a stream seeded by the run (a rerun sends the same values), "
+                      "rounded to 4 decimals")
+    return {"distribution": "uniform", "params": {"low": params["low"], "high": params["high"]}}
+
+
+def _model_column_options(models: list[Any], path: str, result: ConversionResult) -> None:
+    """Embedding and image models' parameters of the reference tool, set on the columns that use them:
+    gristmill's embedding column has ``dimensions``, its image column ``size``, ``quality`` and
+    ``extra_params``, and sends no per-model fields."""
+    columns = result.config.get("columns", [])
+    for index, model in enumerate(models):
+        if not isinstance(model, dict):
+            continue
+        params = model.get("inference_parameters") or {}
+        where, kind = f"{path}[{index}].inference_parameters", _generation_type(params)
+        if kind not in ("embedding", "image"):
+            continue
+        users = [c for c in columns if c.get("column_type") == kind and c.get("model_alias") == model.get("alias")]
+        options = (_embedding_options if kind == "embedding" else _image_options)(params, model, where, result)
+        shown = sorted(key for key in options if key != "response_format")
+        if shown and not users:
+            result.skip(where, f"{', '.join(shown)}: set on the {kind} columns of model {model.get('alias')!r} "
+                               f"here, and no {kind} column uses it")
+        for column in users:
+            column.update(options)
+
+
+def _embedding_options(params: dict[str, Any], model: dict[str, Any], path: str,
+                       result: ConversionResult) -> dict[str, Any]:
+    if _enum(params.get("encoding_format")) not in (None, "float"):
+        result.skip(f"{path}.encoding_format", "gristmill asks for float vectors and stores them as floats")
+    if params.get("extra_body"):
+        result.skip(f"{path}.extra_body", "gristmill sends no per-model fields with embedding requests; put them in "
+                                          "the provider's extra_body")
+    return {"dimensions": params["dimensions"]} if params.get("dimensions") is not None else {}
+
+
+def _image_options(params: dict[str, Any], model: dict[str, Any], path: str,
+                   result: ConversionResult) -> dict[str, Any]:
+    """An image model's ``extra_body`` as image-column fields: size and quality are fields, the rest
+    extra_params; gpt-image models refuse response_format."""
+    body = dict(params.get("extra_body") or {})
+    out: dict[str, Any] = {key: body.pop(key) for key in ("size", "quality") if body.get(key) is not None}
+    if "gpt-image" in str(model.get("model", "")).lower():
+        out["response_format"] = None
+        result.note(path, "response_format: null on its image columns (gpt-image models answer base64 and refuse "
+                          "the field)")
+    fmt = body.pop("response_format", None)
+    if fmt not in (None, "b64_json"):
+        result.skip(f"{path}.extra_body.response_format", f"gristmill reads base64 answers only, not {fmt!r}")
+    for key in _IMAGE_OWN_FIELDS:
+        if key in body:
+            result.skip(f"{path}.extra_body.{key}", "the image column sets it itself")
+            del body[key]
+    if body:
+        out["extra_params"] = body
     return out
 
 
@@ -298,6 +500,38 @@ def _providers(providers: list[dict[str, Any]], path: str, result: ConversionRes
             out["api_key"] = key
         _leftovers(provider, {*out, "api_key"}, where, result)
         result.providers.append(out)
+
+
+def _tool_configs(configs: list[dict[str, Any]], path: str, result: ConversionResult) -> None:
+    """The reference tool's ``tool_configs`` as gristmill ``ToolConfig`` dicts, for ``tools.yaml``."""
+    providers: list[str] = []
+    for index, config in enumerate(configs):
+        where = f"{path}[{index}]"
+        names = list(config.get("providers") or [])
+        if not names:
+            result.skip(where, f"tool config {config.get('tool_alias')!r} names no providers; gristmill needs one")
+            continue
+        out: dict[str, Any] = {"alias": config.get("tool_alias"), "providers": names}
+        providers += [name for name in names if name not in providers]
+        if config.get("allow_tools"):  # None or empty offers every tool, there and here
+            out["allow_tools"] = list(config["allow_tools"])
+        turns = config.get("max_tool_call_turns")
+        if turns is not None:
+            out["max_tool_call_turns"] = min(turns, _MAX_TOOL_TURNS) if isinstance(turns, int) else turns
+            if isinstance(turns, int) and turns > _MAX_TOOL_TURNS:
+                result.note(f"{where}.max_tool_call_turns", f"at most {_MAX_TOOL_TURNS} here; written as "
+                                                            f"{_MAX_TOOL_TURNS}")
+        if config.get("timeout_sec") is not None:
+            out["timeout"] = config["timeout_sec"]
+        else:
+            result.note(where, "the reference tool waits for a tool call without limit; here one times out "
+                               "after 60 s (set timeout)")
+        _leftovers(config, {"tool_alias", "providers", "allow_tools", "max_tool_call_turns", "timeout_sec"},
+                   where, result)
+        result.tool_configs.append(out)
+    if providers:
+        result.note(path, f"the MCP servers {', '.join(providers)} are declared in Python in the reference tool: "
+                          "add them to tools.yaml under tool_providers by hand (docs/tools.md)")
 
 
 def _seed(seed: dict[str, Any], path: str, result: ConversionResult) -> None:

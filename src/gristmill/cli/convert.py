@@ -2,7 +2,8 @@
 
 The config goes to stdout as YAML, so ``gristmill convert reference.yaml > gristmill.yaml`` works;
 what could not be mapped, and what maps with a different behaviour, goes to stderr, one line each
-with the line of the reference file it comes from.
+with the line of the reference file it comes from. Model providers and tool configs are not part of
+a dataset config: ``--providers FILE`` and ``--tools FILE`` write them.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ def convert(
     file: Annotated[Path, typer.Argument(help="The reference tool's config (YAML or JSON).")],
     providers: Annotated[Path | None, typer.Option(
         "--providers", help="Write the config's model providers to this providers.yaml.")] = None,
+    tools: Annotated[Path | None, typer.Option(
+        "--tools", help="Write the config's tool configs to this tools.yaml (add the MCP servers by hand).")] = None,
     debug: DebugOption = False,
 ) -> None:
     """Print FILE, a NeMo Data Designer config, as a gristmill config; list what did not map on stderr."""
@@ -39,6 +42,7 @@ def convert(
     result = convert_reference_config(data)
     typer.echo(yaml.safe_dump(result.config, sort_keys=False, allow_unicode=True), nl=False)
     _write_providers(result, providers)
+    _write_tools(result, tools)
     lines = _line_numbers(text)
     for kind, entries in (("not mapped", result.unmapped), ("note", result.notes)):
         for entry in entries:
@@ -72,7 +76,25 @@ def _write_providers(result: ConversionResult, path: Path | None) -> None:
                                        "--providers providers.yaml to write them")
         return
     path.write_text(yaml.safe_dump(result.providers, sort_keys=False, allow_unicode=True), encoding="utf-8")
-    err_console.print(f"wrote {len(result.providers)} provider(s) to {path}", highlight=False, markup=False)
+    err_console.print(f"wrote {len(result.providers)} provider(s) to {path}", highlight=False, markup=False,
+                      soft_wrap=True)
+
+
+def _write_tools(result: ConversionResult, path: Path | None) -> None:
+    """``tools.yaml`` holds ``tool_providers`` and ``tool_configs``; only the configs come from the
+    reference config (its MCP servers are declared in Python), so the file has a comment for the rest."""
+    if not result.tool_configs:
+        return
+    if path is None:
+        names = ", ".join(str(c.get("alias")) for c in result.tool_configs)
+        result.skip("tool_configs", f"tool configs ({names}) belong in tools.yaml; rerun with --tools tools.yaml "
+                                    "to write them")
+        return
+    body = yaml.safe_dump({"tool_configs": result.tool_configs}, sort_keys=False, allow_unicode=True)
+    path.write_text("# Add the MCP servers these tool configs name under tool_providers (docs/tools.md).\n" + body,
+                    encoding="utf-8")
+    err_console.print(f"wrote {len(result.tool_configs)} tool config(s) to {path}", highlight=False, markup=False,
+                      soft_wrap=True)
 
 
 def _line_numbers(text: str) -> dict[str, int]:
