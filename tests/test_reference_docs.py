@@ -120,6 +120,6 @@ def test_the_docs_index_and_getting_started_link_every_docs_page_and_their_links
         links = _links(docs / linking)
         missing = sorted(p.name for p in pages - links - {(docs / linking).resolve()})
         assert not missing, f"docs/{linking} does not link {missing}"
-    for page in [docs / "index.md", docs / "getting-started.md", *REFERENCE.glob("*.md")]:
+    for page in [ROOT / "README.md", *docs.glob("*.md"), *REFERENCE.glob("*.md")]:
         broken = sorted(str(p) for p in _links(page) if not p.is_file())
         assert not broken, f"{page.name} links to missing pages: {broken}"
