@@ -7,6 +7,8 @@ import asyncio
 import json
 import re
 import socket
+import subprocess
+import sys
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -569,3 +571,37 @@ def test_the_yaml_examples_of_the_docs_are_valid_configs() -> None:
         columns = data["columns"] if isinstance(data, dict) else data
         cfg = gm.DatasetConfig.from_dict({"columns": columns})
         assert [c.column_type for c in cfg.columns] == ["validation"]
+
+
+def test_a_relative_database_path_is_taken_from_the_config_files_folder(tmp_path: Path) -> None:
+    """As a seed path is: `gristmill create configs/sql.yaml` run from elsewhere finds the database
+    beside the config, and the fingerprint holds the path as written (a resume from another
+    working directory continues the dataset)."""
+    configs, elsewhere = tmp_path / "configs", tmp_path / "work"
+    configs.mkdir()
+    elsewhere.mkdir()
+    with sqlite3.connect(configs / "shop.sqlite") as con:
+        con.execute("CREATE TABLE items (name TEXT)")
+        con.execute("INSERT INTO items VALUES ('tea')")
+    con.close()
+    (configs / "sql.yaml").write_text(
+        "columns:\n"
+        "  - {name: sql, column_type: sampler, sampler_type: category,\n"
+        "     params: {values: ['SELECT name FROM items', 'SELECT nope FROM items']}}\n"
+        "  - {name: check, column_type: validation, target_columns: [sql], validator: sql,\n"
+        "     params: {dialect: sqlite, database: shop.sqlite}}\n")
+
+    def create(cwd: Path, rows: int) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "gristmill.cli.main", "create", str(configs / "sql.yaml"), "-n",
+                               str(rows), "--artifact-path", str(tmp_path / "artifacts"), "--batch-size", "4"],
+                              cwd=cwd, capture_output=True, text=True, timeout=120)
+
+    done = create(elsewhere, 4)
+    assert done.returncode == 0, done.stderr
+    table = pq.read_table(tmp_path / "artifacts" / "sql" / "parquet-files")
+    for sql, check in zip(table.column("sql").to_pylist(), table.column("check").to_pylist(), strict=True):
+        assert check["is_valid"] is (sql == "SELECT name FROM items")
+    grown = create(configs, 8)  # another working directory: the same dataset grows
+    assert grown.returncode == 0, grown.stderr
+    assert len(list((tmp_path / "artifacts").iterdir())) == 1
+    assert pq.read_table(tmp_path / "artifacts" / "sql" / "parquet-files").num_rows == 8

@@ -205,7 +205,15 @@ def _relative_to_file(config: DatasetConfig, path_or_text: str | Path, source: s
     """A relative seed path in a config file means relative to that file (as a user reading
     the file would expect), unless it already names something from the working directory.
     The path as written is kept for the fingerprint, which must not depend on the folder the
-    config was loaded from."""
+    config was loaded from. A SQL validator's ``database`` follows the same rule (resolved when
+    it is opened, see ``SQLValidatorParams.database_path``)."""
+    if source != "config":
+        from gristmill.config.validation import SQLValidatorParams
+
+        for column in config.columns:
+            params = getattr(column, "params", None)
+            if isinstance(params, SQLValidatorParams):
+                params._config_dir = str(Path(path_or_text).parent)
     seed = config.seed
     if source == "config" or seed is None or seed.is_dataframe:
         return config

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field, ValidationError, field_serializer, field_validator, model_validator
+from pydantic import Field, PrivateAttr, ValidationError, field_serializer, field_validator, model_validator
 
 from gristmill.config.base import (
     ConfigModel,
@@ -104,6 +104,21 @@ class SQLValidatorParams(ValidatorParams):
     version: str | None = Field(default=None, description="Bump when the database's data changes.")
 
     fingerprint_exclude: ClassVar[frozenset[str]] = frozenset({"timeout"})
+    # The folder of the config file this came from (set by DatasetConfig.from_yaml / from_json).
+    _config_dir: str | None = PrivateAttr(default=None)
+
+    def database_path(self) -> Path | None:
+        """The database file. A relative path means relative to the config file's folder, as a
+        seed path does, unless it names a file from the working directory; ``database`` keeps
+        the path as written, so the fingerprint does not depend on where the config was loaded."""
+        if self.database is None:
+            return None
+        path = Path(self.database).expanduser()
+        if not path.is_absolute() and not path.exists() and self._config_dir is not None:
+            candidate = Path(self._config_dir) / path
+            if candidate.exists():
+                return candidate
+        return path
 
     @field_validator("dialect")
     @classmethod
@@ -129,11 +144,13 @@ class SQLValidatorParams(ValidatorParams):
         return self
 
     def check_ready(self, column: str) -> None:
-        if self.database is None:
+        path = self.database_path()
+        if path is None:
             return
-        if not Path(self.database).is_file():
-            raise ConfigError(f"column {column!r}: database {self.database!r} does not exist "
-                              f"(looked in {Path(self.database).resolve().parent}); fix the path in params.database")
+        if not path.is_file():
+            where = f"{path.resolve().parent}" + (f" and {self._config_dir}" if self._config_dir is not None else "")
+            raise ConfigError(f"column {column!r}: database {self.database!r} does not exist (looked in {where}); "
+                              "fix the path in params.database")
         if self.engine == "duckdb":
             _require_module("duckdb", column)
 

@@ -97,7 +97,8 @@ class SQLValidator:
 
     @contextmanager
     def _connect(self) -> Iterator[RunSQL]:
-        path = Path(str(self.params.database))
+        path = self.params.database_path()
+        assert path is not None  # only called with a database
         if self.params.engine == "duckdb":
             with _duckdb(path, self.params.timeout) as run:
                 yield run
