@@ -193,7 +193,11 @@ def test_cli_create_dry_run_prints_the_bill_and_writes_nothing(server: LLMTestSe
     result = _cli("create", "d.yaml", "-n", "12", "--dry-run", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "a (default): 12 to pay, 0 from cache" in result.stdout
-    assert "total: 24 LLM requests to pay" in result.stdout and "estimated cost" in result.stdout
+    assert "total: 24 model requests to pay" in result.stdout and "estimated cost" in result.stdout
+    gated = _cli("create", "d.yaml", "-n", "12", "--dry-run", "--target-valid-records", "12", "--max-records", "30",
+                 "--valid-filter", "n > 3", cwd=tmp_path)
+    assert gated.returncode == 0, gated.stderr
+    assert "up to 18 more rows may be generated" in " ".join(gated.stdout.split())
     assert server.stats()["requests"] == 0 and not (tmp_path / "artifacts").exists()
 
 
@@ -251,3 +255,17 @@ def test_embedding_and_image_requests_are_billed_as_the_run_groups_them(server: 
     assert sent == bill.requests == first.usage["embed"]["requests"] + first.usage["draw"]["requests"]
     # Growing by one batch: the 30 stored rows are not billed again, the new 10 are.
     assert _column(grown_bill, "picture")["to_pay"] == 10 and grown == grown_bill.requests
+
+
+def test_target_valid_records_rounds_are_in_the_upper_bound(server: LLMTestServer, tmp_path: Path) -> None:
+    """The first round (num_records rows) is billed exactly; the rows later rounds may add, up to
+    max_records, only in the upper bound, which the gated run never exceeds."""
+    with _mill(tmp_path, server.url) as mill:
+        gate = {"target_valid_records": 20, "max_records": 60, "valid_filter": "n > 3"}
+        bill = mill.bill_dataset(_chain(), num_records=20, dataset_name="d", **gate)  # type: ignore[arg-type]
+        assert bill.note is not None and "up to 40 more rows" in bill.note
+        assert _column(bill, "a")["to_pay"] == 20 and _column(bill, "a")["upper_bound"] == 60
+        gated = mill.create(_chain(), num_records=20, dataset_name="d", **gate)  # type: ignore[arg-type]
+    sent = server.stats()["requests"]
+    assert gated.count_records() == 20
+    assert bill.requests < sent <= bill.upper_bound  # rows past the first 20 were needed: ~half pass

@@ -7,9 +7,9 @@ import asyncio
 import json
 import re
 import socket
+import sqlite3
 import subprocess
 import sys
-import sqlite3
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer

@@ -152,22 +152,25 @@ class Mill:
         return plan_dataset(observation, identity, DatasetRequest(num_records, self.run_config, mode))
 
     def bill_dataset(self, config: DatasetConfig | ConfigBuilder, *, num_records: int, dataset_name: str = "dataset",
-                     resume: ResumeMode | str = ResumeMode.IF_POSSIBLE) -> DatasetBill:
-        """What ``create`` with these arguments would pay for: LLM requests per column and model, those
-        the response cache answers, an upper bound, and a cost estimate when models have prices.
-        Reads stored state only: nothing is written and no model endpoint is contacted."""
+                     resume: ResumeMode | str = ResumeMode.IF_POSSIBLE, target_valid_records: int | None = None,
+                     max_records: int | None = None, valid_filter: str | None = None) -> DatasetBill:
+        """What ``create`` with these arguments would pay for: model requests per column and model,
+        those the response cache answers, an upper bound, and a cost estimate when models have
+        prices. Reads stored state only: nothing is written and no model endpoint is contacted.
+        Under ``target_valid_records`` the rows of later rounds are in the upper bound only."""
         config, mode = _as_config(config), ResumeMode.parse(resume)
         _check_num_records(num_records)
         _check_dataset_name(dataset_name)
+        run_config = _gate(self.run_config, target_valid_records, max_records, valid_filter)
         self.validate(config)
         identity = dataset_identity(config)
         observation = observe_dataset(self.artifact_path / dataset_name, identity,
                                       look_for_earlier=mode is ResumeMode.IF_POSSIBLE)
-        decision = plan_dataset(observation, identity, DatasetRequest(num_records, self.run_config, mode))
+        decision = plan_dataset(observation, identity, DatasetRequest(num_records, run_config, mode))
         stored = _stored_metadata(observation, decision)
-        seed = stored.run_seed if stored else dataset_run_seed(dataset_name, self.run_config.seed)
+        seed = stored.run_seed if stored else dataset_run_seed(dataset_name, run_config.seed)
         return decision_bill(self.services, config, decision=decision, stored=stored, num_records=num_records,
-                             run_seed=seed)
+                             run_seed=seed, run_config=run_config)
 
     def preview(self, config: DatasetConfig | ConfigBuilder, num_records: int = 10) -> pd.DataFrame:
         """Generate ``num_records`` rows in memory; nothing is written where datasets live.

@@ -112,7 +112,8 @@ def create(
     retry_failed: RetryFailedOption = False,
     on_failed_rows: OnFailedRowsOption = None,
     dry_run: Annotated[bool, typer.Option(
-        "--dry-run", help="Print the bill (LLM requests to pay, from cache, cost) and exit; writes nothing.")] = False,
+        "--dry-run", help="Print the bill (model requests to pay, from cache, cost) and exit; writes nothing.",
+    )] = False,
     target_valid_records: Annotated[int | None, typer.Option(
         "--target-valid-records", help="Keep generating until this many rows pass (docs/quality-gates.md).")] = None,
     max_records: Annotated[int | None, typer.Option(
@@ -134,7 +135,8 @@ def create(
     with mill:
         if dry_run:
             print_bill(mill.bill_dataset(cfg, num_records=num_records, dataset_name=name or config.stem,
-                                         resume=resume))
+                                         resume=resume, target_valid_records=target_valid_records,
+                                         max_records=max_records, valid_filter=valid_filter))
             return
         results = mill.create(cfg, num_records=num_records, dataset_name=name or config.stem, resume=resume,
                               verify=verify, retry_failed=retry_failed, target_valid_records=target_valid_records,
@@ -162,7 +164,7 @@ def print_bill(bill: Any) -> None:
                   highlight=False)
     for line in bill.format_lines():
         console.print(f"  {escape(line)}", highlight=False)
-    total = f"total: {bill.requests} LLM requests to pay, {bill.cached} from cache, at most {bill.upper_bound}"
+    total = f"total: {bill.requests} model requests to pay, {bill.cached} from cache, at most {bill.upper_bound}"
     console.print(total + (f", estimated cost ~{bill.cost:.4f}" if bill.cost is not None else ""), highlight=False)
     if bill.note:
         console.print(f"  note: {escape(bill.note)}", highlight=False)

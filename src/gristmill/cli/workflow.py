@@ -125,7 +125,7 @@ def plan_command(
         return
     print_plan(plan, title=f"plan of workflow {wf.name!r} ({wf.workflow_dir})")
     lines = bill.format_lines()
-    console.print("bill (LLM requests):" if lines else "bill: no LLM requests to send")
+    console.print("bill (model requests):" if lines else "bill: no model requests to send")
     for line in lines:
         console.print(f"  {escape(line)}", highlight=False)
     for blocker in plan.always_blockers() if plan.resume == "always" else []:

@@ -75,9 +75,11 @@ class ColumnBill:
     max_tokens: int | None = None  # the model's output cap, if set
     rendered: int = 0  # prompts rendered (cached or not), and their estimated input tokens
     rendered_tokens: int = 0
-    # Embedding texts billed in an earlier batch: the cache answers them when that batch finished
-    # first (as it does one batch at a time), so only the upper bound counts their requests.
-    repeats: int = 0
+    # Requests only the upper bound counts: embedding texts billed in an earlier batch (the cache
+    # answers them when that batch finished first, as it does one batch at a time), and the rows
+    # target_valid_records may add beyond num_records.
+    bound_only: int = 0
+    per_request: int = 1  # cells one request carries (an embedding request: up to batch_size texts)
     billed_keys: set[str] = field(default_factory=set, repr=False)
 
     @property
@@ -88,7 +90,7 @@ class ColumnBill:
     @property
     def upper_bound(self) -> int:
         """Requests to pay at most: each may take ``max_corrections`` more."""
-        return self.requests * (1 + self.max_corrections) + self.repeats
+        return self.requests * (1 + self.max_corrections) + self.bound_only
 
     @property
     def exact(self) -> bool:
@@ -178,9 +180,11 @@ class DatasetBill:
 
 
 def decision_bill(services: EngineServices, config: DatasetConfig, *, decision: DatasetDecision,
-                  stored: DatasetMetadata | None, num_records: int, run_seed: int) -> DatasetBill:
-    """The bill of ``Mill.create`` acting on ``decision`` (``stored``: the metadata it continues)."""
-    run_config = services.run_config.model_copy(update={"seed": run_seed})
+                  stored: DatasetMetadata | None, num_records: int, run_seed: int,
+                  run_config: RunConfig | None = None) -> DatasetBill:
+    """The bill of ``Mill.create`` acting on ``decision`` (``stored``: the metadata it continues;
+    ``run_config``: the run's, with its gate options, default the services')."""
+    run_config = (run_config or services.run_config).model_copy(update={"seed": run_seed})
     if decision.action is DatasetAction.REUSE:
         return DatasetBill(decision.action.value, decision.reason, rows=0)
     if stored is not None:
@@ -192,8 +196,9 @@ def decision_bill(services: EngineServices, config: DatasetConfig, *, decision: 
         specs = batch_specs(num_records, run_config.rows_per_batch(uses_models=uses_models(config)))
         caches = list(decision.import_caches)
     bill = count_requests(services, config, specs=specs, run_config=run_config, cache_files=caches)
+    built = max(num_records, stored.built_rows if stored is not None else 0)
     return DatasetBill(decision.action.value, decision.reason, bill.rows, bill.columns, bill.prices,
-                       _gate_note(run_config))
+                       gate_rounds(bill.columns, run_config, built_rows=built))
 
 
 def batch_specs(num_records: int, batch_size: int) -> list[BatchSpec]:
@@ -225,11 +230,18 @@ def count_requests(services: EngineServices, config: DatasetConfig, *, specs: Se
     return DatasetBill("run", "", sum(s.rows for s in specs), tuple(bills.values()), prices)
 
 
-def _gate_note(run_config: RunConfig) -> str | None:
-    if run_config.target_valid_records is None:
+def gate_rounds(columns: Sequence[ColumnBill], run_config: RunConfig, *, built_rows: int) -> str | None:
+    """Under ``target_valid_records``: count the rows later rounds may add beyond ``built_rows``
+    (up to ``max_records``, default 10 x the target, as the run caps them) in the upper bound of
+    ``columns`` (their prompts are unknown: those batches are sized by the pass rate), and say so."""
+    target = run_config.target_valid_records
+    if target is None:
         return None
-    return ("target_valid_records: rows beyond num_records are generated until enough pass; their requests "
-            "are not in this bill")
+    extra = max(0, (run_config.max_records or 10 * target) - built_rows)
+    for column in columns:
+        column.bound_only += math.ceil(extra / column.per_request) * (1 + column.max_corrections)
+    return (f"target_valid_records: up to {extra:,} more rows may be generated until enough pass; their "
+            "requests are in the upper bound only")
 
 
 class CacheReader:
@@ -356,7 +368,9 @@ def _unknown_of(names: set[str], unknown: dict[str, np.ndarray], num_rows: int) 
 
 
 def _column_bill(generator: LLMColumnGenerator | EmbeddingGenerator | ImageGenerator) -> ColumnBill:
-    if not isinstance(generator, LLMColumnGenerator):
+    if isinstance(generator, EmbeddingGenerator):
+        return ColumnBill(generator.column.name, generator.handle.alias, per_request=generator.column.batch_size)
+    if isinstance(generator, ImageGenerator):
         return ColumnBill(generator.column.name, generator.handle.alias)
     max_tokens = generator.handle.resolved.model.inference_parameters.max_tokens
     return ColumnBill(generator.column.name, generator.handle.alias, max_corrections=generator.max_corrections,
@@ -376,7 +390,7 @@ def _keyed_requests(generator: EmbeddingGenerator | ImageGenerator, frame: Batch
     if isinstance(generator, EmbeddingGenerator):  # texts are keyed without their row: shared across batches
         size = generator.column.batch_size
         bill.to_pay += math.ceil(len(new) / size)
-        bill.repeats += math.ceil(len(missing) / size) - math.ceil(len(new) / size)
+        bill.bound_only += math.ceil(len(missing) / size) - math.ceil(len(new) / size)
     else:
         bill.to_pay += len(missing)
 

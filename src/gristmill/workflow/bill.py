@@ -18,7 +18,7 @@ from typing import Any
 import pyarrow as pa
 
 from gristmill.config.run import ResumeMode
-from gristmill.engine.bill import ColumnBill, DatasetBill, batch_specs, count_requests
+from gristmill.engine.bill import ColumnBill, DatasetBill, batch_specs, count_requests, gate_rounds
 from gristmill.engine.seeds import SeedReader
 from gristmill.engine.services import EngineServices
 from gristmill.llm.pricing import format_cost
@@ -180,8 +180,8 @@ class _Billing:
         reader = SeedReader(seed, stage.options.sampling_strategy, run_seed) if seed is not None else None
         bill = count_requests(self.services, config, specs=specs, run_config=run_config,
                               cache_files=self.cache_files, cache_scope=stage.name, seed=reader)
-        note = None if stage.options.target_valid_records is None else (
-            "target_valid_records: rows beyond num_records until enough pass are not in this bill")
+        built = sum(s.row_offset + s.rows for s in specs[-1:]) if specs else 0  # the last batch ends the rows
+        note = gate_rounds(bill.columns, run_config, built_rows=built)
         return DatasetBill(step.action.value, step.reason, bill.rows, bill.columns, bill.prices, note)
 
     def _batches(self, stage: StageDefinition, step: StagePlan, seed_rows: int | None) -> tuple[int, list[BatchSpec]]:
