@@ -228,6 +228,9 @@ def test_target_valid_records_generates_until_enough_rows_pass(server: LLMTestSe
     again = mill.create(_gated(), num_records=50, dataset_name="gated", target_valid_records=50,
                         valid_filter="i % 2 == 0")
     assert _completions(server) == 0 and again.load_dataset().equals(df)
+    planned = mill.plan_dataset(_gated(), num_records=50, dataset_name="gated", target_valid_records=60,
+                                valid_filter="i % 2 == 0")
+    assert (planned.action.value, planned.reason) == ("grow", "holds 50 valid rows, target_valid_records asks for 60")
     # A larger target continues from what is there, paying only for the new rows.
     more = mill.create(_gated(), num_records=50, dataset_name="gated", target_valid_records=60,
                        valid_filter="i % 2 == 0")

@@ -138,18 +138,19 @@ class Mill:
 
     def plan_dataset(self, config: DatasetConfig | ConfigBuilder, *, num_records: int,
                      dataset_name: str = "dataset", resume: ResumeMode | str = ResumeMode.IF_POSSIBLE,
-                     verify: bool = False,
-                     ) -> DatasetDecision:
+                     verify: bool = False, target_valid_records: int | None = None,
+                     max_records: int | None = None, valid_filter: str | None = None) -> DatasetDecision:
         """What ``create`` with these arguments would do, and why; reads stored state only."""
         config, mode = _as_config(config), ResumeMode.parse(resume)
         _check_num_records(num_records)
         _check_dataset_name(dataset_name)
+        run_config = _gate(self.run_config, target_valid_records, max_records, valid_filter)
         self.validate(config)
         identity = dataset_identity(config)
         root = self.artifact_path / dataset_name
         observation = observe_dataset(root, identity, look_for_earlier=mode is ResumeMode.IF_POSSIBLE,
                                           verify=verify)
-        return plan_dataset(observation, identity, DatasetRequest(num_records, self.run_config, mode))
+        return plan_dataset(observation, identity, DatasetRequest(num_records, run_config, mode))
 
     def bill_dataset(self, config: DatasetConfig | ConfigBuilder, *, num_records: int, dataset_name: str = "dataset",
                      resume: ResumeMode | str = ResumeMode.IF_POSSIBLE, target_valid_records: int | None = None,

@@ -265,6 +265,10 @@ def _continue(run: StoredRun, request: DatasetRequest) -> DatasetDecision:
     planned = meta.model_copy(deep=True)
     planned.plan_rows(wanted)
     missing = len(planned.missing_batches())
+    target = request.run_config.target_valid_records
+    if missing == 0 and target is not None and held < target:  # the run generates more rows until enough pass
+        return DatasetDecision(DatasetAction.GROW if meta.status.value == "completed" else DatasetAction.RESUME,
+                               run.path, f"holds {held} valid rows, target_valid_records asks for {target}")
     if missing == 0:
         return DatasetDecision(DatasetAction.REUSE, run.path, f"complete with {held} rows")
     if meta.status.value == "completed":
