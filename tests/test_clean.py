@@ -58,3 +58,42 @@ def test_create_defaults_to_continuing_and_takes_verify(tmp_path: Path) -> None:
     assert again.exit_code == 0, again.output
     assert "generated now: 0 rows" in " ".join(again.output.split())  # reused, not a timestamped copy
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["ds"]
+
+
+def test_clean_of_a_dataset_removes_its_fresh_starts_after_merging_their_cached_answers(tmp_path: Path) -> None:
+    """A changed config starts fresh in <name>_<timestamp>; clean lists those, then deletes them
+    with --yes, their response caches merged into the kept dataset's first: changing the config
+    back pays nothing."""
+    from gristmill.testing import LLMTestServer, provider_and_model
+
+    def config(prompt: str) -> gm.ConfigBuilder:
+        return (gm.ConfigBuilder()
+                .add_column(name="n", column_type="sampler", sampler_type="uniform",
+                            params={"low": 0, "high": 9, "integer": True})
+                .add_column(name="text", column_type="llm_text", prompt=prompt))
+
+    with LLMTestServer() as server:
+        provider, model = provider_and_model(server.url)
+
+        def create(prompt: str) -> gm.DatasetResults:
+            with gm.Mill(tmp_path, run_config=gm.RunConfig(batch_size=5, seed=1, show_progress=False),
+                         model_providers=[provider], model_configs=[model]) as mill:
+                return mill.create(config(prompt), num_records=10, dataset_name="d")
+
+        create("Say {{ n }}.")
+        fresh = create("Write {{ n }}.")  # a new prompt: a fresh start beside d, 10 new answers
+        assert fresh.artifact_path.name.startswith("d_") and server.stats()["requests"] == 20
+        fresh_texts = fresh.load_dataset()["text"].tolist()
+        main = tmp_path / "d"
+        runner = CliRunner()
+        listed = runner.invoke(app, ["clean", str(main)])
+        assert listed.exit_code == 0, listed.output
+        assert f"would delete {fresh.artifact_path}" in listed.output and fresh.artifact_path.exists()
+        deleted = runner.invoke(app, ["clean", str(main), "--yes"])
+        assert deleted.exit_code == 0, deleted.output
+        assert not fresh.artifact_path.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["d"]
+        assert "no leftover fresh starts" in runner.invoke(app, ["clean", str(main)]).output
+        # The second prompt's answers live on in d's cache: a fresh start with it pays nothing.
+        again = create("Write {{ n }}.")
+        assert server.stats()["requests"] == 20
+        assert again.load_dataset()["text"].tolist() == fresh_texts

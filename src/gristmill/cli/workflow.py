@@ -319,20 +319,30 @@ def _read_status(directory: Path) -> WorkflowMetadata:
 
 
 def clean_command(
-    directory: Annotated[Path, typer.Argument(help="Workflow directory.")],
+    directory: Annotated[Path, typer.Argument(help="Workflow directory, or a dataset directory.")],
     yes: Annotated[bool, typer.Option("--yes", help="Delete; without it, only list what would go.")] = False,
     debug: DebugOption = False,
 ) -> None:
-    """Empty a workflow's trash (what reruns moved aside); lists it first, deletes with --yes."""
-    from gristmill.workflow import empty_trash, trash_entries
+    """Empty a workflow's trash (what reruns moved aside), or remove a dataset's leftover fresh
+    starts (<name>_<timestamp> beside it, their cached answers merged in first). Lists first;
+    deletes with --yes."""
+    from gristmill.workflow.clean import empty_trash, leftover_runs, remove_leftover_runs, trash_entries
 
-    entries = empty_trash(directory) if yes else trash_entries(directory)
+    dataset = (directory / "metadata.json").is_file()
+    if dataset:
+        entries = remove_leftover_runs(directory) if yes else leftover_runs(directory)
+    else:
+        entries = empty_trash(directory) if yes else trash_entries(directory)
     for entry in entries:
         console.print(f"{'deleted' if yes else 'would delete'} {escape(str(entry.path))} "
-                      f"({entry.num_bytes:,} bytes)")
+                      f"({entry.num_bytes:,} bytes)", soft_wrap=True)
     total = sum(entry.num_bytes for entry in entries)
     verb = "deleted" if yes else "nothing deleted yet; pass --yes to delete"
-    console.print(f"{len(entries)} item(s), {total:,} bytes: {verb}" if entries else "the trash is empty")
+    if dataset and entries:
+        verb += " (their cached answers are merged into this dataset's response cache first)" if not yes else (
+            "; their cached answers were merged into this dataset's response cache")
+    empty = f"no leftover fresh starts beside {directory}" if dataset else "the trash is empty"
+    console.print(f"{len(entries)} item(s), {total:,} bytes: {verb}" if entries else empty, soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:

@@ -108,8 +108,9 @@ def fresh_sibling(root: Path) -> Path:
     return candidate
 
 
-def earlier_fresh_starts(root: Path, *, limit: int = 5) -> list[Path]:
-    """Directories that :func:`fresh_sibling` made beside ``root`` earlier, newest first."""
+def earlier_fresh_starts(root: Path, *, limit: int | None = 5) -> list[Path]:
+    """Directories that :func:`fresh_sibling` made beside ``root`` earlier, newest first (at most
+    ``limit``; None for all)."""
     pattern = re.compile(rf"{re.escape(root.name)}_(\d{{8}}-\d{{6}})(?:-(\d+))?")
     if not root.parent.is_dir():
         return []
