@@ -26,9 +26,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-from pydantic import ValidationError
-
 from gristmill.config.tools import ToolConfig, ToolProvider
 from gristmill.errors import ConfigError, ModelError, ModelUnreachableError
 from gristmill.llm.secrets import env_var_name
@@ -304,11 +301,11 @@ class ToolRuntime:
         ...                  configs=[ToolConfig(alias="docs", providers=["docs"])]).aliases()
         ['docs']
         """
-        from gristmill.llm.registry import gristmill_home
+        from gristmill.llm.registry import gristmill_home, load_items
 
         default = gristmill_home(home) / "tools.yaml"
-        return cls(_load_items(providers, ToolProvider, "tool_providers", default),
-                   _load_items(configs, ToolConfig, "tool_configs", default))
+        return cls(load_items(providers, ToolProvider, "tool_providers", default),
+                   load_items(configs, ToolConfig, "tool_configs", default))
 
     def aliases(self) -> list[str]:
         return sorted(self.configs)
@@ -364,42 +361,3 @@ class ToolRuntime:
         for session in self._sessions.values():
             await session.aclose()
 
-
-def _load_items(source: Any, cls: type[Any], key: str, default_path: Path) -> list[Any]:
-    if source is None:
-        if not default_path.exists():
-            return []
-        source = default_path
-    where = str(source) if isinstance(source, str | Path) else f"{key} argument"
-    if isinstance(source, str | Path):
-        source = _read_section(Path(source), key)
-    items = []
-    for index, item in enumerate(source):
-        if isinstance(item, cls):
-            items.append(item)
-            continue
-        try:
-            items.append(cls.model_validate(item))
-        except ValidationError as exc:
-            # No input values in the message: env and headers may hold tokens.
-            problems = "; ".join(f"{'.'.join(str(p) for p in err['loc']) or 'entry'}: {err['msg']}"
-                                 for err in exc.errors(include_input=False, include_url=False))
-            name = item.get("name") or item.get("alias") if isinstance(item, dict) else None
-            raise ConfigError(f"{where}: invalid entry {name or f'#{index + 1}'!r} of {key}: {problems}") from None
-    return items
-
-
-def _read_section(path: Path, key: str) -> list[Any]:
-    """The ``key`` list of a YAML file holding ``tool_providers:`` and ``tool_configs:`` (or the list itself)."""
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except OSError as exc:
-        raise ConfigError(f"cannot read {path}: {exc}") from exc
-    except yaml.YAMLError:
-        # The line is not quoted: it may hold a token.
-        raise ConfigError(f"{path}: invalid YAML; fix it (the line is not shown: it may hold a token)") from None
-    if isinstance(data, dict):
-        data = data.get(key, [])
-    if not isinstance(data, list):
-        raise ConfigError(f"{path}: expected a list under {key}")
-    return data

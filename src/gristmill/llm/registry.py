@@ -105,7 +105,10 @@ def _yaml_error_location(exc: yaml.YAMLError) -> str:
     return text
 
 
-def _load_items(source: Any, cls: type[Any], key: str, default_path: Path) -> list[Any]:
+def load_items(source: Any, cls: type[Any], key: str, default_path: Path) -> list[Any]:
+    """Entries of ``cls`` from a list, a YAML file (a list, or a mapping with a ``key`` list), or
+    ``default_path`` when ``source`` is None (none when it does not exist). Errors never quote a
+    value: entries may hold keys and tokens."""
     if source is None:
         if not default_path.exists():
             return []
@@ -168,8 +171,8 @@ class ModelRegistry:
         ['default']
         """
         root = gristmill_home(home)
-        return cls(_load_items(providers, ModelProvider, "providers", root / "providers.yaml"),
-                   _load_items(models, ModelConfig, "models", root / "models.yaml"))
+        return cls(load_items(providers, ModelProvider, "providers", root / "providers.yaml"),
+                   load_items(models, ModelConfig, "models", root / "models.yaml"))
 
     def aliases(self, extra_models: Iterable[ModelConfig] = ()) -> list[str]:
         names = set(self.models) | {m.alias for m in extra_models}
