@@ -326,7 +326,7 @@ def clean_command(
     """Empty a workflow's trash (what reruns moved aside), or remove a dataset's leftover fresh
     starts (<name>_<timestamp> beside it, their cached answers merged in first). Lists first;
     deletes with --yes."""
-    from gristmill.workflow.clean import empty_trash, leftover_runs, remove_leftover_runs, trash_entries
+    from gristmill.workflow import empty_trash, leftover_runs, remove_leftover_runs, trash_entries
 
     dataset = (directory / "metadata.json").is_file()
     if dataset:

@@ -33,6 +33,8 @@ _EXPORTS: dict[str, str] = {
     "TrashEntry": "gristmill.workflow.clean",
     "empty_trash": "gristmill.workflow.clean",
     "trash_entries": "gristmill.workflow.clean",
+    "leftover_runs": "gristmill.workflow.clean",
+    "remove_leftover_runs": "gristmill.workflow.clean",
 }
 
 __all__ = [
@@ -48,12 +50,14 @@ __all__ = [
     "WorkflowPlan",
     "WorkflowResults",
     "empty_trash",
+    "leftover_runs",
     "load_workflow_metadata",
+    "remove_leftover_runs",
     "trash_entries",
 ]
 
 if TYPE_CHECKING:
-    from gristmill.workflow.clean import TrashEntry, empty_trash, trash_entries
+    from gristmill.workflow.clean import TrashEntry, empty_trash, leftover_runs, remove_leftover_runs, trash_entries
     from gristmill.workflow.composite import CompositeWorkflow
     from gristmill.workflow.fingerprint import FORMAT_VERSION
     from gristmill.workflow.metadata import (
