@@ -16,7 +16,7 @@ import sys
 import time
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pyarrow as pa
@@ -29,9 +29,10 @@ from gristmill.engine.cells import ERRORS_COLUMN, ROW_COLUMN, retryable_rows
 from gristmill.engine.generators import EngineContext
 from gristmill.engine.processors import ProcessedBatch
 from gristmill.engine.seeds import SeedReader, load_seed_table
-from gristmill.storage.atomic import WrittenFile, write_parquet_atomic
+from gristmill.errors import ArtifactError, GenerationError
+from gristmill.storage.atomic import WrittenFile, file_digests, write_parquet_atomic
 from gristmill.storage.layout import DatasetLayout
-from gristmill.storage.metadata import BatchRecord, BatchSpec, FileRecord
+from gristmill.storage.metadata import BatchRecord, BatchSpec, FileRecord, SideFile
 from gristmill.storage.tables import read_parquet_checked
 
 Usage = dict[str, dict[str, int]]
@@ -55,7 +56,7 @@ def build_and_write(plan: BatchPlan, layout: DatasetLayout, spec: BatchSpec, *, 
     started = time.perf_counter()
     batch = run(plan.build(batch_index=spec.index, row_offset=spec.row_offset, num_rows=spec.rows,
                            run_seed=run_seed))
-    record = _write(layout, spec.index, batch)
+    record = _write(layout, spec.index, batch, images=image_columns(plan.config))
     record.row_offset = spec.row_offset
     record.seconds = round(time.perf_counter() - started, 6)
     return record
@@ -68,7 +69,7 @@ def retry_and_write(plan: BatchPlan, layout: DatasetLayout, stored: BatchRecord,
     started = time.perf_counter()
     table = stored_batch_table(layout, stored)
     batch = run(plan.retry(table, batch_index=stored.index, row_offset=stored.row_offset, run_seed=run_seed))
-    record = _write(layout, stored.index, batch, generation=stored.generation + 1)
+    record = _write(layout, stored.index, batch, generation=stored.generation + 1, images=image_columns(plan.config))
     record.row_offset = stored.row_offset
     record.seconds = round(stored.seconds + time.perf_counter() - started, 6)
     return record
@@ -81,7 +82,7 @@ def trim_and_write(plan: BatchPlan, layout: DatasetLayout, stored: BatchRecord, 
     table = stored_batch_table(layout, stored)
     batch = plan.refinish(table, row_offset=stored.row_offset, run_seed=run_seed, batch_index=stored.index,
                           surplus=surplus)
-    record = _write(layout, stored.index, batch, generation=stored.generation + 1)
+    record = _write(layout, stored.index, batch, generation=stored.generation + 1, images=image_columns(plan.config))
     record.row_offset, record.seconds = stored.row_offset, stored.seconds
     return record
 
@@ -106,7 +107,9 @@ def stored_batch_table(layout: DatasetLayout, record: BatchRecord) -> pa.Table:
 
 
 def remove_replaced(layout: DatasetLayout, old: BatchRecord, new: BatchRecord) -> None:
-    """The files of ``old`` that ``new`` (its committed rewrite) no longer names."""
+    """The files of ``old`` that ``new`` (its committed rewrite) no longer names. Its parquet files
+    only: image files are never removed here, as a row's image keeps its name in every generation
+    (the new record names the same file), and an image is not worth a gap if it did not."""
     keep = {f.file for f in batch_files(new)}
     for rec in batch_files(old):
         if rec.file not in keep:
@@ -114,15 +117,23 @@ def remove_replaced(layout: DatasetLayout, old: BatchRecord, new: BatchRecord) -
 
 
 def batch_files(record: BatchRecord) -> list[FileRecord]:
-    """Every file a batch record names."""
+    """Every parquet file a batch record names (not its ``image_files``)."""
     files: list[FileRecord] = [record, *record.processor_files.values()]
     files += [f for f in (record.dropped_file, record.dropped_rows_file) if f is not None]
     return files
 
 
-def _write(layout: DatasetLayout, index: int, batch: ProcessedBatch, generation: int = 0) -> BatchRecord:
+def image_columns(config: DatasetConfig) -> tuple[str, ...]:
+    """The config's image columns, whose cells name files under the dataset directory."""
+    return tuple(column.name for column in config.columns if column.column_type == "image")
+
+
+def _write(layout: DatasetLayout, index: int, batch: ProcessedBatch, generation: int = 0,
+           images: Sequence[str] = ()) -> BatchRecord:
     # Side files first, the main file last: the commit that follows is what marks the batch
-    # complete, so a crash anywhere before it just redoes the batch.
+    # complete, so a crash anywhere before it just redoes the batch. The images, written by
+    # their generator already, are read once for their record before any parquet is written.
+    image_files = _image_files(layout, images, (batch.main, batch.dropped, batch.dropped_rows))
     named = {name: _record(layout, write_parquet_atomic(layout.processor_batch_path(name, index, generation), table),
                            table.num_rows) for name, table in batch.named.items()}
     dropped = None
@@ -140,12 +151,46 @@ def _write(layout: DatasetLayout, index: int, batch: ProcessedBatch, generation:
     main = _record(layout, write_parquet_atomic(layout.batch_path(index, generation), batch.main), batch.main.num_rows)
     return BatchRecord(index=index, file=main.file, rows=main.rows, bytes=main.bytes, sha256=main.sha256,
                        crc32=main.crc32, processor_files=named, dropped_file=dropped, dropped_rows_file=dropped_rows,
-                       failed_rows=failed, generation=generation)
+                       failed_rows=failed, generation=generation, image_files=image_files)
 
 
 def _record(layout: DatasetLayout, written: WrittenFile, rows: int) -> FileRecord:
     return FileRecord(file=written.path.relative_to(layout.root).as_posix(), rows=rows,
                       bytes=written.num_bytes, sha256=written.sha256, crc32=written.crc32)
+
+
+def _image_files(layout: DatasetLayout, columns: Sequence[str],
+                 tables: Sequence[pa.Table | None]) -> list[SideFile]:
+    """A record of every image file the non-null cells of ``columns`` name in ``tables`` (main,
+    dropped columns, dropped rows), each read once; sorted by path."""
+    records: dict[str, SideFile] = {}
+    for table in tables:
+        if table is None:
+            continue
+        for column in columns:
+            if column not in table.column_names:
+                continue
+            for value in table.column(column).to_pylist():
+                if value is not None and not (isinstance(value, str) and value in records):
+                    records[str(value)] = _image_record(layout, column, value)  # raises unless a path
+    return sorted(records.values(), key=lambda record: record.file)
+
+
+def _image_record(layout: DatasetLayout, column: str, value: Any) -> SideFile:
+    relative = PurePosixPath(value) if isinstance(value, str) and value else None
+    if relative is None or relative.is_absolute() or ".." in relative.parts:
+        raise GenerationError(f"image column {column!r} holds {value!r}, not a path inside the dataset directory "
+                              f"{layout.root}; its cells must name the image files its generator wrote (did a "
+                              "processor rewrite the column?)")
+    path = layout.root / relative
+    try:
+        size = path.stat().st_size
+        sha256, crc32 = file_digests(path)
+    except OSError as exc:
+        raise ArtifactError(f"{path}, the image of column {column!r} a batch being written names, cannot be read "
+                            f"({exc.strerror or exc}); was it removed while the run was writing? Run again to "
+                            "write it from the response cache") from None
+    return SideFile(file=relative.as_posix(), bytes=size, crc32=crc32, sha256=sha256)
 
 
 @dataclass(frozen=True)

@@ -26,14 +26,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from gristmill.config.dataset import DatasetConfig
 from gristmill.config.fingerprint import FingerprintComponents, describe_changes
 from gristmill.config.run import ResumeMode, RunConfig
 from gristmill.engine.seeds import seed_digest
 from gristmill.errors import ArtifactError, ResumeError
-from gristmill.storage.integrity import describe_file_problem, file_problem
+from gristmill.storage.integrity import describe_file_problem, file_problem, side_file_problem
 from gristmill.storage.layout import (
     DROPPED_DIR,
     DROPPED_ROWS_DIR,
@@ -123,8 +123,9 @@ def observe_dataset(root: Path, identity: DatasetIdentity, *, look_for_earlier: 
     """Read what is stored under ``root`` (and ``<root>_<timestamp>`` siblings when asked).
 
     Batch files are verified (size, parquet footer row count, CRC-32; the sha256 too with
-    ``verify``) only for runs whose fingerprint matches: a run that could not be continued
-    anyway is not worth the reads.
+    ``verify``), and the image files they name (size; CRC-32 and sha256 with ``verify``), only
+    for runs whose fingerprint matches: a run that could not be continued anyway is not worth
+    the reads.
     """
     main = observe_run(root, identity, verify=verify)
     if main.empty:
@@ -157,7 +158,9 @@ def verify_batches(meta: DatasetMetadata, layout: DatasetLayout, *, check_hashes
     where its record says (see :func:`check_batch_names`).
 
     Each file is checked by size, footer row count and CRC-32 (the sha256 where no CRC-32 was
-    recorded); ``check_hashes`` compares the sha256 of every file too.
+    recorded); ``check_hashes`` compares the sha256 of every file too. The image files a batch
+    names (``BatchRecord.image_files``) are checked by size, and by CRC-32 and sha256 only with
+    ``check_hashes``: images can be large, and a reuse must stay cheap.
     """
     check_batch_names(meta, layout)
     for record in meta.completed_batches:
@@ -165,6 +168,12 @@ def verify_batches(meta: DatasetMetadata, layout: DatasetLayout, *, check_hashes
             problem = file_problem(layout.root / rec.file, rec, full=check_hashes)
             if problem is not None:
                 raise ArtifactError(f"{describe_file_problem(layout.root / rec.file, problem)}; {_VERIFY_ADVICE}")
+        for image in record.image_files:
+            path = layout.root / image.file
+            problem = side_file_problem(path, image, full=check_hashes)
+            if problem is not None:
+                raise ArtifactError(f"{describe_file_problem(path, problem)} (an image of batch {record.index}); "
+                                    f"{_VERIFY_ADVICE}")
 
 
 _VERIFY_ADVICE = "restore it, or rerun with resume=never to regenerate the dataset in a new directory"
@@ -172,7 +181,8 @@ _VERIFY_ADVICE = "restore it, or rerun with resume=never to regenerate the datas
 
 def check_batch_names(meta: DatasetMetadata, layout: DatasetLayout) -> None:
     """Every record must name its own file (``parquet-files/batch_NNNNN.parquet`` for batch N,
-    each file once): a record pointing at another batch's file would load its rows twice.
+    each file once): a record pointing at another batch's file would load its rows twice. Image
+    files must be relative paths inside the dataset directory, each named by one batch only.
     Reads nothing but the metadata; ArtifactError naming the record otherwise."""
     seen: set[str] = set()
     for record in meta.completed_batches:
@@ -182,6 +192,13 @@ def check_batch_names(meta: DatasetMetadata, layout: DatasetLayout) -> None:
                                     f"{layout.root / rec.file}, expected {layout.root / expected} (each batch has "
                                     f"its own file); {_VERIFY_ADVICE}")
             seen.add(rec.file)
+        for image in record.image_files:
+            relative = PurePosixPath(image.file)
+            if relative.is_absolute() or ".." in relative.parts or not relative.parts or image.file in seen:
+                raise ArtifactError(f"{layout.metadata_path} is inconsistent: batch {record.index} names image "
+                                    f"{image.file!r}, which is outside the dataset directory or named by another "
+                                    f"record (each row has its own image file); {_VERIFY_ADVICE}")
+            seen.add(image.file)
 
 
 def _named_files(record: BatchRecord) -> list[tuple[FileRecord, str]]:

@@ -12,7 +12,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, ValidationError, model_serializer
 
 from gristmill.config.errors_format import first_problem
 from gristmill.config.models import ModelPrice
@@ -49,6 +49,18 @@ class FileRecord(BaseModel):
         "before it was recorded, where the sha256 is checked instead."))
 
 
+class SideFile(BaseModel):
+    """A file a batch's cells name (an image column's image): path relative to the dataset directory,
+    size and digests. Not parquet, so no row count; see ``storage.integrity.side_file_problem``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    file: str
+    bytes: int
+    crc32: str = Field(description="CRC-32 (8 hex digits), checked under verify with the sha256.")
+    sha256: str
+
+
 class BatchSpec(BaseModel):
     """One batch a run means to build: its index and the dataset rows it holds."""
 
@@ -72,6 +84,17 @@ class BatchRecord(FileRecord):
     failed_rows: int = Field(default=0, description=(
         "Rows of the batch with a failed cell (in __errors, or moved to dropped-rows/): what retry_failed redoes."))
     generation: int = Field(default=0, description="How many times retry_failed rewrote the batch (its file names).")
+    image_files: list[SideFile] = Field(default_factory=list, description=(
+        "The image files the batch's cells name (image columns, in the main table, dropped columns and "
+        "dropped rows), recorded at write time: their size is checked on every reuse, their CRC-32 and "
+        "sha256 under verify. Left out of metadata.json when empty, so a dataset without images is unchanged."))
+
+    @model_serializer(mode="wrap")
+    def _omit_empty_image_files(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        if not self.image_files:
+            data.pop("image_files", None)
+        return data
 
     @property
     def built_rows(self) -> int:

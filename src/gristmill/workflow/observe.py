@@ -19,7 +19,7 @@ from gristmill.engine.dataset_plan import check_batch_names, verify_batches
 from gristmill.engine.seeds import seed_digest
 from gristmill.errors import ArtifactError, WorkflowError
 from gristmill.storage.atomic import sha256_file
-from gristmill.storage.integrity import file_problem
+from gristmill.storage.integrity import file_problem, side_file_problem
 from gristmill.storage.layout import DatasetLayout
 from gristmill.storage.metadata import DatasetMetadata
 from gristmill.workflow.metadata import (
@@ -97,7 +97,8 @@ def observe_stage(workflow_dir: Path, record: StageRecord, *, verify: bool) -> S
     if record.status in (StageStatus.COMPLETED, StageStatus.COMPLETED_EMPTY):
         # A reused stage's results load its dataset metadata, so it must be readable, not only present.
         meta, problem = _load_dataset(stage_dir)
-        problem = _output_problem(workflow_dir, record, verify=verify) or problem
+        problem = _output_problem(workflow_dir, record, verify=verify) or problem or (
+            _image_problem(stage_dir, meta, verify=verify) if meta is not None else None)
         return StageObservation(directory_exists=True, output_problem=problem,
                                 dataset=_snapshot(meta) if meta is not None else None)
     if record.status in (StageStatus.RUNNING, StageStatus.FAILED):
@@ -123,6 +124,17 @@ def _output_problem(workflow_dir: Path, record: StageRecord, *, verify: bool) ->
     total = sum(entry.rows for entry in record.output_files)
     if record.output_rows != total:
         return f"recorded output_rows {record.output_rows} disagree with its files' {total} rows"
+    return None
+
+
+def _image_problem(stage_dir: Path, meta: DatasetMetadata, *, verify: bool) -> str | None:
+    """The first image file of the stage's dataset that is missing or truncated (altered, under
+    ``verify``): the stage's output names it, so it cannot be handed on as recorded."""
+    for record in meta.completed_batches:
+        for image in record.image_files:
+            problem = side_file_problem(stage_dir / image.file, image, full=verify)
+            if problem is not None:
+                return f"image {image.file} {problem}"
     return None
 
 
