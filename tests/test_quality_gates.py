@@ -178,6 +178,33 @@ def test_a_later_stage_skips_cells_that_failed_upstream(server: LLMTestServer, t
     assert [p["column"] for p in bad["__errors"].iloc[0]] == ["draft", "review", "title", "summary"]
 
 
+def test_rows_that_failed_upstream_are_not_retried_downstream(server: LLMTestServer, tmp_path: Path) -> None:
+    """A stage whose only failed cells came with its seed records no failed rows (retrying there
+    cannot change them; retrying upstream can): status and retry_failed count the first stage's."""
+    server.configure(fail_marker=MARK)
+
+    def workflow() -> gm.CompositeWorkflow:
+        wf = _mill(server, tmp_path).compose_workflow("wf")
+        wf.add_stage("first", _chain(), num_records=30)
+        wf.add_stage("second", gm.ConfigBuilder().add_column(name="summary", column_type="llm_text",
+                                                             prompt="Summarise {{ review }}").build())
+        return wf
+
+    results = workflow().run()
+    second = results["second"]
+    assert isinstance(second, gm.DatasetResults)
+    meta = json.loads((second.artifact_path / "metadata.json").read_text())
+    assert sum(b["failed_rows"] for b in meta["completed_batches"]) == 0  # its 3 bad rows failed upstream
+    first = results["first"]
+    assert isinstance(first, gm.DatasetResults)
+    assert sum(b["failed_rows"] for b in json.loads((first.artifact_path / "metadata.json").read_text())[
+        "completed_batches"]) == 3
+    # Only the first stage is retried for its own sake; the second reruns because its input may change.
+    plan = workflow().plan(retry_failed=True)
+    assert [(s.action.value, s.reason) for s in plan.stages] == [
+        ("resume", "retrying the failed cells of 3 rows"), ("run", "upstream 'first' resumed")]
+
+
 def test_workflow_retry_failed_pays_only_for_the_failed_cells_and_the_rows_they_changed(
         server: LLMTestServer, tmp_path: Path) -> None:
     server.configure(fail_marker=MARK)

@@ -56,7 +56,7 @@ def build_and_write(plan: BatchPlan, layout: DatasetLayout, spec: BatchSpec, *, 
     started = time.perf_counter()
     batch = run(plan.build(batch_index=spec.index, row_offset=spec.row_offset, num_rows=spec.rows,
                            run_seed=run_seed))
-    record = _write(layout, spec.index, batch, images=image_columns(plan.config))
+    record = _write(layout, spec.index, batch, plan.config)
     record.row_offset = spec.row_offset
     record.seconds = round(time.perf_counter() - started, 6)
     return record
@@ -69,7 +69,7 @@ def retry_and_write(plan: BatchPlan, layout: DatasetLayout, stored: BatchRecord,
     started = time.perf_counter()
     table = stored_batch_table(layout, stored)
     batch = run(plan.retry(table, batch_index=stored.index, row_offset=stored.row_offset, run_seed=run_seed))
-    record = _write(layout, stored.index, batch, generation=stored.generation + 1, images=image_columns(plan.config))
+    record = _write(layout, stored.index, batch, plan.config, generation=stored.generation + 1)
     record.row_offset = stored.row_offset
     record.seconds = round(stored.seconds + time.perf_counter() - started, 6)
     return record
@@ -82,7 +82,7 @@ def trim_and_write(plan: BatchPlan, layout: DatasetLayout, stored: BatchRecord, 
     table = stored_batch_table(layout, stored)
     batch = plan.refinish(table, row_offset=stored.row_offset, run_seed=run_seed, batch_index=stored.index,
                           surplus=surplus)
-    record = _write(layout, stored.index, batch, generation=stored.generation + 1, images=image_columns(plan.config))
+    record = _write(layout, stored.index, batch, plan.config, generation=stored.generation + 1)
     record.row_offset, record.seconds = stored.row_offset, stored.seconds
     return record
 
@@ -128,12 +128,13 @@ def image_columns(config: DatasetConfig) -> tuple[str, ...]:
     return tuple(column.name for column in config.columns if column.column_type == "image")
 
 
-def _write(layout: DatasetLayout, index: int, batch: ProcessedBatch, generation: int = 0,
-           images: Sequence[str] = ()) -> BatchRecord:
+def _write(layout: DatasetLayout, index: int, batch: ProcessedBatch, config: DatasetConfig,
+           generation: int = 0) -> BatchRecord:
     # Side files first, the main file last: the commit that follows is what marks the batch
     # complete, so a crash anywhere before it just redoes the batch. The images, written by
     # their generator already, are read once for their record before any parquet is written.
-    image_files = _image_files(layout, images, (batch.main, batch.dropped, batch.dropped_rows))
+    image_files = _image_files(layout, image_columns(config), (batch.main, batch.dropped, batch.dropped_rows))
+    own = {name for column in config.columns for name in column.output_columns()}
     named = {name: _record(layout, write_parquet_atomic(layout.processor_batch_path(name, index, generation), table),
                            table.num_rows) for name, table in batch.named.items()}
     dropped = None
@@ -145,9 +146,9 @@ def _write(layout: DatasetLayout, index: int, batch: ProcessedBatch, generation:
     if batch.dropped_rows is not None:
         path = layout.dropped_rows_batch_path(index, generation)
         dropped_rows = _record(layout, write_parquet_atomic(path, batch.dropped_rows), batch.dropped_rows.num_rows)
-        failed += retryable_rows(batch.dropped_rows.column(ERRORS_COLUMN))
+        failed += retryable_rows(batch.dropped_rows.column(ERRORS_COLUMN), own)
     if ERRORS_COLUMN in batch.main.column_names:
-        failed += retryable_rows(batch.main.column(ERRORS_COLUMN))
+        failed += retryable_rows(batch.main.column(ERRORS_COLUMN), own)
     main = _record(layout, write_parquet_atomic(layout.batch_path(index, generation), batch.main), batch.main.num_rows)
     return BatchRecord(index=index, file=main.file, rows=main.rows, bytes=main.bytes, sha256=main.sha256,
                        crc32=main.crc32, processor_files=named, dropped_file=dropped, dropped_rows_file=dropped_rows,

@@ -10,7 +10,7 @@ cells hold null and cost nothing. Failures, and cells blocked by one, are listed
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -167,10 +167,12 @@ def read_errors(frame: BatchFrame, errors: pa.Array | pa.ChunkedArray) -> None:
                                  for e in entries]
 
 
-def retryable_rows(errors: pa.Array | pa.ChunkedArray) -> int:
-    """Rows whose ``__errors`` lists a failed cell or one it blocked (not only a gate's rejection)."""
-    return sum(1 for entries in errors.to_pylist() if entries and any(e["kind"] in ("failed", "skipped")
-                                                                       for e in entries))
+def retryable_rows(errors: pa.Array | pa.ChunkedArray, own_columns: Collection[str]) -> int:
+    """Rows whose ``__errors`` lists a failed cell of ``own_columns`` (the dataset's own columns):
+    what ``retry_failed`` can regenerate. A row whose only failures came with its seed (an upstream
+    stage's cells) is not counted: retrying here cannot change it, only retrying upstream can."""
+    return sum(1 for entries in errors.to_pylist()
+               if entries and any(e["kind"] == "failed" and e["column"] in own_columns for e in entries))
 
 
 def failed_rows(errors: pa.Array | pa.ChunkedArray) -> np.ndarray:
