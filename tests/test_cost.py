@@ -78,3 +78,29 @@ def test_cli_create_prints_cost_only_for_priced_models(tmp_path: Path, clean_env
     assert result.returncode == 0, result.stderr
     lines = {line.split()[1]: line for line in result.stdout.splitlines() if line.strip().startswith("model ")}
     assert "cost=" in lines["default"] and "cost=" not in lines["free"]
+
+
+def test_cli_status_shows_the_cost_of_a_dataset_and_of_each_workflow_stage(tmp_path: Path) -> None:
+    with LLMTestServer() as server:
+        provider, model = provider_and_model(server.url, **PRICES)
+        with gm.Mill(tmp_path, run_config=gm.RunConfig(show_progress=False),
+                     model_providers=[provider], model_configs=[model]) as mill:
+            results = mill.create(_config(), num_records=6, dataset_name="d")
+            wf = mill.compose_workflow("wf")
+            wf.add_stage("one", _config(), num_records=4)
+            wf.add_stage("two", gm.ConfigBuilder().add_column(name="u", column_type="expression", expr="{{ t }}"))
+            out = wf.run()
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "COLUMNS": "250"}
+
+    def status(path: Path) -> str:
+        done = subprocess.run([sys.executable, "-m", "gristmill.cli.main", "status", str(path)], env=env,
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    shown = status(tmp_path / "d")
+    assert results.cost is not None and f"{results.cost:.4f} (every run" in shown
+    assert f"cost={results.cost:.4f}" in shown  # on the model's line too
+    rows = {line.split("│")[1].strip(): line for line in status(out.workflow_dir).splitlines() if "│" in line}
+    assert out.cost is not None and rows["one"].rstrip(" │").endswith(f"{out.cost:.4f}")
+    assert rows["two"].rstrip(" │").endswith("-")

@@ -54,7 +54,8 @@ def is_dataset_dir(directory: Path) -> bool:
 def dataset_status(directory: Path, *, as_json: bool) -> None:
     """Print a dataset's state: complete, failed (with the error), or interrupted (with what a
     rerun of ``create`` continues from)."""
-    meta = gm.DatasetResults(directory).metadata
+    results = gm.DatasetResults(directory)
+    meta = results.metadata
     state = _dataset_state(meta)
     if as_json:
         typer.echo(json.dumps({"state": state, **meta.model_dump(mode="json")}, indent=2))
@@ -71,8 +72,12 @@ def dataset_status(directory: Path, *, as_json: bool) -> None:
         table.add_row("failed rows", f"{failed} (gristmill create ... --retry-failed regenerates them)")
     table.add_row("updated", meta.updated_at.strftime("%Y-%m-%d %H:%M:%S UTC"))
     table.add_row("generation", f"{meta.generation_seconds:.1f}s in all runs")
+    costs = results.cost_by_model
     for model, counters in sorted(meta.usage.items()):
-        table.add_row(f"model {escape(model)}", ", ".join(f"{k}={v}" for k, v in sorted(counters.items())))
+        cost = f", cost={costs[model]:.4f}" if model in costs else ""
+        table.add_row(f"model {escape(model)}", ", ".join(f"{k}={v}" for k, v in sorted(counters.items())) + cost)
+    if results.cost is not None:
+        table.add_row("cost", f"{results.cost:.4f} (every run, at the prices of the last)")
     if meta.error:
         table.add_row("error", escape(meta.error))
     console.print(table)

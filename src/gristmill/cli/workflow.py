@@ -217,8 +217,11 @@ def status_command(
     if as_json:
         typer.echo(json.dumps(meta.model_dump(mode="json"), indent=2))
         return
+    costs = {record.name: _stage_cost(directory / record.directory) for record in meta.stages}
+    priced = any(cost is not None for cost in costs.values())
     table = Table(title=f"workflow {meta.workflow_name!r} ({directory})")
-    for column in ("stage", "status", "last action", "why", "rows", "finished", "duration"):
+    for column in ("stage", "status", "last action", "why", "rows", "finished", "duration",
+                   *(["cost"] if priced else [])):
         table.add_column(column)
     recorded = set()
     for record in meta.stages:
@@ -226,12 +229,28 @@ def status_command(
         finished = record.finished_at.strftime("%Y-%m-%d %H:%M:%S") if record.finished_at else "-"
         duration = f"{record.duration_seconds:.1f}s" if record.duration_seconds is not None else "-"
         rows = "-" if record.output_rows is None else str(record.output_rows)
+        cost = costs[record.name]
         table.add_row(record.name, _stage_state(record.status.value), record.last_action or "-",
-                      record.last_reason or "-", rows, finished, duration)
+                      record.last_reason or "-", rows, finished, duration,
+                      *([f"{cost:.4f}" if cost is not None else "-"] if priced else []))
     for name in stage_names:
         if name not in recorded:
-            table.add_row(name, "not run yet", "-", "-", "-", "-", "-")
+            table.add_row(name, "not run yet", "-", "-", "-", "-", "-", *(["-"] if priced else []))
     console.print(table)
+    if priced:
+        total = sum(cost for cost in costs.values() if cost is not None)
+        console.print(f"cost: {total:.4f} over every stage's runs, at the prices of each stage's last run",
+                      highlight=False)
+
+
+def _stage_cost(stage_dir: Path) -> float | None:
+    """Cost of a stage's dataset (None without priced models, or without a readable dataset)."""
+    if not (stage_dir / "metadata.json").is_file():
+        return None
+    try:
+        return gm.DatasetResults(stage_dir).cost
+    except gm.GristmillError:
+        return None
 
 
 def _stage_state(status: str) -> str:
