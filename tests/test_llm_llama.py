@@ -65,3 +65,41 @@ def test_embedded_local_model_is_the_default(tmp_path: Path) -> None:
         df = mill.create(smollm_config(), num_records=2).load_dataset()
     assert df["line"].notna().all()
     assert all(isinstance(f["legs"], int) for f in df["facts"])
+
+
+def test_the_embedded_model_answers_a_request_the_same_way_every_time(tmp_path: Path) -> None:
+    """A request asked again (a crash before its answer was cached, a run without the cache) gets
+    the same answer: each row has its own sampling seed and no prompt cache carries over from the
+    request before. Rows with one prompt still differ (their seeds do)."""
+    config = (gm.ConfigBuilder()
+              .add_column(name="line", column_type="llm_text", prompt="Write a question a customer asks about tea.")
+              .build())
+    model = ModelConfig(alias="default", model="smollm2", provider="local",
+                        inference_parameters={"temperature": 1.0, "max_tokens": 24})
+
+    def mill(name: str) -> gm.Mill:
+        return gm.Mill(tmp_path / name, run_config=gm.RunConfig(show_progress=False, seed=3, cache=False, batch_size=1),
+                       model_providers=[ModelProvider(name="local", provider_type="local")], model_configs=[model])
+
+    with mill("a") as whole:
+        once = whole.create(config, num_records=4, dataset_name="d").load_dataset()["line"].tolist()
+    with mill("b") as first:  # one row, then the rest in a fresh process state: row 1 is asked first there
+        first.create(config, num_records=1, dataset_name="d")
+    with mill("b") as rest:
+        grown = rest.create(config, num_records=4, dataset_name="d").load_dataset()["line"].tolist()
+    assert grown == once
+    assert len(set(once)) > 1
+
+
+def test_the_embedded_client_answers_the_same_body_the_same_way_after_any_other() -> None:
+    """llama.cpp reuses the prompt it evaluated last, which changes what is sampled next: the same
+    body asked three times (another in between) must get one answer."""
+    from gristmill.llm.local import LocalClient
+
+    client = LocalClient(ModelProvider(name="local", provider_type="local"))
+    body = client.build_body("smollm2", [{"role": "user", "content": "Write a question a customer asks about tea."}],
+                             params={"temperature": 0.9}, json_schema=None)
+    other = client.build_body("smollm2", [{"role": "user", "content": "Say hi."}], params={"max_tokens": 8},
+                              json_schema=None)
+    answers = [client._run(b)["choices"][0]["message"]["content"] for b in (body, body, other, body)]
+    assert answers[0] == answers[1] == answers[3] != answers[2]

@@ -8,7 +8,9 @@ columns; JSON output uses its schema-constrained grammar mode.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import importlib.util
+import json
 import threading
 from pathlib import Path
 from typing import Any
@@ -42,6 +44,12 @@ def check_local_available() -> None:
     local_model_path()
 
 
+def body_seed(body: RequestBody) -> int:
+    """A sampling seed that is a function of the request body (31 bits)."""
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return int(hashlib.sha256(text.encode()).hexdigest()[:8], 16) & 0x7FFFFFFF
+
+
 class LocalClient:
     """Runs chat completions in-process; the body is what ``create_chat_completion`` receives."""
 
@@ -69,8 +77,17 @@ class LocalClient:
 
     def _run(self, body: RequestBody) -> dict[str, Any]:
         kwargs = {k: v for k, v in body.items() if k != "model"}
+        # Without a seed llama.cpp samples from a random one, so a request asked again (after a
+        # crash, before its answer was cached) would be answered differently: seed it from the
+        # body, so the same request gets the same answer and a resumed dataset equals an
+        # uninterrupted one. A seed the user sets (inference parameters) wins.
+        kwargs.setdefault("seed", body_seed(body))
         with self._lock:
-            result: dict[str, Any] = self._load().create_chat_completion(**kwargs)
+            llama = self._load()
+            # The prompt cache of the previous request changes how this one is evaluated (and so
+            # what is sampled): start clean, at the cost of evaluating every prompt in full.
+            llama.reset()
+            result: dict[str, Any] = llama.create_chat_completion(**kwargs)
         return result
 
     async def send(self, body: RequestBody, *, timeout: float) -> Attempt:

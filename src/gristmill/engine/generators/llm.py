@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import hashlib
 import json
 import logging
 from collections.abc import Callable
@@ -322,6 +323,12 @@ class LLMColumnGenerator(ModelColumnGenerator):
         parameters = self.handle.resolved.model.inference_parameters
         self.drawn = parameters.drawn_params()
         self.fixed_params = parameters.fixed_params()
+        # The embedded model samples with the seed a body gives (llm/local.py): one per row, drawn
+        # from (run seed, column, row), so rows with the same prompt still differ and a request
+        # asked again is answered the same. An endpoint's own sampling is left alone.
+        provider = self.handle.resolved.provider
+        self.row_seeds = (provider.provider_type == "local" and "seed" not in self.fixed_params
+                          and "seed" not in provider.extra_body)
         # Tool use (tool_alias): the conversation loop, cached per turn (tool_loop.py).
         self.tools: ToolConversation | None = None
         if column.tool_alias is not None:
@@ -451,7 +458,10 @@ class LLMColumnGenerator(ModelColumnGenerator):
                 except ContextError as exc:
                     chunk.unreadable[i] = str(exc)
                     continue
-            chunk.bodies[i] = self._build(row_messages, params[i] if params else None)
+            body = self._build(row_messages, params[i] if params else None)
+            if self.row_seeds:
+                body = {**body, "seed": _row_seed(frame.run_seed, self.column.name, frame.row_offset + i)}
+            chunk.bodies[i] = body
         return chunk
 
     def _build(self, messages: list[Message], params: dict[str, float] | None) -> RequestBody:
@@ -564,8 +574,14 @@ class LLMColumnGenerator(ModelColumnGenerator):
                                              f"{self.column.name!r} after {correction} corrections: {exc}") from exc
                 self.usage["corrections"] += 1
                 conversation.add({"role": "user", "content": self.format.correction(self.column, str(exc))})
-                body = self._build(list(conversation.messages), params)
+                body = {**self._build(list(conversation.messages), params),
+                        **({"seed": body["seed"]} if "seed" in body else {})}  # the row's seed, if it has one
         raise AssertionError("unreachable")
+
+
+def _row_seed(run_seed: int, column: str, row: int) -> int:
+    """The embedded model's sampling seed for one cell (31 bits)."""
+    return int(hashlib.sha256(f"{run_seed}:{column}:{row}".encode()).hexdigest()[:8], 16) & 0x7FFFFFFF
 
 
 def _prompt_text(messages: list[Message]) -> str:
