@@ -142,7 +142,8 @@ def create(
                               verify=verify, retry_failed=retry_failed, target_valid_records=target_valid_records,
                               max_records=max_records, valid_filter=valid_filter)
         meta = results.metadata
-        console.print(f"[green]done[/]: {meta.actual_rows} rows in {len(meta.completed_batches)} batch files at "
+        batches = len(meta.completed_batches)
+        console.print(f"[green]done[/]: {meta.actual_rows} rows in {batches} batch file{'' if batches == 1 else 's'} at "
                       f"[bold]{results.artifact_path}[/]; generated now: {results.generated_rows} rows "
                       f"({meta.generation_seconds:.2f}s of generation in all runs)")
         print_usage(results.run_usage, label="this run", prices=results.metadata.prices)
