@@ -143,7 +143,8 @@ def create(
                               max_records=max_records, valid_filter=valid_filter)
         meta = results.metadata
         batches = len(meta.completed_batches)
-        console.print(f"[green]done[/]: {meta.actual_rows} rows in {batches} batch file{'' if batches == 1 else 's'} at "
+        files = f"{batches} batch file{'' if batches == 1 else 's'}"
+        console.print(f"[green]done[/]: {meta.actual_rows} rows in {files} at "
                       f"[bold]{results.artifact_path}[/]; generated now: {results.generated_rows} rows "
                       f"({meta.generation_seconds:.2f}s of generation in all runs)")
         print_usage(results.run_usage, label="this run", prices=results.metadata.prices)
