@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 import gristmill as gm
@@ -27,6 +28,39 @@ def test_models_list_never_shows_keys(clean_environ: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "default" in result.output and "other" in result.output
     assert "sk-literal-secret" not in result.output
+
+
+def one_line(output: str) -> str:
+    return " ".join(output.split())
+
+
+def test_models_list_says_where_its_models_came_from(clean_environ: Path, tmp_path: Path) -> None:
+    write_registry(clean_environ, "http://127.0.0.1:9/v1")
+    listed = one_line(runner.invoke(app, ["models", "list"], terminal_width=300).output)
+    assert f"read {clean_environ / 'providers.yaml'} and {clean_environ / 'models.yaml'}" in listed
+    assert "embedded" not in listed
+    (clean_environ / "models.yaml").unlink()
+    listed = one_line(runner.invoke(app, ["models", "list"], terminal_width=300).output)
+    assert f"read {clean_environ / 'providers.yaml'}; no models.yaml in {clean_environ}" in listed
+    given = tmp_path / "mine.yaml"
+    given.write_text("- {alias: mine, model: m, provider: test}\n")
+    listed = one_line(runner.invoke(app, ["models", "list", "--models", str(given)], terminal_width=300).output)
+    assert f"read {clean_environ / 'providers.yaml'} and {given}" in listed and "mine" in listed
+
+
+def test_models_list_without_a_home_folder_names_the_embedded_model(clean_environ: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    missing = clean_environ / "not-there"
+    monkeypatch.setenv("GRISTMILL_HOME", str(missing))
+    result = runner.invoke(app, ["models", "list"], terminal_width=300)
+    assert result.exit_code == 0, result.output
+    listed = one_line(result.output)
+    assert f"from {missing}" not in listed
+    assert (f"{missing} does not exist: no providers.yaml or models.yaml read; alias 'default' is the embedded "
+            "local model SmolLM2-135M") in listed
+    empty = runner.invoke(app, ["models", "list"], env={"GRISTMILL_HOME": str(clean_environ)}, terminal_width=300)
+    assert (f"no providers.yaml or models.yaml in {clean_environ}; alias 'default' is the embedded local model"
+            in one_line(empty.output))
 
 
 def test_models_check_reports_latency_or_the_exact_error(clean_environ: Path) -> None:

@@ -4,6 +4,7 @@ rendered in headless Chromium, and the ``report`` command run in a subprocess.""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -16,12 +17,13 @@ import pytest
 
 import gristmill as gm
 from gristmill.config.llm_columns import LLMJudgeColumn
+from gristmill.config.sampler_params import PERSON_FIELDS
 from gristmill.errors import ArtifactError
 from gristmill.report import sample_record, write_dataset_report, write_workflow_report
 from gristmill.report.build import model_costs
 from gristmill.report.charts import BAR_COLOURS, STATUS_COLOURS
+from gristmill.report.page import columns_section, usage_section
 from gristmill.report.page import page as page_html
-from gristmill.report.page import usage_section
 from gristmill.report.profile import profile_table
 from gristmill.testing import ChatRequest, FunctionModel
 from report_png import count_colour, read_png
@@ -209,6 +211,45 @@ def test_sample_record_for_notebooks(dataset_dir: Path) -> None:
         sample_record(dataset_dir, ROWS)
 
 
+def card_stats(html: str) -> dict[str, str]:
+    """Column name -> the text of its card's stats line (tags removed)."""
+    cards = re.findall(r'<div class="card" id="col-\d+"><h3>(.*?) <span.*?<div class="stats muted">(.*?)</div>', html)
+    return {name: re.sub(r"<[^>]+>", "", stats) for name, stats in cards}
+
+
+def test_a_struct_column_card_lists_its_fields_with_a_summary_each(tmp_path: Path) -> None:
+    config = (gm.ConfigBuilder()
+              .add_column(name="customer", column_type="sampler", sampler_type="person", params={})
+              .add_column(name="when", column_type="sampler", sampler_type="datetime",
+                          params={"start": "2024-01-01", "end": "2024-12-31"})
+              .add_column(name="n", column_type="sampler", sampler_type="uniform", params={"low": 1, "high": 9}))
+    with gm.Mill(tmp_path, run_config=gm.RunConfig(show_progress=False)) as mill:
+        root = mill.create(config, num_records=20, dataset_name="people").artifact_path
+    html = write_dataset_report(root).read_text(encoding="utf-8")
+    page = Page(html)
+    overview = page.table_with("kind")
+    assert overview["customer"][2] == "struct"
+    assert overview["customer"][1] == f"struct of {len(PERSON_FIELDS)} fields"  # the full type is its tooltip
+    assert overview["customer"][6].startswith(f"{len(PERSON_FIELDS)} fields: first_name, last_name")
+    fields = page.table_with("field")
+    assert [name for name in fields if name != "field"] == list(PERSON_FIELDS)
+    assert fields["age"][1:4] == ["int64", "numeric", "0"] and fields["age"][4].startswith("min ")
+    assert fields["sex"][2] == "category" and re.search(r"(Female|Male) \d+", fields["sex"][4])
+    assert fields["birth_date"][4].startswith("from ")
+    stats = card_stats(html)
+    assert set(stats) == {"customer", "when", "n"}
+    for name, text in stats.items():  # no separator left dangling, none doubled
+        assert not text.strip().endswith("·") and "· ·" not in text, (name, text)
+    assert stats["customer"] == "0 of 20 null"  # the fields are listed below it
+
+
+def test_a_card_without_a_summary_has_no_dangling_separator() -> None:
+    table = pa.table({"blob": pa.array([b"x", None, b"yz"], pa.binary())})
+    profile = profile_table(table)[0]
+    assert (profile.kind, profile.summary) == ("other", "")
+    assert card_stats(page_html("t", [], [columns_section([profile])])) == {"blob": "1 of 3 null"}
+
+
 # ------------------------------------------------------------------------------------------- workflow
 
 def test_workflow_report_draws_the_stage_graph_and_a_section_per_stage(
@@ -224,6 +265,30 @@ def test_workflow_report_draws_the_stage_graph_and_a_section_per_stage(
     sections = [attrs["id"] for tag, attrs in page.tags if tag == "section"]
     assert sections == ["stage-0", "stage-1"]
     assert page.count("svg", "chart-numeric") == 3  # n in both stages, d in the second
+
+
+def test_workflow_usage_over_all_stages_names_each_models_columns_by_stage(tmp_path: Path) -> None:
+    fm = FunctionModel(lambda request: f"text about {request.prompt}")
+    with gm.Mill(tmp_path / "a", run_config=gm.RunConfig(batch_size=4, show_progress=False),
+                 model_providers=[fm.provider()], model_configs=[fm.model_config()], clients={fm.name: fm}) as mill:
+        wf = mill.compose_workflow("wf")
+        wf.add_stage("base", gm.ConfigBuilder()
+                     .add_column(name="topic", column_type="sampler", sampler_type="category",
+                                 params={"values": ["cat", "dog"]})
+                     .add_column(name="essay", column_type="llm_text", prompt="about {{ topic }}"), num_records=4)
+        wf.add_stage("review", gm.ConfigBuilder()
+                     .add_column(name="verdict", column_type="llm_text", prompt="judge {{ essay }}")
+                     .add_column(name="summary", column_type="llm_text", prompt="sum up {{ essay }}"))
+        results = wf.run()
+    page = Page(write_workflow_report(results.workflow_dir).read_text(encoding="utf-8"))
+    usage = [t for t in page.tables if t and "requests" in t[0]]
+    assert len(usage) == 3  # all stages, then each stage's own
+    overall = {row[0]: row for row in usage[0]}
+    assert overall["model"][1] == "columns"
+    assert overall["default"][1] == "base/essay, review/verdict, review/summary"
+    assert overall["default"][overall["model"].index("requests")] == "12"
+    per_stage = [{row[0]: row for row in table}["default"][1] for table in usage[1:]]
+    assert per_stage == ["essay", "verdict, summary"]  # a stage's own table: its column names alone
 
 
 def test_the_workflow_metadata_keeps_each_stages_reason_for_the_report_and_status(tmp_path: Path) -> None:

@@ -81,8 +81,9 @@ def logs(path: PathArg,
              "--column", help="Only this column ('name', or 'stage/name' in a workflow).")] = None,
          stage: Annotated[str | None, typer.Option("--stage", help="Only this workflow stage's columns.")] = None,
          ) -> None:
-    """The newest cached answers: when, stage, column, row, prompt, the answer (and reasoning, if
-    kept) and tokens. Answers cached before prompts and tokens were recorded show '-' there."""
+    """Show the newest cached answers: when, stage, column, row, prompt, answer (and reasoning), tokens.
+
+    Answers cached before prompts and tokens were recorded show '-' in those columns."""
     file = _cache_file(path)
     _open(file, "readonly").close()  # refuse foreign files with one clean line
     table = Table("when", "stage", "column", "row", "prompt", "answer", "tokens in/out", show_lines=True)

@@ -10,8 +10,9 @@ command runs (they import the LLM runtime).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -20,6 +21,9 @@ from rich.table import Table
 
 from gristmill.cli.errors import print_error
 from gristmill.errors import GristmillError
+
+if TYPE_CHECKING:
+    from gristmill.llm import ModelSummary
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 console = Console()
@@ -48,7 +52,33 @@ def list_models(providers: ProvidersOption = None, models: ModelsOption = None) 
         table.add_row(escape(model.alias), escape(model.provider), escape(model.model), escape(model.endpoint),
                       escape(parameters), str(model.max_parallel_requests))
     console.print(table)
-    console.print(f"[dim]from {escape(str(gristmill_home()))}[/]")
+    console.print(f"[dim]{escape(sources_line(gristmill_home(), providers, models, summaries))}[/]", highlight=False)
+
+
+def sources_line(home: Path, providers: Path | None, models: Path | None, summaries: Sequence[ModelSummary]) -> str:
+    """Which files the list came from: the paths given, else providers.yaml / models.yaml in the
+    home folder when they exist; and that alias 'default' is the embedded model when it is."""
+    read, missing = [], []
+    for given, name in ((providers, "providers.yaml"), (models, "models.yaml")):
+        if given is not None:
+            read.append(str(given))
+        elif (home / name).is_file():
+            read.append(str(home / name))
+        else:
+            missing.append(name)
+    absent = " or ".join(missing)
+    if not read:
+        line = (f"{home} does not exist: no {absent} read" if not home.exists() else f"no {absent} in {home}")
+    else:
+        line = "read " + " and ".join(read)
+        if missing:
+            line += f"; no {absent} in {home}" + ("" if home.exists() else " (it does not exist)")
+    embedded = next((m for m in summaries if m.alias == "default" and m.error is None and m.provider == "local"
+                     and m.endpoint == "(local)"), None)
+    if embedded is not None:
+        line += (f"; alias 'default' is the embedded local model {embedded.model}, a tiny model for trying "
+                 "gristmill out (add providers.yaml and models.yaml, or pass --providers and --models, to use yours)")
+    return line
 
 
 @app.command("check")

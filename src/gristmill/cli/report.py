@@ -20,8 +20,9 @@ def report_command(
                                                 help="Where to write the HTML (default: DIR/report.html).")] = None,
     debug: DebugOption = False,
 ) -> None:
-    """Write an HTML report: column statistics and charts, sample records, model usage; for a
-    workflow also the stage graph with each stage's status and action."""
+    """Write an HTML report of a dataset or workflow: column charts, sample records, model usage.
+
+    For a workflow it also draws the stage graph, with each stage's status and last action."""
     from gristmill.report import report_kind, write_dataset_report, write_workflow_report
 
     kind = report_kind(directory)

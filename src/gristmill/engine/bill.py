@@ -168,14 +168,20 @@ class DatasetBill:
                 "columns": [c.to_dict(self.prices.get(c.model)) for c in self.columns]}
 
     def format_lines(self) -> list[str]:
-        """One line per column, for a terminal."""
+        """One line per column, for a terminal. When every prompt to pay reads an answer not received
+        yet (none was rendered), input tokens cannot be estimated: the line says so rather than
+        '~0', and its cost is a floor (the output at the cap)."""
         lines = []
         for c in self.columns:
             known = "exact" if c.exact else f"{c.unknown} of them unknown until earlier answers arrive"
+            unestimated = c.unknown > 0 and c.rendered == 0
+            tokens = "input tokens unknown" if unestimated else f"~{c.input_tokens:,} input tokens"
             line = (f"{c.column} ({c.model}): {c.requests} to pay, {c.cached} from cache, at most {c.upper_bound} "
-                    f"[{known}], ~{c.input_tokens:,} input tokens")
+                    f"[{known}], {tokens}")
             cost = c.cost(self.prices.get(c.model))
-            lines.append(line + (f", ~{format_cost(cost)} cost" if cost is not None else ""))
+            if cost is not None:
+                line += f", {'at least ' if unestimated else ''}~{format_cost(cost)} cost"
+            lines.append(line)
         return lines
 
 

@@ -57,8 +57,12 @@ def write_workflow_report(workflow_dir: str | Path, path: str | Path | None = No
     view = read_workflow(root)
     why = dict(reasons) if reasons is not None else {s.name: s.last_reason for s in view.stages if s.last_reason}
     total = sum_usage(stage.usage for stage in view.stages)
+    users: dict[str, list[str]] = {}
+    for stage in view.stages:
+        for model, names in columns_by_model(read_config(root / stage.directory)).items():
+            users.setdefault(model, []).extend(f"{stage.name}/{name}" for name in names)
     facts = [("workflow", str(root)), ("stages", str(len(view.stages))), ("updated", _when(view.updated_at))]
-    sections = [stages_section(view, why), usage_section(total, {}, {}, heading="Model usage, all stages")]
+    sections = [stages_section(view, why), usage_section(total, {}, users, heading="Model usage, all stages")]
     sections += [stage_section(root, stage, why.get(stage.name)) for stage in view.stages]
     return _write(Path(path) if path is not None else root / REPORT_FILE,
                   page(f"Workflow report: {view.workflow_name}", facts, sections))
@@ -111,12 +115,17 @@ def dataset_sections(files: Sequence[Path], config: Mapping[str, Any],
     table = load_table(files)
     columns = [c for c in config.get("columns", []) if isinstance(c, dict)]
     types = {str(c.get("name")): str(c.get("column_type")) for c in columns}
-    by_model: dict[str, list[str]] = {}
-    for column in columns:
-        if column.get("model_alias"):
-            by_model.setdefault(str(column["model_alias"]), []).append(str(column.get("name")))
-    return [usage_section(usage, model_costs(config, usage), by_model),
+    return [usage_section(usage, model_costs(config, usage), columns_by_model(config)),
             columns_section(profile_table(table, types)), samples_section(table)]
+
+
+def columns_by_model(config: Mapping[str, Any]) -> dict[str, list[str]]:
+    """Model alias -> the names of the config's columns that use it, in config order."""
+    by_model: dict[str, list[str]] = {}
+    for column in config.get("columns", []):
+        if isinstance(column, dict) and column.get("model_alias"):
+            by_model.setdefault(str(column["model_alias"]), []).append(str(column.get("name")))
+    return by_model
 
 
 def model_costs(config: Mapping[str, Any], usage: Mapping[str, Mapping[str, int]]) -> dict[str, float]:

@@ -15,7 +15,7 @@ from typing import Any
 import pyarrow as pa
 
 from gristmill.report.charts import chart_svg
-from gristmill.report.profile import INTERNAL_COLUMNS, ColumnProfile
+from gristmill.report.profile import INTERNAL_COLUMNS, ColumnProfile, FieldProfile
 
 SAMPLE_ROWS = 10
 MAX_CELL_CHARS = 400
@@ -32,7 +32,7 @@ table{border-collapse:collapse;background:#fff;margin:6px 0} td,th{border:1px so
 text-align:left;vertical-align:top} th{background:#f1f1f1} td.num{text-align:right;font-variant-numeric:tabular-nums}
 .cards{display:flex;flex-wrap:wrap;gap:14px} .card{background:#fff;border:1px solid #e2e2e2;border-radius:6px;
 padding:12px;width:520px} .card .stats{margin-bottom:6px} .chart text{font-size:11px;fill:#333}
-.caption{font-size:12px;margin-top:6px}
+.caption{font-size:12px;margin-top:6px} .fields table{font-size:12px;width:100%}
 .dag text{font-size:12px;fill:#222} .bad{color:#b3261e} .null{color:#999;font-style:italic}
 .samples{overflow-x:auto} .samples td{max-width:320px;white-space:pre-wrap;word-break:break-word;font-size:12px}
 .stage{margin-top:36px;padding-top:4px;border-top:3px solid #bbb}
@@ -79,8 +79,8 @@ def usage_section(usage: Mapping[str, Mapping[str, int]], costs: Mapping[str, fl
 
 
 def columns_section(profiles: Sequence[ColumnProfile]) -> str:
-    """An overview table, then a card per column with its charts."""
-    rows = [[f'<a href="#col-{i}">{escape(p.name)}</a>', escape(p.type), escape(p.kind), f"{p.nulls:,}",
+    """An overview table, then a card per column with its charts (a struct's: a table of its fields)."""
+    rows = [[f'<a href="#col-{i}">{escape(p.name)}</a>', type_html(p), escape(p.kind), f"{p.nulls:,}",
              _problem(p.failed), f"{p.skipped:,}", escape(p.summary)] for i, p in enumerate(profiles)]
     headers = ["column", "type", "kind", "nulls", "failed", "skipped", "summary"]
     overview = table_html(headers, rows, numeric=range(3, 6))
@@ -92,14 +92,32 @@ def _problem(count: int) -> str:
     return f'<span class="bad">{count:,}</span>' if count else "0"
 
 
+def type_html(profile: ColumnProfile) -> str:
+    """The column's arrow type; a struct's is long (every field), so it reads 'struct of N fields'
+    with the full type as its tooltip (the card lists the fields)."""
+    if profile.kind != "struct":
+        return escape(profile.type)
+    count = len(profile.fields)
+    return f'<span title="{escape(profile.type)}">struct of {count} {"field" if count == 1 else "fields"}</span>'
+
+
 def _card(index: int, profile: ColumnProfile) -> str:
     charts = "".join(_caption(c.title, c.note, show_title=c.title != profile.name) + chart_svg(c)
                      for c in profile.charts)
-    nulls = f"{profile.nulls:,} of {profile.rows:,} null"
-    failed = f" · <span class=\"bad\">{profile.failed:,} failed</span>" if profile.failed else ""
-    return (f'<div class="card" id="col-{index}"><h3>{escape(profile.name)} <span class="muted">'
-            f'{escape(profile.kind)} · {escape(profile.type)}</span></h3>'
-            f'<div class="stats muted">{nulls}{failed} · {escape(profile.summary)}</div>{charts}</div>')
+    stats = [f"{profile.nulls:,} of {profile.rows:,} null"]
+    stats += [f"<span class=\"bad\">{profile.failed:,} failed</span>"] * bool(profile.failed)
+    stats += [escape(profile.summary)] * bool(profile.summary and not profile.fields)  # fields: listed below
+    kind = type_html(profile) if profile.kind == "struct" else f"{escape(profile.kind)} · {type_html(profile)}"
+    return (f'<div class="card" id="col-{index}"><h3>{escape(profile.name)} <span class="muted">{kind}</span></h3>'
+            f'<div class="stats muted">{" · ".join(stats)}</div>{charts}{_fields_table(profile.fields)}</div>')
+
+
+def _fields_table(fields: Sequence[FieldProfile]) -> str:
+    """A struct column's fields, one row each."""
+    if not fields:
+        return ""
+    rows = [[escape(f.name), escape(f.type), escape(f.kind), f"{f.nulls:,}", escape(f.summary)] for f in fields]
+    return f'<div class="fields">{table_html(["field", "type", "kind", "nulls", "summary"], rows, numeric=(3,))}</div>'
 
 
 def _caption(title: str, note: str, *, show_title: bool) -> str:

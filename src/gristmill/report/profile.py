@@ -3,7 +3,9 @@
 A column's *kind* decides its chart: numbers get a histogram, few distinct values their counts,
 free text a histogram of lengths, a judge column (a struct of ``{score, reasoning}`` structs)
 one score histogram per score, a validation column (a struct with a boolean ``is_valid``) its
-pass rate. Failed and skipped cells come from the per-row ``__errors`` list.
+pass rate. Any other struct (a ``person`` sampler's record, a structured LLM answer) gets no
+chart but a row per field: its type, kind, nulls and one-line summary. Failed and skipped cells
+come from the per-row ``__errors`` list.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ TEXT_COLUMN_TYPES = frozenset({"llm_text", "llm_code"})
 TOP_CATEGORIES = 12
 MAX_CATEGORIES = 20  # a string column with more distinct values is text (charted by length)
 HISTOGRAM_BINS = 20
+FIELD_NAMES_SHOWN = 4  # in a struct column's summary; its card lists every field
+TOP_VALUES_SHOWN = 3  # in a category field's summary
 
 
 @dataclass(frozen=True)
@@ -38,6 +42,17 @@ class Chart:
 
 
 @dataclass(frozen=True)
+class FieldProfile:
+    """One field of a struct column: described like a column, without a chart."""
+
+    name: str
+    type: str
+    kind: str
+    nulls: int
+    summary: str
+
+
+@dataclass(frozen=True)
 class ColumnProfile:
     """One column as the report shows it."""
 
@@ -50,6 +65,7 @@ class ColumnProfile:
     skipped: int
     summary: str
     charts: tuple[Chart, ...]
+    fields: tuple[FieldProfile, ...] = ()  # of a struct column (kind 'struct')
 
 
 def cell_problems(table: pa.Table) -> Counter[tuple[str, str]]:
@@ -78,8 +94,25 @@ def profile_column(name: str, column: pa.ChunkedArray, *, column_type: str | Non
     array = column.combine_chunks()
     kind = column_kind(array, column_type)
     summary, charts = _DESCRIBE[kind](name, array)
+    fields = struct_fields(array) if kind == "struct" else ()
     return ColumnProfile(name=name, type=str(array.type), kind=kind, rows=len(array), nulls=array.null_count,
-                         failed=failed, skipped=skipped, summary=summary, charts=charts)
+                         failed=failed, skipped=skipped, summary=summary, charts=charts, fields=fields)
+
+
+def struct_fields(array: pa.StructArray) -> tuple[FieldProfile, ...]:
+    """Each field's kind, nulls (a null struct counts as null in each field) and summary; a
+    category field's summary names its most frequent values."""
+    out = []
+    for index, values in enumerate(array.flatten()):
+        name = array.type.field(index).name
+        kind = column_kind(values, None)
+        summary, charts = _DESCRIBE[kind](name, values)
+        if kind == "category" and charts:
+            top = ", ".join(f"{label} {count:,}" for label, count in
+                            zip(charts[0].labels[:TOP_VALUES_SHOWN], charts[0].counts, strict=False))
+            summary += f": {top}" + (", …" if len(charts[0].labels) > TOP_VALUES_SHOWN else "")
+        out.append(FieldProfile(name=name, type=str(values.type), kind=kind, nulls=values.null_count, summary=summary))
+    return tuple(out)
 
 
 def column_kind(array: pa.Array, column_type: str | None) -> str:
@@ -89,7 +122,7 @@ def column_kind(array: pa.Array, column_type: str | None) -> str:
             return "validation"
         if kind.num_fields and all(_is_score(kind.field(i).type) for i in range(kind.num_fields)):
             return "judge"
-        return "other"
+        return "struct"
     if pa.types.is_boolean(kind):
         return "category"
     if pa.types.is_integer(kind) or pa.types.is_floating(kind):
@@ -141,7 +174,8 @@ def _category(name: str, array: pa.Array) -> tuple[str, tuple[Chart, ...]]:
     note = f"top {len(shown)} of {len(ranked)} values" if len(ranked) > len(shown) else ""
     if not shown:
         return "no values", ()
-    return f"{len(ranked)} distinct values", (Chart(name, *_unzip(shown), kind="category", note=note),)
+    distinct = f"{len(ranked)} distinct {'value' if len(ranked) == 1 else 'values'}"
+    return distinct, (Chart(name, *_unzip(shown), kind="category", note=note),)
 
 
 def _text(name: str, array: pa.Array) -> tuple[str, tuple[Chart, ...]]:
@@ -179,6 +213,12 @@ def _validation(name: str, array: pa.Array) -> tuple[str, tuple[Chart, ...]]:
     return rate, (chart,)
 
 
+def _struct(name: str, array: pa.Array) -> tuple[str, tuple[Chart, ...]]:
+    names = [array.type.field(i).name for i in range(array.type.num_fields)]
+    shown = ", ".join(names[:FIELD_NAMES_SHOWN]) + (", …" if len(names) > FIELD_NAMES_SHOWN else "")
+    return (f"{len(names)} {'field' if len(names) == 1 else 'fields'}: {shown}" if names else "no fields"), ()
+
+
 def _other(name: str, array: pa.Array) -> tuple[str, tuple[Chart, ...]]:
     if pa.types.is_temporal(array.type) and len(array) > array.null_count:
         bounds = pc.min_max(array).as_py()
@@ -201,4 +241,4 @@ def _unzip(pairs: list[tuple[str, int]]) -> tuple[tuple[str, ...], tuple[int, ..
 
 
 _DESCRIBE = {"numeric": _numeric, "category": _category, "text": _text, "judge": _judge,
-             "validation": _validation, "other": _other}
+             "validation": _validation, "struct": _struct, "other": _other}
