@@ -101,8 +101,9 @@ def show_command(
     record: RecordOption = None,
     debug: DebugOption = False,
 ) -> None:
-    """Print the first rows of a dataset (or of a workflow's output), one field/value block per row;
-    with --record N, record N alone as a panel."""
+    """Print the first rows of a dataset (or of a workflow's output), one field/value block per row.
+
+    With --record N, print record N alone, as a panel."""
     if record is not None:
         show_record(directory, stage, record)
         return

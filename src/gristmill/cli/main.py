@@ -213,8 +213,11 @@ def validate(
     config: Annotated[Path, typer.Argument(help="Dataset config (YAML or JSON), or a workflow file.")],
     debug: DebugOption = False,
 ) -> None:
-    """Static checks only: fields, column graph, struct fields read by templates, seed readable,
-    model aliases known. A workflow file gets the checks run makes before any stage starts."""
+    """Check a dataset config or a workflow file without generating anything.
+
+    A dataset config: fields, column graph, struct fields read by templates, seed readable, model aliases known.
+
+    A workflow file: the checks `gristmill run` makes before any stage starts."""
     if _is_workflow_file(config):
         _validate_workflow(config)
         return
@@ -250,8 +253,9 @@ def _validate_workflow(path: Path) -> None:
 @app.command()
 @user_errors
 def schema(debug: DebugOption = False) -> None:
-    """Print the JSON schema of a dataset config (every registered column type), for editors:
-    gristmill schema > dataset.schema.json"""
+    """Print the JSON schema of a dataset config (every registered column type), for editors.
+
+    Example: gristmill schema > dataset.schema.json"""
     typer.echo(json.dumps(gm.dataset_config_json_schema(), indent=2))
 
 

@@ -101,7 +101,7 @@ def plan_command(
     tools: ToolsOption = None,
     debug: DebugOption = False,
 ) -> None:
-    """Show what ``run`` (or ``create`` for a dataset config) would do, and why; nothing is written."""
+    """Show what `run` (or `create`, for a dataset config) would do, and why; nothing is written."""
     if _is_dataset_config(file):
         if target or rerun_from or override:
             raise WorkflowError("--target, --rerun-from and --override apply to workflow files, not to a "
@@ -342,9 +342,11 @@ def clean_command(
     yes: Annotated[bool, typer.Option("--yes", help="Delete; without it, only list what would go.")] = False,
     debug: DebugOption = False,
 ) -> None:
-    """Empty a workflow's trash (what reruns moved aside), or remove a dataset's leftover fresh
-    starts (<name>_<timestamp> beside it, their cached answers merged in first). Lists first;
-    deletes with --yes."""
+    """Empty a workflow's trash, or remove a dataset's leftover fresh starts; lists first, deletes with --yes.
+
+    A workflow's trash holds what its reruns moved aside.
+
+    Fresh starts are the <name>_<timestamp> folders beside a dataset; their cached answers are merged in first."""
     from gristmill.workflow import empty_trash, leftover_runs, remove_leftover_runs, trash_entries
 
     dataset = (directory / "metadata.json").is_file()
