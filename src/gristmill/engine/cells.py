@@ -21,7 +21,6 @@ import pyarrow.compute as pc
 from gristmill.config.columns import ColumnConfig, skip_template
 from gristmill.engine.generators.base import BatchFrame, CellProblem, ColumnValues, to_pylist
 from gristmill.engine.sandbox import TemplateLimits
-from gristmill.engine.templates import render_column
 from gristmill.errors import GenerationError
 
 ERRORS_COLUMN = "__errors"
@@ -80,14 +79,7 @@ def skip_mask_of(condition: str, frame: BatchFrame, limits: TemplateLimits,
     picked = np.arange(frame.num_rows) if rows is None else np.flatnonzero(rows)
     if picked.size == 0:
         return mask
-    every = picked.size == frame.num_rows
-
-    def column(name: str) -> list[Any]:
-        values = frame.pylist(name)
-        return values if every else [values[i] for i in picked]
-
-    texts = render_column(skip_template(condition), int(picked.size), column, frame.nested if every else None,
-                          row_offset=frame.row_offset, limits=limits)
+    texts = frame.render(skip_template(condition), [int(i) for i in picked], limits)
     mask[picked] = [text.strip().lower() in _TRUE for text in texts]
     return mask
 

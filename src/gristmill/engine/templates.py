@@ -111,23 +111,25 @@ def _jinja_str(value: Any) -> str:
 
 def render_column(template: str, num_rows: int, column: Callable[[str], list[Any]],
                   nested: Callable[[str, tuple[str, ...]], list[Any] | None] | None = None, *,
-                  row_offset: int = 0, limits: TemplateLimits | None = None) -> list[str]:
+                  row_offset: int | Sequence[int] = 0, limits: TemplateLimits | None = None) -> list[str]:
     """Render ``template`` for ``num_rows`` rows; ``column(name)`` returns a column's values.
-    Errors name the failing row as ``row_offset + i``; every row is bounded by ``limits``
+    Errors name the failing row as ``row_offset + i`` (or ``row_offset[i]``, the dataset rows of a
+    subset of a batch); every row is bounded by ``limits``
     (default ``TemplateLimits()``: 1 s and 1,000,000 characters per cell).
 
     ``nested(name, attrs)``, when given, may return the values of ``name.attr...`` directly
     (e.g. one field of a struct column) so the fast path need not build whole row objects.
     """
     limits = limits or TemplateLimits()
+    rows = range(row_offset, row_offset + num_rows) if isinstance(row_offset, int) else row_offset
     texts = _render_fast(template, num_rows, column, nested)
     if texts is None:
-        return _render_rows_jinja(template, num_rows, column, row_offset, limits)
+        return _render_rows_jinja(template, num_rows, column, rows, limits)
     for i, text in enumerate(texts):  # plain substitutions cannot amplify, but a cell is a cell
         if len(text) > limits.output_limit:
             raise GenerationError(_limit_message(template, f"output ({len(text):,} characters) is over the output "
                                                  f"limit of {limits.output_limit:,} characters per cell",
-                                                 row_offset + i))
+                                                 rows[i]))
     return texts
 
 
@@ -149,7 +151,7 @@ def _limit_message(template: str, problem: str, row: int) -> str:
             "RunConfig(template_time_limit=..., template_output_limit=...) if the work is intended")
 
 
-def _render_rows_jinja(template: str, num_rows: int, column: Callable[[str], list[Any]], row_offset: int,
+def _render_rows_jinja(template: str, num_rows: int, column: Callable[[str], list[Any]], rows: Sequence[int],
                        limits: TemplateLimits) -> list[str]:
     compiled = _compile(template)
     cols = {name: column(name) for name in sorted(_referenced(template))}
@@ -158,9 +160,9 @@ def _render_rows_jinja(template: str, num_rows: int, column: Callable[[str], lis
         try:
             results.append(_render_cell(compiled, {name: values[i] for name, values in cols.items()}, limits))
         except TemplateLimitError as exc:
-            raise GenerationError(_limit_message(template, str(exc), row_offset + i)) from None
+            raise GenerationError(_limit_message(template, str(exc), rows[i])) from None
         except Exception as exc:  # the template is user code: 1 / 0, 'a' + 1, unsafe access, recursion...
-            raise GenerationError(f"template {_short(template)} failed on row {row_offset + i}: "
+            raise GenerationError(f"template {_short(template)} failed on row {rows[i]}: "
                                   f"{type(exc).__name__}: {exc}") from exc
     return results
 

@@ -23,6 +23,8 @@ from gristmill.config.dataset import DatasetConfig
 from gristmill.config.registry import get_registry, resolve_implementation
 from gristmill.config.run import RunConfig
 from gristmill.engine.progress import CellProgress, NullProgress
+from gristmill.engine.sandbox import TemplateLimits
+from gristmill.engine.templates import render_column
 from gristmill.errors import ConfigError, ModelError
 
 T = TypeVar("T")
@@ -86,6 +88,18 @@ class BatchFrame:
             cached = to_pylist(self.columns[name])
             self._pylists[name] = cached
         return cached
+
+    def render(self, template: str, rows: Sequence[int], limits: TemplateLimits) -> list[str]:
+        """``template`` rendered for batch rows ``rows`` (reading only those rows' cells: others may
+        be skipped and hold nulls); errors name the dataset row."""
+        every = len(rows) == self.num_rows
+
+        def column(name: str) -> list[Any]:
+            values = self.pylist(name)
+            return values if every else [values[i] for i in rows]
+
+        return render_column(template, len(rows), column, self.nested if every else None,
+                             row_offset=[self.row_offset + i for i in rows], limits=limits)
 
     def nested(self, name: str, attrs: tuple[str, ...]) -> list[Any] | None:
         """Values of ``name.attr...`` read straight from a struct column, or None if not one."""

@@ -48,7 +48,6 @@ from gristmill.engine.generators.base import (
     gather_or_cancel,
 )
 from gristmill.engine.sandbox import TemplateLimits
-from gristmill.engine.templates import render_column
 from gristmill.errors import GenerationError, ModelAuthError, ModelError, ModelUnreachableError
 from gristmill.llm.cache import ResponseCache
 from gristmill.llm.images import generate_image, image_body, image_format, image_handle
@@ -127,14 +126,8 @@ class ImageGenerator(ModelColumnGenerator):
 
     def _bodies(self, frame: BatchFrame, rows: list[int]) -> dict[int, dict[str, Any]]:
         """The request body of each of ``rows`` whose prompt does not render empty."""
-        every = len(rows) == frame.num_rows
-
-        def column(name: str) -> list[Any]:
-            values = frame.pylist(name)
-            return values if every else [values[i] for i in rows]
-
         try:
-            prompts = render_column(self.column.prompt, len(rows), column, limits=self.limits)
+            prompts = frame.render(self.column.prompt, rows, self.limits)
         except GenerationError as exc:  # a template over its time or size limit: name the column
             raise GenerationError(f"column {self.column.name!r} prompt: {exc}") from None
         model, col = self.handle.resolved, self.column

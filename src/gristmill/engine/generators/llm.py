@@ -57,7 +57,6 @@ from gristmill.engine.generators.base import (
 )
 from gristmill.engine.generators.tool_loop import ToolConversation
 from gristmill.engine.sandbox import TemplateLimits
-from gristmill.engine.templates import render_column
 from gristmill.errors import (
     GenerationError,
     ModelAuthError,
@@ -339,16 +338,9 @@ class LLMColumnGenerator(ModelColumnGenerator):
         """The text chat messages of ``rows`` (default ``frame.active_rows()``); other rows get none:
         they are skipped, and their cells may hold nulls a prompt cannot read."""
         rows = frame.active_rows() if rows is None else rows
-        every = len(rows) == frame.num_rows
-
-        def column(name: str) -> list[Any]:
-            values = frame.pylist(name)
-            return values if every else [values[i] for i in rows]
-
         try:
-            prompts = render_column(self.column.prompt, len(rows), column, limits=self.limits)
-            systems = (render_column(self.column.system_prompt, len(rows), column, limits=self.limits)
-                       if self.column.system_prompt else None)
+            prompts = frame.render(self.column.prompt, rows, self.limits)
+            systems = frame.render(self.column.system_prompt, rows, self.limits) if self.column.system_prompt else None
         except GenerationError as exc:  # a template over its time or size limit: name the column
             raise GenerationError(f"column {self.column.name!r} prompt: {exc}") from None
         if systems is None and isinstance(self.column, LLMJudgeColumn):
