@@ -25,11 +25,9 @@ import struct
 from dataclasses import dataclass
 from typing import Any
 
-from gristmill.config.models import ModelProvider
-from gristmill.errors import ConfigError, ModelError
-from gristmill.llm.openai import OpenAIClient
-from gristmill.llm.runtime import ModelHandle, Usage
-from gristmill.llm.types import Attempt, Completion, Message, Outcome, RequestBody
+from gristmill.errors import ModelError
+from gristmill.llm.runtime import ModelHandle, ProviderEndpoint, Usage, endpoint_handle
+from gristmill.llm.types import Attempt, Completion, Outcome, RequestBody
 
 EMBEDDINGS_PATH = "/embeddings"
 
@@ -89,19 +87,10 @@ def _decode(value: Any) -> Any:
     return value
 
 
-class EmbeddingsEndpoint:
-    """The ``/embeddings`` endpoint of one OpenAI-compatible provider, in the shape the runtime's
-    retry loop drives (a :class:`~gristmill.llm.types.ChatClient`). It shares the provider's chat
-    client's connection pool, which the runtime closes; ``aclose`` here does nothing."""
+class EmbeddingsEndpoint(ProviderEndpoint):
+    """The ``/embeddings`` endpoint of one OpenAI-compatible provider."""
 
-    def __init__(self, client: OpenAIClient) -> None:
-        self.client = client
-        self.provider: ModelProvider = client.provider
-
-    def build_body(self, model: str, messages: list[Message], *, params: dict[str, Any],
-                   json_schema: dict[str, Any] | None) -> RequestBody:
-        raise ConfigError(f"model {model!r} of provider {self.provider.name!r} is an embedding model; "
-                          "LLM columns need a model with generation_type: chat")
+    kind = "embedding"
 
     async def send(self, body: RequestBody, *, timeout: float) -> Attempt:
         texts = body.get("input")
@@ -114,22 +103,13 @@ class EmbeddingsEndpoint:
                            status=attempt.status)
         return attempt
 
-    async def aclose(self) -> None:
-        return None
-
 
 def embedding_handle(handle: ModelHandle) -> ModelHandle:
-    """``handle``'s model, throttle and retries, sending to its provider's ``/embeddings``.
-
-    ConfigError when the provider's client is not the OpenAI-compatible one (the embedded local
-    model, or a client passed to ``Mill(clients=...)``)."""
-    client = handle.client
-    if not isinstance(client, OpenAIClient):
-        raise ConfigError(f"model alias {handle.alias!r}: embeddings need an OpenAI-compatible provider "
-                          f"(provider_type: openai), but provider {handle.resolved.provider.name!r} is served by "
-                          f"a {type(client).__name__}; for a local model, run llama.cpp's server with embeddings "
-                          "on and point a provider at it (docs/embeddings.md)")
-    return ModelHandle(handle.resolved, EmbeddingsEndpoint(client), handle.throttle)
+    """``handle``'s model, throttle and retries, sending to its provider's ``/embeddings``
+    (ConfigError unless the provider is OpenAI-compatible)."""
+    return endpoint_handle(handle, EmbeddingsEndpoint, needs="embeddings need", advice=(
+        "; for a local model, run llama.cpp's server with embeddings on and point a provider at it "
+        "(docs/embeddings.md)"))
 
 
 async def embed(handle: ModelHandle, texts: list[str], *, dimensions: int | None, usage: Usage) -> EmbeddingAnswer:

@@ -24,11 +24,9 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from gristmill.config.models import ModelProvider
-from gristmill.errors import ConfigError, ModelError
-from gristmill.llm.openai import OpenAIClient
-from gristmill.llm.runtime import ModelHandle, Usage
-from gristmill.llm.types import Attempt, Completion, Message, Outcome, RequestBody
+from gristmill.errors import ModelError
+from gristmill.llm.runtime import ModelHandle, ProviderEndpoint, Usage, endpoint_handle
+from gristmill.llm.types import Attempt, Completion, Outcome, RequestBody
 
 IMAGES_PATH = "/images/generations"
 # File signatures of the formats image endpoints answer in, and the file suffix of each.
@@ -101,38 +99,19 @@ def _token_count(value: object) -> int:
     return int(value) if value != float("inf") else 0
 
 
-class ImagesEndpoint:
-    """The ``/images/generations`` endpoint of one OpenAI-compatible provider, in the shape the
-    runtime's retry loop drives (a :class:`~gristmill.llm.types.ChatClient`). It shares the
-    provider's chat client's connection pool, which the runtime closes; ``aclose`` does nothing."""
+class ImagesEndpoint(ProviderEndpoint):
+    """The ``/images/generations`` endpoint of one OpenAI-compatible provider."""
 
-    def __init__(self, client: OpenAIClient) -> None:
-        self.client = client
-        self.provider: ModelProvider = client.provider
-
-    def build_body(self, model: str, messages: list[Message], *, params: dict[str, Any],
-                   json_schema: dict[str, Any] | None) -> RequestBody:
-        raise ConfigError(f"model {model!r} of provider {self.provider.name!r} is an image model; "
-                          "LLM columns need a model with generation_type: chat")
+    kind = "image"
 
     async def send(self, body: RequestBody, *, timeout: float) -> Attempt:
         return await self.client.post(IMAGES_PATH, body, parse_images, timeout=timeout)
 
-    async def aclose(self) -> None:
-        return None
-
 
 def image_handle(handle: ModelHandle) -> ModelHandle:
-    """``handle``'s model, throttle and retries, sending to its provider's ``/images/generations``.
-
-    ConfigError when the provider's client is not the OpenAI-compatible one (the embedded local
-    model, or a client passed to ``Mill(clients=...)``)."""
-    client = handle.client
-    if not isinstance(client, OpenAIClient):
-        raise ConfigError(f"model alias {handle.alias!r}: image generation needs an OpenAI-compatible provider "
-                          f"(provider_type: openai), but provider {handle.resolved.provider.name!r} is served by "
-                          f"a {type(client).__name__} (docs/images.md)")
-    return ModelHandle(handle.resolved, ImagesEndpoint(client), handle.throttle)
+    """``handle``'s model, throttle and retries, sending to its provider's ``/images/generations``
+    (ConfigError unless the provider is OpenAI-compatible)."""
+    return endpoint_handle(handle, ImagesEndpoint, needs="image generation needs", advice=" (docs/images.md)")
 
 
 async def generate_image(handle: ModelHandle, body: RequestBody, *, usage: Usage) -> ImageAnswer:

@@ -166,6 +166,43 @@ def _backoff(base: float, failures: int) -> float:
     return random.uniform(0.5, 1.0) * min(MAX_BACKOFF, base * 2.0 ** (failures - 1))
 
 
+class ProviderEndpoint:
+    """An endpoint of an OpenAI-compatible provider other than chat (``/embeddings``,
+    ``/images/generations``), in the shape the runtime's retry loop drives (a
+    :class:`~gristmill.llm.types.ChatClient`). It shares the provider's chat client's connection
+    pool, which the runtime closes; ``aclose`` does nothing. Subclasses name their ``kind`` of
+    model and ``send``."""
+
+    kind: str = ""  # "embedding", "image": what the error says when an LLM column names this model
+
+    def __init__(self, client: OpenAIClient) -> None:
+        self.client = client
+        self.provider: ModelProvider = client.provider
+
+    def build_body(self, model: str, messages: list[Message], *, params: dict[str, Any],
+                   json_schema: dict[str, Any] | None) -> RequestBody:
+        raise ConfigError(f"model {model!r} of provider {self.provider.name!r} is an {self.kind} model; "
+                          "LLM columns need a model with generation_type: chat")
+
+    async def send(self, body: RequestBody, *, timeout: float) -> Attempt:
+        raise NotImplementedError
+
+    async def aclose(self) -> None:
+        return None
+
+
+def endpoint_handle(handle: ModelHandle, endpoint: type[ProviderEndpoint], *, needs: str, advice: str) -> ModelHandle:
+    """``handle``'s model, throttle and retries, sending through ``endpoint``. ConfigError when the
+    provider's client is not the OpenAI-compatible one (the embedded local model, or a client passed
+    to ``Mill(clients=...)``): ``needs`` says what needs it, ``advice`` follows the reason."""
+    client = handle.client
+    if not isinstance(client, OpenAIClient):
+        raise ConfigError(f"model alias {handle.alias!r}: {needs} an OpenAI-compatible provider (provider_type: "
+                          f"openai), but provider {handle.resolved.provider.name!r} is served by a "
+                          f"{type(client).__name__}{advice}")
+    return ModelHandle(handle.resolved, endpoint(client), handle.throttle)
+
+
 class LLMRuntime:
     """Clients and throttles shared by every column, dataset and workflow stage of one Mill.
 
