@@ -59,6 +59,13 @@ class ConfigModel(BaseModel):
         return self.model_dump(mode="json", exclude_none=False)
 
 
+def non_empty_alias(value: str) -> str:
+    """The field validator of an ``alias`` (models, tool configs): not empty or blank."""
+    if not value.strip():
+        raise ValueError("alias must not be empty")
+    return value
+
+
 def import_reference(reference: str) -> Any:
     """The object a 'module:qualname' reference names; ImportError/AttributeError if none.
 

@@ -12,7 +12,7 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
 
-from gristmill.config.base import ConfigModel
+from gristmill.config.base import ConfigModel, non_empty_alias
 from gristmill.config.distributions import NUMPY_DISTRIBUTIONS, check_distribution
 
 
@@ -171,12 +171,7 @@ class ModelConfig(ConfigModel):
         {"max_parallel_requests", "timeout", "max_retries", "retry_backoff", "max_rate_limit_wait",
          "input_cost_per_million", "output_cost_per_million"})
 
-    @field_validator("alias")
-    @classmethod
-    def _check_alias(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("alias must not be empty")
-        return value
+    _check_alias = field_validator("alias")(non_empty_alias)
 
     def fingerprint_payload(self) -> Any:
         payload = self.model_dump(mode="json", exclude=set(self.fingerprint_exclude))

@@ -29,7 +29,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
-from gristmill.config.base import ConfigModel
+from gristmill.config.base import ConfigModel, non_empty_alias
 
 
 class ToolProvider(ConfigModel):
@@ -93,12 +93,7 @@ class ToolConfig(ConfigModel):
         description="A tool the model must call in its first answer (sent as tool_choice naming it); later "
                     "answers choose freely. For small models that do not call tools on their own.")
 
-    @field_validator("alias")
-    @classmethod
-    def _check_alias(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("alias must not be empty")
-        return value
+    _check_alias = field_validator("alias")(non_empty_alias)
 
     @field_validator("providers", "allow_tools")
     @classmethod
