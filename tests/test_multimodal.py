@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import base64
-import struct
 import wave
-import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,18 +13,13 @@ import pytest
 
 import gristmill as gm
 from gristmill.config.llm_columns import LLMTextColumn, MultiModalContext
-from gristmill.testing import FunctionModel, LLMTestServer, provider_and_model
+from gristmill.testing import FunctionModel, LLMTestServer, provider_and_model, solid_png
 from gristmill.testing.function_model import ChatRequest
 
 
 def write_png(path: Path, rgb: tuple[int, int, int], size: int = 4) -> bytes:
-    """A real PNG file of one colour (zlib + CRC chunks, as any decoder reads it)."""
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    rows = b"".join(b"\x00" + bytes(rgb) * size for _ in range(size))
-    data = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", size, size, 8, 2, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+    """A real PNG file of one colour."""
+    data = solid_png(rgb, size)
     path.write_bytes(data)
     return data
 

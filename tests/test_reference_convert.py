@@ -9,10 +9,8 @@ from __future__ import annotations
 import base64
 import os
 import re
-import struct
 import subprocess
 import sys
-import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -29,7 +27,7 @@ from gristmill.config import column_types
 from gristmill.config.tools import ToolConfig, ToolProvider
 from gristmill.convert import ConversionResult, convert_reference_config
 from gristmill.llm.mcp import ToolRuntime
-from gristmill.testing import LLMTestServer, provider_and_model
+from gristmill.testing import LLMTestServer, provider_and_model, solid_png
 
 CONFIGS = Path(__file__).parent / "reference_configs"
 ROOT = Path(__file__).resolve().parents[1]
@@ -198,13 +196,8 @@ def _llm(**fields: Any) -> dict[str, Any]:
 
 
 def _png(path: Path, rgb: tuple[int, int, int] = (200, 30, 30), size: int = 2) -> bytes:
-    """A real PNG file of one colour (zlib + CRC chunks, as any decoder reads it)."""
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    rows = b"".join(b"\x00" + bytes(rgb) * size for _ in range(size))
-    data = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", size, size, 8, 2, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+    """A real PNG file of one colour."""
+    data = solid_png(rgb, size)
     path.write_bytes(data)
     return data
 

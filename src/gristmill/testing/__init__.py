@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from gristmill.testing.server import LLMTestServer as LLMTestServer
     from gristmill.testing.server import ServerBehavior as ServerBehavior
     from gristmill.testing.server import schema_instance as schema_instance
+    from gristmill.testing.server import solid_png as solid_png
 
 # Public name -> its module (one line per name; its TYPE_CHECKING import above too).
 _EXPORTS: dict[str, str] = {
@@ -38,6 +39,7 @@ _EXPORTS: dict[str, str] = {
     "ServerBehavior": "gristmill.testing.server",
     "ServerProcess": "gristmill.testing.process",
     "schema_instance": "gristmill.testing.server",
+    "solid_png": "gristmill.testing.server",
 }
 
 

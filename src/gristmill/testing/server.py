@@ -447,6 +447,15 @@ def image_png(model: str, prompt: str, width: int = 8, height: int = 8) -> bytes
         _png_chunk(b"IEND", b"")
 
 
+def solid_png(rgb: tuple[int, int, int], size: int = 4) -> bytes:
+    """A real ``size`` x ``size`` PNG of one colour (zlib + CRC chunks, as any decoder reads it):
+    for tests that need image files."""
+    raw = b"".join(b"\0" + bytes(rgb) * size for _ in range(size))
+    header = struct.pack(">IIBBBBB", size, size, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header) + _png_chunk(b"IDAT", zlib.compress(raw)) + \
+        _png_chunk(b"IEND", b"")
+
+
 def _png_chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
