@@ -308,9 +308,8 @@ async def _count_batch(plan: BatchPlan, spec: BatchSpec, run_seed: int, cache: C
         elif isinstance(step.generator, EmbeddingGenerator | ImageGenerator):
             bill = bills.setdefault(column.name, _column_bill(step.generator))
             _keyed_requests(step.generator, frame, active & ~unsure, cache, bill)
-            per_request = step.generator.column.batch_size if isinstance(step.generator, EmbeddingGenerator) else 1
             bill.cells += int(active.sum())
-            bill.unknown += math.ceil(int(unsure.sum()) / per_request)
+            bill.unknown += math.ceil(int(unsure.sum()) / bill.per_request)
             outputs, known = {}, ~active  # vectors and paths are not filled in: their readers count as paid
         elif column.column_type in FREE_COLUMN_TYPES:
             outputs = await _free_cells(step.generator, frame, active & ~unsure)
@@ -391,14 +390,13 @@ def _keyed_requests(generator: EmbeddingGenerator | ImageGenerator, frame: Batch
     found = cache.get_many(sorted(set(keys.values())))
     bill.cached += sum(1 for key in keys.values() if key in found or key in bill.billed_keys)
     missing = {key for key in keys.values() if key not in found}
+    # An embedding text is keyed without its row, so an earlier batch may have billed it already;
+    # an image key holds its row, so for images every missing key is new.
     new = missing - bill.billed_keys
     bill.billed_keys |= new
-    if isinstance(generator, EmbeddingGenerator):  # texts are keyed without their row: shared across batches
-        size = generator.column.batch_size
-        bill.to_pay += math.ceil(len(new) / size)
-        bill.bound_only += math.ceil(len(missing) / size) - math.ceil(len(new) / size)
-    else:
-        bill.to_pay += len(missing)
+    size = bill.per_request
+    bill.to_pay += math.ceil(len(new) / size)
+    bill.bound_only += math.ceil(len(missing) / size) - math.ceil(len(new) / size)
 
 
 def _llm_cells(generator: LLMColumnGenerator, frame: BatchFrame, rows: np.ndarray, cache: CacheReader,
