@@ -168,12 +168,21 @@ def verify_batches(meta: DatasetMetadata, layout: DatasetLayout, *, check_hashes
             problem = file_problem(layout.root / rec.file, rec, full=check_hashes)
             if problem is not None:
                 raise ArtifactError(f"{describe_file_problem(layout.root / rec.file, problem)}; {_VERIFY_ADVICE}")
+    damaged = image_problem(meta, layout.root, full=check_hashes)
+    if damaged is not None:
+        path, problem, index = damaged
+        raise ArtifactError(f"{describe_file_problem(path, problem)} (an image of batch {index}); {_VERIFY_ADVICE}")
+
+
+def image_problem(meta: DatasetMetadata, root: Path, *, full: bool) -> tuple[Path, str, int] | None:
+    """(path, problem, batch index) of the first image file the batches of ``meta`` name that is
+    missing or truncated (or, with ``full``, altered); None when every one is as recorded."""
+    for record in meta.completed_batches:
         for image in record.image_files:
-            path = layout.root / image.file
-            problem = side_file_problem(path, image, full=check_hashes)
+            problem = side_file_problem(root / image.file, image, full=full)
             if problem is not None:
-                raise ArtifactError(f"{describe_file_problem(path, problem)} (an image of batch {record.index}); "
-                                    f"{_VERIFY_ADVICE}")
+                return root / image.file, problem, record.index
+    return None
 
 
 _VERIFY_ADVICE = "restore it, or rerun with resume=never to regenerate the dataset in a new directory"

@@ -15,11 +15,11 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from gristmill.engine.dataset_plan import check_batch_names, verify_batches
+from gristmill.engine.dataset_plan import check_batch_names, image_problem, verify_batches
 from gristmill.engine.seeds import seed_digest
 from gristmill.errors import ArtifactError, WorkflowError
 from gristmill.storage.atomic import sha256_file
-from gristmill.storage.integrity import file_problem, side_file_problem
+from gristmill.storage.integrity import file_problem
 from gristmill.storage.layout import DatasetLayout
 from gristmill.storage.metadata import DatasetMetadata
 from gristmill.workflow.metadata import (
@@ -130,12 +130,8 @@ def _output_problem(workflow_dir: Path, record: StageRecord, *, verify: bool) ->
 def _image_problem(stage_dir: Path, meta: DatasetMetadata, *, verify: bool) -> str | None:
     """The first image file of the stage's dataset that is missing or truncated (altered, under
     ``verify``): the stage's output names it, so it cannot be handed on as recorded."""
-    for record in meta.completed_batches:
-        for image in record.image_files:
-            problem = side_file_problem(stage_dir / image.file, image, full=verify)
-            if problem is not None:
-                return f"image {image.file} {problem}"
-    return None
+    damaged = image_problem(meta, stage_dir, full=verify)
+    return None if damaged is None else f"image {damaged[0].relative_to(stage_dir).as_posix()} {damaged[1]}"
 
 
 def _load_dataset(stage_dir: Path, *, verify: bool = False,
