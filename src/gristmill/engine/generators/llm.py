@@ -67,7 +67,7 @@ from gristmill.errors import (
 from gristmill.llm.cache import ResponseCache
 from gristmill.llm.parsing import ParseError, extract_code, extract_json, split_reasoning
 from gristmill.llm.schema import validate
-from gristmill.llm.types import Conversation, Message, RequestBody, TraceEntry, trace_entry, trace_of
+from gristmill.llm.types import Conversation, Message, RequestBody, TraceEntry, content_text, trace_entry, trace_of
 from gristmill.sampling.rng import column_rng
 
 logger = logging.getLogger("gristmill")
@@ -577,12 +577,8 @@ def _row_seed(run_seed: int, column: str, row: int) -> int:
 
 
 def _prompt_text(messages: list[Message]) -> str:
-    """The text of the request's last user message (its text part when it carries images)."""
-    content = next((m.get("content") for m in reversed(messages) if m.get("role") == "user"), "")
-    if isinstance(content, list):
-        return " ".join(part.get("text", "") for part in content
-                        if isinstance(part, dict) and part.get("type") == "text")
-    return content if isinstance(content, str) else ""
+    """The request's last user message as text (images and audio as short markers)."""
+    return content_text(next((m.get("content") for m in reversed(messages) if m.get("role") == "user"), ""))
 
 
 def _turns(stored: dict[str, Any]) -> list[TraceEntry]:
