@@ -29,7 +29,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import hashlib
 import json
 import logging
 from collections.abc import Callable
@@ -68,7 +67,7 @@ from gristmill.llm.cache import ResponseCache
 from gristmill.llm.parsing import ParseError, extract_code, extract_json, split_reasoning
 from gristmill.llm.schema import validate
 from gristmill.llm.types import Conversation, Message, RequestBody, TraceEntry, content_text, trace_entry, trace_of
-from gristmill.sampling.rng import column_rng
+from gristmill.sampling.rng import column_rng, stream_key
 
 logger = logging.getLogger("gristmill")
 
@@ -573,7 +572,7 @@ class LLMColumnGenerator(ModelColumnGenerator):
 
 def _row_seed(run_seed: int, column: str, row: int) -> int:
     """The embedded model's sampling seed for one cell (31 bits)."""
-    return int(hashlib.sha256(f"{run_seed}:{column}:{row}".encode()).hexdigest()[:8], 16) & 0x7FFFFFFF
+    return stream_key(run_seed, column, row, "sampling seed") & 0x7FFFFFFF
 
 
 def _prompt_text(messages: list[Message]) -> str:
