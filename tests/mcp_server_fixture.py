@@ -19,12 +19,8 @@ import json
 import os
 import time
 
-try:
-    from mcp.server.mcpserver import MCPServer as Server  # mcp 2
-    from mcp.server.mcpserver.exceptions import ToolError
-except ImportError:  # mcp 1
-    from mcp.server.fastmcp import FastMCP as Server  # type: ignore[no-redef]
-    from mcp.server.fastmcp.exceptions import ToolError  # type: ignore[no-redef]
+from mcp.server.mcpserver import MCPServer as Server
+from mcp.server.mcpserver.exceptions import ToolError
 
 WORDS = "amber basil cedar delta ember fjord grove harbor island juniper".split()
 server = Server("gristmill-test-tools")

@@ -196,18 +196,12 @@ class MCPSession:
             return
         assert provider.url is not None
         headers = _resolve(provider.headers, f"tool provider {provider.name!r} header")
-        from mcp.client import streamable_http
+        from mcp.client.streamable_http import streamable_http_client
+        from mcp.shared._httpx_utils import create_mcp_http_client
 
-        if hasattr(streamable_http, "streamable_http_client"):  # mcp 2
-            from mcp.shared._httpx_utils import create_mcp_http_client
-
-            async with create_mcp_http_client(headers=headers) as client, \
-                    streamable_http.streamable_http_client(provider.url, http_client=client) as streams:
-                yield streams[0], streams[1]
-        else:  # mcp 1.x (not exercised by the test suite)
-            legacy: Any = streamable_http
-            async with legacy.streamablehttp_client(provider.url, headers=headers) as streams:
-                yield streams[0], streams[1]
+        async with create_mcp_http_client(headers=headers) as client, \
+                streamable_http_client(provider.url, http_client=client) as streams:
+            yield streams[0], streams[1]
 
     async def _list_tools(self) -> list[ToolDefinition]:
         tools: list[ToolDefinition] = []
@@ -243,8 +237,10 @@ class MCPSession:
 
 
 def _is_protocol_error(exc: Exception) -> bool:
-    """An error the MCP server answered for the call (mcp 2 ``MCPError``, mcp 1 ``McpError``)."""
-    return type(exc).__name__ in {"MCPError", "McpError"}
+    """An error the MCP server answered for the call (the SDK's ``MCPError``)."""
+    from mcp import MCPError
+
+    return isinstance(exc, MCPError)
 
 
 def _result_text(result: Any) -> ToolResult:
