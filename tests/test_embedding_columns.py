@@ -294,6 +294,8 @@ def test_sigkill_mid_run_repays_at_most_the_texts_in_flight(tmp_path: Path) -> N
     # Answered but not stored at the kill: re-paid, and nothing else (an answer the server sent
     # just after the kill to the dead process counts as one more of those).
     repaid = after["duplicate_inputs"] - at_kill["duplicate_inputs"]
+    print(f"embedding SIGKILL: texts in flight {at_kill['embedded_inputs'] - stored}, re-paid {repaid}, "
+          f"bound {parallel * per_request}")
     assert at_kill["embedded_inputs"] - stored <= repaid <= parallel * per_request
     assert n - stored <= after["embedded_inputs"] - at_kill["embedded_inputs"] <= n - stored + parallel * per_request
     df = pq.read_table(tmp_path / "artifacts" / "crash" / "parquet-files").to_pandas()

@@ -302,6 +302,7 @@ def test_sigkill_mid_run_repays_at_most_the_images_in_flight(tmp_path: Path) -> 
     # Answered but not stored at the kill: re-paid, and nothing else (an answer the server sent
     # just after the kill to the dead process counts as one more of those).
     repaid = after["duplicate_images"] - at_kill["duplicate_images"]
+    print(f"image SIGKILL: images in flight {at_kill['images'] - stored}, re-paid {repaid}, bound {parallel}")
     assert at_kill["images"] - stored <= repaid <= parallel
     assert n - stored <= after["images"] - at_kill["images"] <= n - stored + parallel
     df = pq.read_table(root / "parquet-files").to_pandas()
